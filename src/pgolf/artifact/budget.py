@@ -1,0 +1,96 @@
+"""The 16,000,000-byte budget: counted code bytes + model bytes (TECHNIQUES §3.9, §5.1).
+
+Code is counted conservatively as every `.py` source file of the pgolf modules that are imported in
+this process (the code that actually ran), at its raw UTF-8 byte size. Model bytes are the whole
+artifact file. The cap is decimal: 16,000,000 bytes, not 16 MiB.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgolf.artifact.format import artifact_model_bytes
+from pgolf.errors import ArtifactError
+
+BUDGET_BYTES = 16_000_000
+
+
+def code_files(package: str = "pgolf") -> list[Path]:
+    """Sorted `.py` files inside `package`'s folder belonging to currently imported modules."""
+    root_module = sys.modules.get(package)
+    if root_module is None or root_module.__file__ is None:
+        raise ArtifactError(f"package {package!r} is not imported, so its code cannot be counted: import it first")
+    root = Path(root_module.__file__).resolve().parent
+    files: set[Path] = set()
+    for name, module in list(sys.modules.items()):
+        if name != package and not name.startswith(package + "."):
+            continue
+        source = getattr(module, "__file__", None)
+        if source is None or not source.endswith(".py"):
+            continue
+        resolved = Path(source).resolve()
+        if resolved.is_relative_to(root):
+            files.add(resolved)
+    return sorted(files)
+
+
+def count_code_bytes(files: Iterable[str | os.PathLike[str]]) -> int:
+    """Sum of the files' sizes in bytes (raw UTF-8 source, no minification or compression)."""
+    return sum(Path(f).stat().st_size for f in files)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Byte accounting of one submission; `code_files` only documents what `code_bytes` counted."""
+
+    code_bytes: int
+    model_bytes: int
+    limit: int = BUDGET_BYTES
+    code_files: tuple[Path, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.code_bytes + self.model_bytes
+
+    @property
+    def margin(self) -> int:
+        """limit − total; negative when over budget."""
+        return self.limit - self.total
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.limit
+
+    def report(self) -> str:
+        how = "raw UTF-8 bytes"
+        if self.code_files:
+            how += f" of {len(self.code_files)} imported pgolf source files"
+        lines = [
+            f"code bytes:  {self.code_bytes:>12,} ({how})",
+            f"model bytes: {self.model_bytes:>12,} (whole artifact file)",
+            f"total:       {self.total:>12,} of {self.limit:,} (decimal cap)",
+            f"margin:      {self.margin:>12,} bytes under the cap" if self.fits
+            else f"excess:      {-self.margin:>12,} bytes OVER the cap",
+        ]
+        lines += [f"  counted: {path}" for path in self.code_files]
+        return "\n".join(lines)
+
+
+def measure_budget(artifact: str | os.PathLike[str], package: str = "pgolf", limit: int = BUDGET_BYTES) -> Budget:
+    """Budget of `artifact` plus the imported source of `package`."""
+    files = tuple(code_files(package))
+    return Budget(count_code_bytes(files), artifact_model_bytes(artifact), limit, files)
+
+
+def check_budget(budget: Budget) -> None:
+    """Raise ArtifactError with the exact excess when the submission is over the cap."""
+    if not budget.fits:
+        raise ArtifactError(
+            f"submission is {-budget.margin:,} bytes over the {budget.limit:,}-byte cap "
+            f"(code {budget.code_bytes:,} + model {budget.model_bytes:,} = {budget.total:,}): "
+            "use a smaller model, fewer bits or a stronger codec"
+        )

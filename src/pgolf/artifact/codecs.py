@@ -1,0 +1,115 @@
+"""Byte compressors for the artifact payload: zlib, zstd, lzma, brotli, and `auto` (smallest wins).
+
+Defaults follow the records (TECHNIQUES §4.9): zlib 9 (baseline), zstd 22, brotli quality 11, and lzma
+preset 9 | PRESET_EXTREME — the strongest xz setting, chosen because only the size matters here and
+decompression of a 16 MB payload stays well under a second. The xz stream carries no integrity check
+of its own (CHECK_NONE): the artifact header already holds sha256 digests of the compressed and raw
+payloads, so a CRC would only cost bytes.
+"""
+
+from __future__ import annotations
+
+import lzma
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import brotli
+import zstandard
+
+from pgolf.errors import ArtifactError
+
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str
+    default_level: int
+    min_level: int
+    max_level: int
+    compress_fn: Callable[[bytes, int], bytes]
+    decompress_fn: Callable[[bytes], bytes]
+    errors: tuple[type[BaseException], ...]
+
+
+def _lzma_compress(data: bytes, level: int) -> bytes:
+    return lzma.compress(data, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, preset=level | lzma.PRESET_EXTREME)
+
+
+def _zstd_compress(data: bytes, level: int) -> bytes:
+    return zstandard.ZstdCompressor(level=level).compress(data)
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    # Frames written by ZstdCompressor.compress carry their content size; stream-read otherwise.
+    return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+
+
+CODECS: dict[str, Codec] = {
+    codec.name: codec
+    for codec in (
+        Codec("zlib", 9, 0, 9, lambda d, lvl: zlib.compress(d, lvl), zlib.decompress, (zlib.error,)),
+        Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress, (zstandard.ZstdError,)),
+        Codec("lzma", 9, 0, 9, _lzma_compress, lzma.decompress, (lzma.LZMAError, EOFError)),
+        Codec("brotli", 11, 0, 11, lambda d, q: brotli.compress(d, quality=q, lgwin=24), brotli.decompress,
+              (brotli.error,)),
+    )
+}
+CODEC_CHOICES: tuple[str, ...] = (*CODECS, AUTO)
+
+
+def get_codec(name: str) -> Codec:
+    """The registered codec called `name`; ArtifactError naming the valid ones otherwise."""
+    try:
+        return CODECS[name]
+    except KeyError:
+        raise ArtifactError(f"unknown codec {name!r}: use one of {', '.join(CODEC_CHOICES)}") from None
+
+
+def resolve_level(codec: Codec, level: int | None) -> int:
+    if level is None:
+        return codec.default_level
+    if not codec.min_level <= level <= codec.max_level:
+        raise ArtifactError(
+            f"{codec.name} level {level} is out of range: use {codec.min_level}..{codec.max_level} "
+            f"(default {codec.default_level})"
+        )
+    return level
+
+
+def compress(data: bytes, codec: str = "zlib", level: int | None = None) -> bytes:
+    """Compress with one named codec (its default level when `level` is None).
+
+    `auto` is not accepted here because its caller must learn which codec won: use `compress_auto`.
+    """
+    if codec == AUTO:
+        raise ArtifactError("codec 'auto' needs compress_auto(), which also returns the winning codec")
+    spec = get_codec(codec)
+    return spec.compress_fn(data, resolve_level(spec, level))
+
+
+def compress_auto(data: bytes, candidates: Iterable[str] = tuple(CODECS)) -> tuple[str, bytes]:
+    """Try every candidate at its default level; return (winner, bytes) of the smallest output.
+
+    Ties go to the earlier candidate, so the choice is deterministic.
+    """
+    best: tuple[str, bytes] | None = None
+    for name in candidates:
+        out = compress(data, name)
+        if best is None or len(out) < len(best[1]):
+            best = (name, out)
+    if best is None:
+        raise ArtifactError("codec 'auto' got no candidate codecs: pass at least one of " + ", ".join(CODECS))
+    return best
+
+
+def decompress(data: bytes, codec: str) -> bytes:
+    """Inverse of `compress`; a corrupt stream raises ArtifactError."""
+    spec = get_codec(codec)
+    try:
+        return spec.decompress_fn(data)
+    except spec.errors as exc:
+        raise ArtifactError(
+            f"corrupt {codec} stream ({exc}): the file is damaged; re-create it with `pgolf pack`"
+        ) from exc

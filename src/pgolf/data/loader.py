@@ -1,0 +1,133 @@
+"""Training token streams, read from memory-mapped shards (TECHNIQUES §1.9).
+
+`DistributedTokenLoader.next_batch` reproduces the baseline exactly: every rank advances its own
+identical stream by `(local+1)·world_size` tokens and keeps the slice `[r·(local+1), (r+1)·(local+1))`.
+Only that slice is copied; the rest of the span is skipped without being read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pgolf.data.shards import open_shard, read_num_tokens
+from pgolf.errors import ConfigError, DataError
+
+
+class TokenStream:
+    """The sorted shards as one endless token sequence: shard 0 … shard n-1, then shard 0 again."""
+
+    def __init__(self, files: Sequence[str | os.PathLike[str]]) -> None:
+        self.files = sorted(Path(f) for f in files)
+        if not self.files:
+            raise DataError("no train shards given: run `pgolf data build` or `pgolf data download` first")
+        self.sizes = [read_num_tokens(f) for f in self.files]
+        if sum(self.sizes) == 0:
+            raise DataError(f"the train shards ({self.files[0].parent}) hold no tokens: rebuild the dataset")
+        self.file_index = 0
+        self.position = 0
+        self._tokens: np.ndarray | None = None
+
+    def _current(self) -> np.ndarray:
+        if self._tokens is None:
+            self._tokens = open_shard(self.files[self.file_index])
+        return self._tokens
+
+    def _next_file(self) -> None:
+        self.file_index = (self.file_index + 1) % len(self.files)
+        self.position = 0
+        self._tokens = None
+
+    def _advance(self, n: int, out: np.ndarray | None) -> None:
+        """Move `n` tokens forward, copying them into `out` when given."""
+        filled = 0
+        while filled < n:
+            available = self.sizes[self.file_index] - self.position
+            if available == 0:
+                self._next_file()
+                continue
+            step = min(available, n - filled)
+            if out is not None:
+                out[filled : filled + step] = self._current()[self.position : self.position + step]
+            self.position += step
+            filled += step
+
+    def take(self, n: int) -> np.ndarray:
+        """The next `n` tokens (uint16), concatenated across shard boundaries."""
+        out = np.empty(n, dtype=np.uint16)
+        self._advance(n, out)
+        return out
+
+    def skip(self, n: int) -> None:
+        """Advance by `n` tokens without reading them."""
+        self._advance(n, None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"file_index": self.file_index, "position": self.position, "files": [f.name for f in self.files]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        names = [f.name for f in self.files]
+        if state.get("files") != names:
+            raise DataError(
+                f"loader state was saved for shards {state.get('files')} but this run has {names}: "
+                "resume with the same dataset and number of train shards"
+            )
+        index, position = int(state["file_index"]), int(state["position"])
+        if not (0 <= index < len(self.files) and 0 <= position <= self.sizes[index]):
+            raise DataError(
+                f"loader state (file {index}, position {position}) is outside the shards: the checkpoint is corrupt"
+            )
+        self.file_index, self.position, self._tokens = index, position, None
+
+
+class DistributedTokenLoader:
+    """Per-rank batches from a shared token stream, exactly as the baseline's loader."""
+
+    def __init__(
+        self,
+        files: Sequence[str | os.PathLike[str]],
+        rank: int,
+        world_size: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world_size {world_size}")
+        self.rank = rank
+        self.world_size = world_size
+        self.device = torch.device(device)
+        self.stream = TokenStream(files)
+
+    def next_batch(self, global_tokens: int, seq_len: int, grad_accum_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets, int64 tensors of shape (local_tokens // seq_len, seq_len)."""
+        local_tokens = self._local_tokens(global_tokens, seq_len, grad_accum_steps)
+        span = local_tokens + 1
+        self.stream.skip(self.rank * span)
+        chunk = torch.from_numpy(self.stream.take(span).astype(np.int64))
+        self.stream.skip((self.world_size - self.rank - 1) * span)
+        x = chunk[:-1].reshape(-1, seq_len)
+        y = chunk[1:].reshape(-1, seq_len)
+        if self.device.type == "cuda":
+            return x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
+        return x.to(self.device), y.to(self.device)
+
+    def _local_tokens(self, global_tokens: int, seq_len: int, grad_accum_steps: int) -> int:
+        local = global_tokens // (self.world_size * grad_accum_steps)
+        if local <= 0 or local % seq_len:
+            raise ConfigError(
+                f"train_batch_tokens={global_tokens} / (world_size {self.world_size} × grad_accum_steps "
+                f"{grad_accum_steps}) = {local} tokens per micro-batch, not a positive multiple of "
+                f"train_seq_len={seq_len}: choose a batch size divisible by world_size·grad_accum·seq_len"
+            )
+        return local
+
+    def state_dict(self) -> dict[str, Any]:
+        """The position of the shared stream; identical on every rank."""
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state)

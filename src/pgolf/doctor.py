@@ -1,0 +1,73 @@
+"""`pgolf doctor`: what this machine offers and what pgolf will use on it."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from pgolf.config import Config
+from pgolf.model.backend import attention_backend_name
+from pgolf.train.distributed import choose_device
+from pgolf.train.runtime import autocast_dtype, compile_enabled, cpu_supports_bf16
+
+
+def _module_version(name: str) -> str | None:
+    try:
+        module = importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - absent or broken both mean "not usable"
+        return None
+    return str(getattr(module, "__version__", "installed"))
+
+
+def collect() -> dict[str, Any]:
+    cfg = Config()
+    device = choose_device("auto")
+    cuda = torch.cuda.is_available()
+    dtype = autocast_dtype(cfg, device)
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda_available": cuda,
+        "cuda_version": torch.version.cuda,
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "bf16": torch.cuda.is_bf16_supported() if cuda else cpu_supports_bf16(),
+        "torch_compile": compile_enabled(cfg, device),
+        "flash_attn_3": _module_version("flash_attn_interface"),
+        "flash_attn_2": _module_version("flash_attn"),
+        "nccl": dist.is_available() and dist.is_nccl_available(),
+        "gloo": dist.is_available() and dist.is_gloo_available(),
+        "cpu_threads": torch.get_num_threads(),
+        "will_use": {
+            "device": str(device),
+            "autocast": str(dtype).removeprefix("torch.") if dtype else "fp32",
+            "attention": attention_backend_name(device),
+            "compile": compile_enabled(cfg, device),
+            "distributed_backend": "nccl" if cuda else "gloo",
+        },
+    }
+
+
+def run_doctor(as_json: bool = False) -> int:
+    info = collect()
+    if as_json:
+        print(json.dumps(info))
+        return 0
+    yes = lambda flag: "yes" if flag else "no"  # noqa: E731
+    print(f"python {info['python']} on {info['platform']}")
+    print(f"torch {info['torch']}  CUDA available: {yes(info['cuda_available'])} (CUDA {info['cuda_version']})")
+    for gpu in info["gpus"]:
+        print(f"  GPU: {gpu}")
+    print(f"bf16 compute: {yes(info['bf16'])}   torch.compile (auto): {yes(info['torch_compile'])}")
+    print(f"FlashAttention 3: {info['flash_attn_3'] or 'not installed'}   FlashAttention 2: {info['flash_attn_2'] or 'not installed'}")
+    print(f"NCCL: {yes(info['nccl'])}   gloo: {yes(info['gloo'])}   CPU threads: {info['cpu_threads']}")
+    use = info["will_use"]
+    print(f"pgolf will use: device {use['device']}, autocast {use['autocast']}, attention {use['attention']}, "
+          f"compile {yes(use['compile'])}, torchrun backend {use['distributed_backend']}")
+    return 0

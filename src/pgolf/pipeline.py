@@ -1,0 +1,293 @@
+"""The stages wired together: train → quantize → pack → evaluate, as `pgolf train` runs them.
+
+Each function here is what one CLI command calls. The run directory is the hand-off between
+stages: `runs/<run_id>/{config.toml, train.log, metrics.jsonl, checkpoint.pt, weights.pgolf,
+artifact.pgolf, summary.json}`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from pgolf.artifact.budget import Budget, code_files, count_code_bytes
+from pgolf.artifact.format import read_artifact, write_artifact
+from pgolf.config import Config, config_from_dict, read_toml_file, resolve_grad_accum, validate
+from pgolf.data.build import DatasetPaths, embedded_dataset
+from pgolf.data.loader import DistributedTokenLoader
+from pgolf.data.shards import list_shards, load_val_tokens
+from pgolf.data.tokenizer import ByteLUT, build_byte_lut, check_vocab_size, load_sentencepiece
+from pgolf.errors import ConfigError, UserError
+from pgolf.evaluate.bpb import BPBResult
+from pgolf.evaluate.plain import EvalSetup, evaluate_plain
+from pgolf.model.gpt import GPT, build_model, count_parameters
+from pgolf.optim.factory import build_optimizers
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
+from pgolf.quant.int8 import quantize_state_dict_int8
+from pgolf.train import provenance
+from pgolf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, weights_sha256
+from pgolf.train.distributed import DistContext, barrier, init_distributed, seed_everything, shutdown
+from pgolf.train.metrics import RunLogger
+from pgolf.train.phases import PhaseClock
+from pgolf.train.runtime import autocast_dtype, compile_enabled, maybe_compile
+from pgolf.train.trainer import Trainer, TrainerParts
+from pgolf.utils import atomic_write_json, atomic_write_text, sha256_file
+
+EMBEDDED_PREFIX = "embedded:"
+WEIGHTS_NAME = "weights.pgolf"
+ARTIFACT_NAME = "artifact.pgolf"
+
+
+# ---- data ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalData:
+    tokens: Tensor
+    lut: ByteLUT
+    tokenizer_path: Path
+
+
+def resolve_dataset(cfg: Config) -> DatasetPaths:
+    """Dataset folder and tokenizer named by the config (`embedded:<variant>` builds the shipped corpus)."""
+    dataset, tokenizer = cfg.data.dataset, cfg.data.tokenizer
+    if dataset.startswith(EMBEDDED_PREFIX):
+        paths = embedded_dataset(dataset[len(EMBEDDED_PREFIX):])
+        dataset_dir = paths.dataset_dir
+        default_tokenizer = paths.tokenizer_path
+    else:
+        dataset_dir = Path(dataset)
+        default_tokenizer = None
+    if not dataset_dir.is_dir():
+        raise UserError(f"dataset folder {dataset_dir} does not exist (data.dataset / DATA_PATH): "
+                        "build one with `pgolf data build` or fetch one with `pgolf data download`")
+    if tokenizer in ("", "auto") or (tokenizer.startswith(EMBEDDED_PREFIX) and default_tokenizer is not None):
+        if default_tokenizer is None:
+            raise ConfigError("data.tokenizer: set the tokenizer .model of this dataset (TOKENIZER_PATH)")
+        tokenizer_path = default_tokenizer
+    else:
+        tokenizer_path = Path(tokenizer)
+    sp = load_sentencepiece(tokenizer_path)
+    check_vocab_size(sp, cfg.model.vocab_size, name="model.vocab_size")
+    return DatasetPaths(dataset_dir, tokenizer_path, int(sp.vocab_size()))
+
+
+def train_files(cfg: Config, paths: DatasetPaths) -> list[Path]:
+    files = list_shards(paths.dataset_dir, "train")
+    return files[: cfg.data.train_shards] if cfg.data.train_shards > 0 else files
+
+
+def load_eval_data(cfg: Config, paths: DatasetPaths, seq_len: int) -> EvalData:
+    sp = load_sentencepiece(paths.tokenizer_path)
+    tokens = load_val_tokens(paths.dataset_dir, seq_len, cfg.eval.val_max_tokens)
+    return EvalData(tokens, build_byte_lut(sp, cfg.model.vocab_size), paths.tokenizer_path)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------
+def evaluate_model(model: GPT, data: EvalData, cfg: Config, ctx: DistContext,
+                   collect_losses: bool = False) -> tuple[BPBResult, Any]:
+    setup = EvalSetup(seq_len=cfg.train.train_seq_len, batch_tokens=cfg.eval.val_batch_size, rank=ctx.rank,
+                      world_size=ctx.world_size, autocast_dtype=autocast_dtype(cfg, ctx.device))
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate_plain(model.token_losses, data.tokens, data.lut, setup, ctx.device, collect_losses)
+    finally:
+        model.train(was_training)
+
+
+# ---- weights and artifacts ---------------------------------------------------------------------
+def float_weights(state_dict: dict[str, Tensor]) -> QuantizedModel:
+    """A state dict as an all-passthrough model, so float weights use the same pickle-free container."""
+    return QuantizedModel({name: QuantizedTensor(name, "passthrough", None, t.detach().cpu().contiguous(), None, t.dtype)
+                           for name, t in state_dict.items()})
+
+
+def pack_state_dict(state_dict: dict[str, Tensor], cfg: Config, path: Path, extra_meta: dict[str, Any]) -> dict[str, Any]:
+    """Quantize with the config's scheme, write the artifact, and return the packing report."""
+    quantized = quantize_state_dict_int8({k: v.detach().cpu() for k, v in state_dict.items()})
+    meta = {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta}
+    level = None if cfg.quant.codec_level < 0 else cfg.quant.codec_level
+    info = write_artifact(path, quantized, meta, codec=cfg.quant.codec, level=level)
+    return packing_report(path, info.codec, info.total_bytes) | {"payload_bytes": quantized.stats["payload_bytes"]}
+
+
+def packing_report(path: Path, codec: str, model_bytes: int) -> dict[str, Any]:
+    """Budget of an artifact: its bytes plus the bytes of the pgolf code imported in this process."""
+    files = tuple(code_files())
+    budget = Budget(code_bytes=count_code_bytes(files), model_bytes=model_bytes, code_files=files)
+    root = Path(files[0]).parent if files else Path(".")
+    return {"artifact": str(path), "codec": codec, "model_bytes": model_bytes, "code_bytes": budget.code_bytes,
+            "artifact_bytes": budget.total, "budget_margin": budget.margin, "fits_budget": budget.fits,
+            "code_files": [str(Path(f).relative_to(root.parent)) if root.parent in Path(f).parents else str(f) for f in files],
+            "budget_report": budget.report()}
+
+
+def load_packed_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    quantized, meta = read_artifact(path)
+    return dequantize(quantized), meta
+
+
+# ---- training -----------------------------------------------------------------------------------
+def _new_run_id(ctx: DistContext) -> str:
+    run_id = [time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]]
+    if ctx.distributed:
+        dist.broadcast_object_list(run_id, src=0)
+    return run_id[0]
+
+
+def load_run_config(run_dir: Path) -> Config:
+    return config_from_dict(read_toml_file(run_dir / "config.toml"), f"{run_dir}/config.toml")
+
+
+def _wrap_for_training(model: GPT, cfg: Config, ctx: DistContext, logger: RunLogger):
+    use_compile = compile_enabled(cfg, ctx.device)
+    forward, compile_info = maybe_compile(model, use_compile, dynamic=False, fullgraph=True)
+    logger.log(f"torch_compile:{compile_info.enabled} ({compile_info.reason})")
+    ddp = None
+    if ctx.distributed:
+        device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+        ddp = DistributedDataParallel(forward, device_ids=device_ids, broadcast_buffers=False)
+        forward = ddp
+    return forward, ddp, compile_info
+
+
+def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
+    """Train, pack, evaluate; write the run directory and return summary.json's content."""
+    ctx = init_distributed(cfg.train.device)
+    try:
+        return _run_train(cfg, ctx, resume_dir)
+    finally:
+        shutdown(ctx)
+
+
+@dataclass
+class TrainingSetup:
+    """Everything a training run needs, built from the config (shared by `train` and `bench train`)."""
+
+    trainer: Trainer
+    model: GPT
+    eval_data: EvalData
+    params: int
+    manifest: dict[str, Any]
+
+
+def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger: RunLogger,
+                     clock: PhaseClock) -> TrainingSetup:
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    if ctx.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    seed_everything(cfg.run.seed)
+    paths = resolve_dataset(cfg)
+    files = train_files(cfg, paths)
+    accum = resolve_grad_accum(cfg, ctx.world_size)
+    manifest = {
+        "code_sha256": provenance.code_hash(), "git_commit": provenance.git_commit(),
+        "config": cfg.to_dict(), "seed": cfg.run.seed,
+        "data": provenance.data_fingerprint(paths.dataset_dir, paths.tokenizer_path, files),
+        "environment": provenance.environment(ctx.device, ctx.world_size),
+    }
+    dtype = autocast_dtype(cfg, ctx.device)
+    model = build_model(cfg.model, ctx.device, low_precision_storage=ctx.device.type == "cuda")
+    optimizers, muon = build_optimizers(model, cfg, ctx.device)
+    forward, ddp, _ = _wrap_for_training(model, cfg, ctx, logger)
+    eval_data = load_eval_data(cfg, paths, cfg.train.train_seq_len)
+    params = count_parameters(model)
+    logger.log(f"model_params:{params} world_size:{ctx.world_size} grad_accum_steps:{accum} "
+               f"device:{ctx.device} autocast:{dtype} attention:{manifest['environment']['attention_backend']}")
+    logger.log(f"train_shards:{len(files)} val_tokens:{eval_data.tokens.numel() - 1} seed:{cfg.run.seed}")
+    parts = TrainerParts(
+        cfg=cfg, ctx=ctx, model=model, forward=forward, ddp=ddp, optimizers=optimizers, muon=muon,
+        make_loader=lambda: DistributedTokenLoader(files, ctx.rank, ctx.world_size, ctx.device),
+        grad_accum_steps=accum, autocast_dtype=dtype,
+        evaluate=lambda: evaluate_model(model, eval_data, cfg, ctx)[0],
+        logger=logger, clock=clock,
+        checkpoint_path=run_dir / CHECKPOINT_NAME if run_dir is not None and cfg.train.checkpoint_every > 0 else None,
+    )
+    return TrainingSetup(Trainer(parts), model, eval_data, params, manifest)
+
+
+def _run_train(cfg: Config, ctx: DistContext, resume_dir: Path | None) -> dict[str, Any]:
+    validate(cfg, world_size=ctx.world_size)
+    clock = PhaseClock(sync=torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None))
+    with clock.phase("startup"):
+        if resume_dir is None:
+            cfg.run.run_id = cfg.run.run_id or _new_run_id(ctx)
+            run_dir = Path(cfg.run.out_dir) / cfg.run.run_id
+            if ctx.is_main and (run_dir / "summary.json").exists():
+                raise UserError(f"run {run_dir} already finished: choose another RUN_ID / run.run_id")
+        else:
+            run_dir = resume_dir
+        logger = RunLogger(run_dir, enabled=ctx.is_main)
+        if ctx.is_main:
+            atomic_write_text(run_dir / "config.toml", cfg.to_toml())
+            logger.log(provenance.code_text(), file_only=True)
+            logger.log("=" * 100, file_only=True)
+        logger.log(f"run:{run_dir} resume:{resume_dir is not None}")
+        setup = prepare_training(cfg, ctx, run_dir, logger, clock)
+        logger.log(f"manifest:{_compact_json(setup.manifest)}")
+    trainer = setup.trainer
+    if resume_dir is not None:
+        trainer.restore(load_checkpoint(run_dir / CHECKPOINT_NAME))
+        logger.log(f"resumed_at_step:{trainer.state.step}")
+    else:
+        with clock.phase("compile_warmup"):
+            trainer.prime()
+    state = trainer.fit()
+    return _finish(cfg, ctx, run_dir, setup, logger, clock, state)
+
+
+def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, logger: RunLogger,
+            clock: PhaseClock, state: Any) -> dict[str, Any]:
+    model, eval_data, manifest, params = setup.model, setup.eval_data, setup.manifest, setup.params
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    sha = weights_sha256(state_dict)
+    artifact_path = run_dir / ARTIFACT_NAME
+    with clock.phase("pack"):
+        if ctx.is_main:
+            write_artifact(run_dir / WEIGHTS_NAME, float_weights(state_dict), {"config": cfg.to_dict(), "kind": "float"})
+            packed = pack_state_dict(state_dict, cfg, artifact_path, {"weights_sha256": sha, "run_id": cfg.run.run_id})
+            logger.log(packed["budget_report"])
+        barrier(ctx)
+    with clock.phase("eval_float", "eval"):
+        pre, _ = evaluate_model(model, eval_data, cfg, ctx)
+    logger.log(f"pre_quant val_loss:{pre.val_loss:.8f} val_bpb:{pre.val_bpb:.8f}")
+    with clock.phase("eval_artifact", "eval"):
+        restored, _ = load_packed_state(artifact_path)
+        model.load_state_dict(restored, strict=True)
+        post, _ = evaluate_model(model, eval_data, cfg, ctx)
+    logger.log(f"final_int8_zlib_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
+    logger.log(clock.table())
+    if not ctx.is_main:
+        return {}
+    summary = {
+        "val_loss": post.val_loss, "val_bpb": post.val_bpb, "val_tokens": post.val_tokens, "val_bytes": post.val_bytes,
+        "pre_quant_val_loss": pre.val_loss, "pre_quant_val_bpb": pre.val_bpb,
+        "post_quant_val_loss": post.val_loss, "post_quant_val_bpb": post.val_bpb,
+        "quant_gap_bpb": post.val_bpb - pre.val_bpb,
+        "artifact_bytes": packed["artifact_bytes"], "code_bytes": packed["code_bytes"], "model_bytes": packed["model_bytes"],
+        "budget_margin": packed["budget_margin"], "fits_budget": packed["fits_budget"], "codec": packed["codec"],
+        "code_files": packed["code_files"], "params": params, "steps": state.step, "train_tokens": state.train_tokens,
+        "train_tokens_per_s": state.train_tokens / max(state.training_time_ms / 1000.0, 1e-9),
+        "wallclock_s": state.training_time_ms / 1000.0, "stopped_early": state.stopped_early,
+        "last_train_loss": state.last_train_loss, "seed": cfg.run.seed, "preset": cfg.run.preset,
+        "run_id": cfg.run.run_id, "git_commit": manifest["git_commit"], "weights_sha256": sha,
+        "artifact_sha256": sha256_file(artifact_path), "phases": clock.to_dict(), "manifest": manifest,
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    logger.close()
+    return summary
+
+
+def _compact_json(obj: Any) -> str:
+    import json
+
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,101 @@
+"""The baseline's int8 export (`train_gpt.py`, format "int8_clean_per_row_v1"), numerically identical.
+
+Per tensor, in state-dict order:
+
+* non-float: stored unchanged;
+* float with at most `KEEP_FLOAT_MAX_NUMEL` elements: stored as float — fp32 if the name contains a
+  keep-fp32 pattern, else fp32/bf16 downcast to fp16 (other float dtypes unchanged);
+* larger 2-D float: per-row int8 with a 99.99984th-percentile clip and fp16 scales;
+* larger float of any other rank: per-tensor int8, same percentile, fp32 scalar scale.
+
+One deliberate difference in bookkeeping, not in values: a keep-fp32 tensor records its true original
+dtype (the official script always restores it as fp32; for fp32 inputs, the baseline's case, the two agree).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import torch
+from torch import Tensor
+
+from pgolf.model.layers import CONTROL_TENSOR_NAME_PATTERNS
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
+
+__all__ = [
+    "CONTROL_TENSOR_NAME_PATTERNS",
+    "INT8_CLIP_Q",
+    "INT8_KEEP_FLOAT_FP32_NAME_PATTERNS",
+    "KEEP_FLOAT_MAX_NUMEL",
+    "dequantize",
+    "quantize_per_row_int8",
+    "quantize_per_tensor_int8",
+    "quantize_state_dict_int8",
+    "quantize_tensor_int8",
+]
+
+INT8_KEEP_FLOAT_FP32_NAME_PATTERNS: tuple[str, ...] = CONTROL_TENSOR_NAME_PATTERNS
+KEEP_FLOAT_MAX_NUMEL = 65_536
+INT8_CLIP_Q = 99.99984 / 100.0  # computed as in the official script, so the float is bit-identical
+KEEP_FLOAT_STORE_DTYPE = torch.float16
+PER_ROW_SCALE_DTYPE = torch.float16
+
+
+def quantize_per_row_int8(w: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 codes and fp16 per-row scales of a 2-D tensor.
+
+    The scale floor 1/127 means rows whose clip is below 1.0 share a fixed grid of step 1/127.
+    """
+    w32 = w.float()
+    clip = torch.quantile(w32.abs(), INT8_CLIP_Q, dim=1)
+    clipped = torch.maximum(torch.minimum(w32, clip[:, None]), -clip[:, None])
+    scale = (clip / 127.0).clamp_min(1.0 / 127.0)
+    q = torch.clamp(torch.round(clipped / scale[:, None]), -127, 127).to(torch.int8).contiguous()
+    return q, scale.to(PER_ROW_SCALE_DTYPE).contiguous()
+
+
+def quantize_per_tensor_int8(w: Tensor) -> tuple[Tensor, Tensor]:
+    """int8 codes and a 0-d fp32 scale (1.0 for an all-zero tensor).
+
+    `torch.quantile` refuses inputs above 16,777,216 elements, exactly as in the official script.
+    """
+    w32 = w.float()
+    clip = float(torch.quantile(w32.abs().flatten(), INT8_CLIP_Q).item())
+    scale = torch.tensor(clip / 127.0 if clip > 0 else 1.0, dtype=torch.float32)
+    q = torch.clamp(torch.round(torch.clamp(w32, -clip, clip) / scale), -127, 127).to(torch.int8).contiguous()
+    return q, scale
+
+
+def _keep_float(name: str, t: Tensor, keep_fp32_patterns: Iterable[str]) -> QuantizedTensor:
+    if any(pattern in name for pattern in keep_fp32_patterns):
+        stored = t.float().contiguous()
+    elif t.dtype in (torch.float32, torch.bfloat16):
+        stored = t.to(KEEP_FLOAT_STORE_DTYPE).contiguous()
+    else:
+        stored = t
+    return QuantizedTensor(name, "passthrough", None, stored, None, t.dtype)
+
+
+def quantize_tensor_int8(
+    name: str, tensor: Tensor, keep_fp32_patterns: Iterable[str] = INT8_KEEP_FLOAT_FP32_NAME_PATTERNS
+) -> QuantizedTensor:
+    """Apply the baseline's rules to one tensor."""
+    t = tensor.detach().to("cpu").contiguous()
+    if not t.is_floating_point():
+        return QuantizedTensor(name, "passthrough", None, t, None, t.dtype)
+    if t.numel() <= KEEP_FLOAT_MAX_NUMEL:
+        return _keep_float(name, t, keep_fp32_patterns)
+    if t.ndim == 2:
+        q, scale = quantize_per_row_int8(t)
+        return QuantizedTensor(name, "per_row", 8, q, scale, t.dtype)
+    q, scale = quantize_per_tensor_int8(t)
+    return QuantizedTensor(name, "per_tensor", 8, q, scale, t.dtype)
+
+
+def quantize_state_dict_int8(
+    state_dict: Mapping[str, Tensor],
+    keep_fp32_patterns: Iterable[str] = INT8_KEEP_FLOAT_FP32_NAME_PATTERNS,
+) -> QuantizedModel:
+    """Quantize a whole state dict with the baseline's rules; `dequantize` inverts it."""
+    patterns = tuple(keep_fp32_patterns)
+    return QuantizedModel({name: quantize_tensor_int8(name, t, patterns) for name, t in state_dict.items()})

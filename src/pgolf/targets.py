@@ -1,0 +1,137 @@
+"""`pgolf eval` and `pgolf pack` on whatever the user has: a run directory, a pgolf artifact, or
+the official script's `final_model.pt` / `final_model.int8.ptz`.
+
+Official files are read with `torch.load(weights_only=True)` only; pgolf files never unpickle.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pgolf.artifact.format import MAGIC, looks_like_zlib, read_artifact_meta, write_artifact
+from pgolf.artifact.official import load_official_checkpoint, read_official_int8
+from pgolf.config import Config
+from pgolf.errors import UserError
+from pgolf.model.gpt import build_model
+from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, evaluate_model, load_eval_data,
+                            load_packed_state, pack_state_dict, packing_report, resolve_dataset)
+from pgolf.train.distributed import init_distributed, shutdown
+from pgolf.utils import atomic_write_bytes
+
+ConfigLoader = Callable[..., Config]
+PGOLF_SUFFIX = ".pgolf"
+
+
+def _is_pgolf_file(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(len(MAGIC)) == MAGIC
+
+
+def _describe(target: Path) -> tuple[str, Path]:
+    """('run' | 'pgolf' | 'official', file to read)."""
+    if target.is_dir():
+        if not (target / "config.toml").is_file():
+            raise UserError(f"{target} is a folder but not a run directory (no config.toml): pass runs/<run_id>")
+        return "run", target / ARTIFACT_NAME
+    if not target.is_file():
+        raise UserError(f"{target} does not exist: pass an artifact, a run directory or an official final_model file")
+    return ("pgolf" if _is_pgolf_file(target) else "official"), target
+
+
+def _args_overrides(args: argparse.Namespace) -> list[str]:
+    extra = []
+    if getattr(args, "data", None):
+        extra.append(f"data.dataset={args.data}")
+    if getattr(args, "tokenizer", None):
+        extra.append(f"data.tokenizer={args.tokenizer}")
+    return list(args.overrides) + extra
+
+
+def _config_for(kind: str, file: Path, target: Path, args: argparse.Namespace, load: ConfigLoader) -> Config:
+    args.overrides = _args_overrides(args)
+    if kind == "official":
+        args.preset = args.preset or "baseline"
+        return load(args)
+    source = target / WEIGHTS_NAME if kind == "run" and not file.is_file() else file
+    meta = read_artifact_meta(source)
+    if "config" not in meta:
+        raise UserError(f"{source} carries no config: pass --preset/--config describing its model")
+    return load(args, base=meta["config"])
+
+
+def _load_into_model(state: dict[str, torch.Tensor], cfg: Config, device: torch.device):
+    model = build_model(cfg.model, device, low_precision_storage=device.type == "cuda")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise UserError(f"the weights do not fit the configured model ({first}): pass the --preset/--set of the run "
+                        "that produced them") from None
+    return model
+
+
+def evaluate_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+    kind, file = _describe(target)
+    cfg = _config_for(kind, file, target, args, load)
+    ctx = init_distributed(cfg.train.device)
+    try:
+        if kind == "official":
+            state, source = load_official_checkpoint(file), f"official:{file.name}"
+        else:
+            state, _ = load_packed_state(file)
+            source = f"pgolf:{file}"
+        paths = resolve_dataset(cfg)
+        data = load_eval_data(cfg, paths, cfg.train.train_seq_len)
+        model = _load_into_model(state, cfg, ctx.device)
+        dump = getattr(args, "dump_losses", None)
+        result, losses = evaluate_model(model, data, cfg, ctx, collect_losses=dump is not None)
+    finally:
+        shutdown(ctx)
+    if dump is not None and losses is not None and ctx.is_main:
+        _save_npy(dump, losses)
+    return {**result.to_dict(), "source": source, "seq_len": cfg.train.train_seq_len,
+            "tokenizer": str(paths.tokenizer_path), "dataset": str(paths.dataset_dir)}
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(np.float64), allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+    kind, file = _describe(target)
+    if kind == "run":
+        file = target / WEIGHTS_NAME
+        if not file.is_file():
+            raise UserError(f"{target} has no {WEIGHTS_NAME}: the run did not finish training")
+    cfg = _config_for(kind, file, target, args, load)
+    if getattr(args, "codec", None):
+        cfg.quant.codec = args.codec
+    out = args.out or (target / ARTIFACT_NAME if kind == "run" else file.with_name(file.stem + ".pgolf"))
+    if kind == "official" and _is_official_int8(file):
+        quantized = read_official_int8(file)
+        info = write_artifact(out, quantized, {"config": cfg.to_dict(), "source": f"official:{file.name}"},
+                              codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level)
+        return packing_report(out, info.codec, info.total_bytes)
+    if kind == "official":
+        state = load_official_checkpoint(file)
+    else:
+        state, meta = load_packed_state(file)
+        if meta.get("kind") != "float":
+            raise UserError(f"{file} is already a quantized artifact: pack the run's {WEIGHTS_NAME} instead")
+    _load_into_model(state, cfg, torch.device("cpu"))  # refuse weights that do not match the config
+    return pack_state_dict(state, cfg, out, {"source": f"{kind}:{file.name}"})
+
+
+def _is_official_int8(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return looks_like_zlib(handle.read(2))

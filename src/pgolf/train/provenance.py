@@ -1,0 +1,79 @@
+"""The run manifest: what code, config, data and machine produced a result."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import pgolf
+from pgolf.data.shards import list_shards
+from pgolf.model.backend import attention_backend_name
+from pgolf.utils import sha256_file
+
+
+def package_files() -> list[Path]:
+    root = Path(pgolf.__file__).parent
+    return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def code_hash() -> str:
+    """sha256 over the package's .py files (relative path + content), independent of git."""
+    root = Path(pgolf.__file__).parent
+    digest = hashlib.sha256()
+    for path in package_files():
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def code_text() -> str:
+    """Every source file of the package, concatenated with headers, for embedding in the log."""
+    root = Path(pgolf.__file__).parent
+    return "\n".join(f"# ==== pgolf/{p.relative_to(root)} ====\n{p.read_text(encoding='utf-8')}" for p in package_files())
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(pgolf.__file__).parent, capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return "unknown"
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(pgolf.__file__).parent,
+                           capture_output=True, text=True, timeout=5).stdout.strip()
+    return commit + ("-dirty" if dirty else "")
+
+
+def data_fingerprint(dataset_dir: Path, tokenizer_path: Path, train_files: list[Path]) -> dict[str, Any]:
+    val_files = list_shards(dataset_dir, "val")
+    def describe(path: Path) -> dict[str, Any]:
+        return {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return {
+        "dataset_dir": str(dataset_dir),
+        "tokenizer": describe(tokenizer_path),
+        "train_shards": [describe(p) for p in train_files],
+        "val_shards": [describe(p) for p in val_files],
+    }
+
+
+def environment(device: torch.device, world_size: int) -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "world_size": world_size,
+        "attention_backend": attention_backend_name(device),
+        "pgolf": pgolf.__version__,
+    }

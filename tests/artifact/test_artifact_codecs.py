@@ -1,0 +1,77 @@
+"""Compressors: exact roundtrip, levels, `auto`, and clear errors."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import zlib
+
+import brotli
+import pytest
+import zstandard
+
+from pgolf.artifact.codecs import CODEC_CHOICES, CODECS, compress, compress_auto, decompress
+from pgolf.errors import ArtifactError
+
+SAMPLES = [b"", b"x", bytes(range(256)) * 40 + os.urandom(3000)]
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+@pytest.mark.parametrize("data", SAMPLES, ids=["empty", "one", "mixed"])
+def test_roundtrip(codec: str, data: bytes) -> None:
+    assert decompress(compress(data, codec), codec) == data
+
+
+LIBRARY_CALLS = {
+    "zlib": lambda d, lvl: zlib.compress(d, lvl),
+    "zstd": lambda d, lvl: zstandard.ZstdCompressor(level=lvl).compress(d),
+    "lzma": lambda d, lvl: lzma.compress(d, check=lzma.CHECK_NONE, preset=lvl | lzma.PRESET_EXTREME),
+    "brotli": lambda d, lvl: brotli.compress(d, quality=lvl, lgwin=24),
+}
+
+
+@pytest.mark.parametrize(("codec", "level"), [("zlib", 1), ("zstd", 3), ("lzma", 0), ("brotli", 5), ("zlib", None)])
+def test_level_reaches_the_library(codec: str, level: int | None) -> None:
+    data = SAMPLES[2]
+    out = compress(data, codec, level)
+    assert out == LIBRARY_CALLS[codec](data, CODECS[codec].default_level if level is None else level)
+    assert decompress(out, codec) == data
+
+
+def test_defaults_are_the_strongest_documented_levels() -> None:
+    assert {name: c.default_level for name, c in CODECS.items()} == {"zlib": 9, "zstd": 22, "lzma": 9, "brotli": 11}
+    assert CODEC_CHOICES == ("zlib", "zstd", "lzma", "brotli", "auto")
+
+
+def test_auto_is_never_larger_than_the_best_single_codec() -> None:
+    data = bytes(range(256)) * 200 + os.urandom(5000)
+    winner, out = compress_auto(data)
+    sizes = {name: len(compress(data, name)) for name in CODECS}
+    assert len(out) == min(sizes.values())
+    assert sizes[winner] == len(out)
+    assert decompress(out, winner) == data
+
+
+def test_auto_needs_compress_auto() -> None:
+    with pytest.raises(ArtifactError, match="compress_auto"):
+        compress(b"abc", "auto")
+    with pytest.raises(ArtifactError, match="no candidate"):
+        compress_auto(b"abc", candidates=())
+
+
+def test_unknown_codec_lists_the_valid_ones() -> None:
+    for call in (lambda: compress(b"abc", "gzip"), lambda: decompress(b"abc", "gzip")):
+        with pytest.raises(ArtifactError, match="zlib, zstd, lzma, brotli, auto"):
+            call()
+
+
+@pytest.mark.parametrize(("codec", "level"), [("zlib", 10), ("zstd", 23), ("lzma", -1), ("brotli", 12)])
+def test_level_out_of_range(codec: str, level: int) -> None:
+    with pytest.raises(ArtifactError, match="out of range"):
+        compress(b"abc", codec, level)
+
+
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_corrupt_stream_raises_artifact_error(codec: str) -> None:
+    with pytest.raises(ArtifactError, match=f"corrupt {codec}"):
+        decompress(b"\x00garbage that is no stream at all" * 3, codec)

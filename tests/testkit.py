@@ -1,0 +1,44 @@
+"""Shared test helpers: shipped tokenizer paths, a small real dataset builder, tiny-model overrides."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pgolf.data.build import DatasetPaths, build_dataset, embedded_corpus_files
+
+SHIPPED_SP1024 = Path(__file__).parents[1] / "src" / "pgolf" / "data" / "tokenizers" / "fineweb_1024_bpe.model"
+SHIPPED_SP8192 = SHIPPED_SP1024.with_name("fineweb_8192_bpe.model")
+
+
+def _first_docs(src: Path, count: int, dest: Path) -> Path:
+    lines = src.read_text(encoding="utf-8").splitlines()[:count]
+    dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest
+
+
+def build_small_dataset(root: Path) -> DatasetPaths:
+    """60 train and 12 val documents of the embedded FineWeb sample, shipped sp1024 tokenizer."""
+    train_files, val_files = embedded_corpus_files()
+    train = _first_docs(train_files[0], 60, root / "train.jsonl")
+    val = _first_docs(val_files[0], 12, root / "val.jsonl")
+    return build_dataset([train], root / "out", name="small_sp1024", tokenizer=SHIPPED_SP1024, val_inputs=[val])
+
+
+def tiny_overrides(paths: DatasetPaths, **extra: object) -> list[str]:
+    """A 2-layer, 64-wide model on `paths`, fp32, no wallclock cap: deterministic and fast."""
+    values: dict[str, object] = {
+        "data.dataset": str(paths.dataset_dir), "data.tokenizer": str(paths.tokenizer_path),
+        "model.vocab_size": 1024, "model.num_layers": 2, "model.model_dim": 64, "model.num_heads": 2,
+        "model.num_kv_heads": 1, "train.train_seq_len": 64, "train.train_batch_tokens": 512,
+        "train.grad_accum_steps": 1, "train.iterations": 6, "train.warmdown_iters": 3, "train.warmup_steps": 0,
+        "train.max_wallclock_seconds": 0, "train.train_log_every": 1, "train.val_loss_every": 0,
+        "train.dtype": "fp32", "train.compile": "off", "train.device": "cpu",
+        "eval.val_batch_size": 4096, "eval.val_max_tokens": 8192,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
