@@ -107,14 +107,11 @@ class Trainer:
         return train_loss
 
     def _non_finite_message(self, step: int, loss: float) -> str:
-        culprit = "none of the parameters or gradients (the activations overflowed)"
-        for name, param in self.p.model.named_parameters():
-            if not torch.isfinite(param).all():
-                culprit = f"parameter {name}"
-                break
-            if param.grad is not None and not torch.isfinite(param.grad).all():
-                culprit = f"gradient of {name}"
-                break
+        """Name the first non-finite parameter, else the first non-finite gradient (the likely source)."""
+        named = list(self.p.model.named_parameters())
+        bad_params = (f"parameter {n}" for n, p in named if not torch.isfinite(p).all())
+        bad_grads = (f"gradient of {n}" for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all())
+        culprit = next(bad_params, None) or next(bad_grads, "none of the parameters or gradients (activations overflowed)")
         return (f"training loss became {loss} at step {step + 1}; first non-finite tensor: {culprit}. "
                 "Lower the learning rates (optim.*_lr), enable optim.grad_clip_norm, or use train.dtype=fp32")
 
