@@ -69,7 +69,7 @@ class OptimConfig:
     muon_backend_steps: int = 5
     muon_momentum_warmup_start: float = 0.85
     muon_momentum_warmup_steps: int = 500
-    muon_ns_dtype: str = "auto"  # auto: bf16 on CUDA (as the baseline), fp32 on CPU (exact, reproducible)
+    muon_ns_dtype: str = "auto"  # auto: the compute dtype (bf16 as the baseline; fp32 in fp32 runs)
     beta1: float = 0.9
     beta2: float = 0.95
     adam_eps: float = 1e-8

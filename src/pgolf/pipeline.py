@@ -255,7 +255,9 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         if ctx.is_main:
             write_artifact(run_dir / WEIGHTS_NAME, float_weights(state_dict), {"config": cfg.to_dict(), "kind": "float"})
             packed = pack_state_dict(state_dict, cfg, artifact_path, {"weights_sha256": sha, "run_id": cfg.run.run_id})
-            logger.log(packed["budget_report"])
+            report = packed["budget_report"].splitlines()
+            logger.log("\n".join(line for line in report if not line.startswith("  counted:")))
+            logger.log("\n".join(line for line in report if line.startswith("  counted:")), file_only=True)
         barrier(ctx)
     with clock.phase("eval_float", "eval"):
         pre, _ = evaluate_model(model, eval_data, cfg, ctx)

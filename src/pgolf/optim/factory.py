@@ -9,6 +9,7 @@ from pgolf.config import Config
 from pgolf.model.gpt import GPT
 from pgolf.model.layers import is_control_name
 from pgolf.optim.muon import Muon
+from pgolf.precision import autocast_dtype
 
 
 def _adam(params: list[torch.Tensor], lr: float, cfg: Config, fused: bool) -> torch.optim.Adam:
@@ -18,9 +19,10 @@ def _adam(params: list[torch.Tensor], lr: float, cfg: Config, fused: bool) -> to
 
 
 def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
+    """`auto`: Newton–Schulz runs in the compute dtype (bf16 as the baseline; fp32 for fp32 runs)."""
     choice = cfg.optim.muon_ns_dtype
     if choice == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return autocast_dtype(cfg, device) or torch.float32
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
 
