@@ -219,6 +219,7 @@ def _run_train(cfg: Config, ctx: DistContext, resume_dir: Path | None) -> dict[s
     validate(cfg, world_size=ctx.world_size)
     clock = PhaseClock(sync=torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None))
     with clock.phase("startup"):
+        resolve_dataset(cfg)  # fail on bad data before anything is written
         if resume_dir is None:
             cfg.run.run_id = cfg.run.run_id or _new_run_id(ctx)
             run_dir = Path(cfg.run.out_dir) / cfg.run.run_id

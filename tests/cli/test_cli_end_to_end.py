@@ -91,8 +91,10 @@ def _cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProces
 
 def test_user_errors_exit_2_with_one_line(small_dataset, tmp_path: Path) -> None:
     cases = [
-        (["train", *_sets(tiny_overrides(small_dataset, **{"data.dataset": str(tmp_path / "missing")}))], "does not exist"),
-        (["train", *_sets(tiny_overrides(small_dataset, **{"model.vocab_size": 2048}))], "vocab"),
+        (["train", *_sets(tiny_overrides(small_dataset, **{"data.dataset": str(tmp_path / "missing"),
+                                                           "run.out_dir": str(tmp_path / "runs")}))], "does not exist"),
+        (["train", *_sets(tiny_overrides(small_dataset, **{"model.vocab_size": 2048,
+                                                           "run.out_dir": str(tmp_path / "runs")}))], "vocab"),
         (["train", "--set", "model.num_heads=3"], "model.model_dim"),
         (["config", "show", "--set", "model.nope=1"], "model.nope"),
         (["eval", str(tmp_path / "nothing.pgolf")], "does not exist"),
@@ -101,6 +103,7 @@ def test_user_errors_exit_2_with_one_line(small_dataset, tmp_path: Path) -> None
         proc = _cli(argv)
         assert proc.returncode == 2, (argv, proc.stderr)
         assert needle in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing half-written for a run that could not start
     pickle_file = tmp_path / "evil.pgolf"
     pickle_file.write_bytes(b"\x80\x04\x95" + b"\x00" * 40)
     proc = _cli(["eval", str(pickle_file), "--preset", "tiny"])
