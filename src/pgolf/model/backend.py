@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,7 @@ from torch import Tensor
 FlashFn = Callable[..., Tensor]
 
 
-@lru_cache(maxsize=1)
-def _flash_kernel() -> tuple[str, FlashFn | None]:
+def _load_flash_kernel() -> tuple[str, FlashFn | None]:
     for module_name, label in (("flash_attn_interface", "flash_attn_3"), ("flash_attn", "flash_attn_2")):
         try:
             module = importlib.import_module(module_name)
@@ -30,17 +28,20 @@ def _flash_kernel() -> tuple[str, FlashFn | None]:
     return "sdpa", None
 
 
+# Resolved once at import: the forward pass must not import or look anything up, so that
+# torch.compile(fullgraph=True) can trace it.
+FLASH_LABEL, FLASH_FN = _load_flash_kernel()
+
+
 def attention_backend_name(device: torch.device | str) -> str:
     """What `causal_attention` will use on this device for bf16 inputs."""
-    label, fn = _flash_kernel()
-    return label if fn is not None and torch.device(device).type == "cuda" else "sdpa"
+    return FLASH_LABEL if FLASH_FN is not None and torch.device(device).type == "cuda" else "sdpa"
 
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Causal attention on (batch, seq, heads, head_dim) tensors; k/v may have fewer heads (GQA)."""
-    label, flash = _flash_kernel()
-    if flash is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
-        out = flash(q, k, v, causal=True)
+    if FLASH_FN is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+        out = FLASH_FN(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
     y = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
