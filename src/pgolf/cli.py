@@ -122,11 +122,13 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from pgolf.data.hub import download
+    from pgolf.data.hub import HubSource, LocalSource, download
 
-    result = download(args.variant, Path(args.out), train_shards=args.train_shards, repo_id=args.repo_id,
-                      remote_root=args.remote_root)
-    print(result)
+    source = LocalSource(Path(args.from_dir)) if args.from_dir else HubSource(args.repo_id, args.remote_root)
+    result = download(args.variant, Path(args.out), train_shards=args.train_shards, source=source,
+                      skip_manifest=args.skip_manifest, with_docs=args.with_docs, log=print)
+    print(f"dataset:   {result.paths.dataset_dir}\ntokenizer: {result.paths.tokenizer_path}\n"
+          f"downloaded {len(result.downloaded)} files, {len(result.skipped)} already present and verified")
     return 0
 
 
@@ -204,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("--out", default="data", help="local data root")
     download.add_argument("--repo-id", default="willdepueoai/parameter-golf")
     download.add_argument("--remote-root", default="datasets")
+    download.add_argument("--from-dir", help="a local folder laid out like the hub repo (mirror or offline copy)")
+    download.add_argument("--skip-manifest", action="store_true", help="reuse the local manifest.json")
+    download.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl and its sidecar")
     download.set_defaults(func=cmd_data_download)
 
     p = sub.add_parser("doctor", help="check torch, CUDA, bf16, compile, FlashAttention, NCCL; say what will be used")

@@ -247,3 +247,16 @@ def test_hub_source_links_cached_file_and_reads_lfs_sha(tmp_path: Path, monkeypa
     ]
     assert source.sha256("tokenizers/x.model") == "ab" * 32
     assert hub.DEFAULT_REPO_ID == "willdepueoai/parameter-golf"
+
+
+def test_cli_download_from_a_local_mirror(fake_hub: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from pgolf.cli import main
+
+    out = tmp_path / "data"
+    argv = ["data", "download", "--from-dir", str(fake_hub), "--out", str(out), "--train-shards", "2"]
+    assert main(argv) == 0
+    assert sorted(p.name for p in (out / "datasets" / "fineweb10B_sp1024").glob("fineweb_train_*.bin")) == [
+        "fineweb_train_000000.bin", "fineweb_train_000001.bin"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("downloaded 0 files")  # resumed: all verified
+    assert main([*argv[:-1], "9"]) == 2  # more train shards than the manifest lists
