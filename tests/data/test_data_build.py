@@ -43,7 +43,7 @@ def _expected(sp, docs: list[str]) -> list[int]:  # noqa: ANN001
 def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
     a = write_jsonl(tmp_path / "a.jsonl", DOCS[:5])
     b = write_jsonl(tmp_path / "b.jsonl", DOCS[5:])
-    paths = build_dataset([a, b], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=16)
+    paths = build_dataset([a, b], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=48)
     sp = load_sentencepiece(small_tokenizer)
     assert paths.dataset_dir == tmp_path / "out" / "datasets" / f"{tmp_path.name}_sp{sp.vocab_size()}"
     assert paths.tokenizer_path == tmp_path / "out" / "tokenizers" / small_tokenizer.name
@@ -54,7 +54,7 @@ def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tok
     assert train.tolist() == _expected(sp, DOCS[2:])
     assert int((train == BOS_ID).sum()) == 6 and int((val == BOS_ID).sum()) == 2
     sizes = [read_num_tokens(p) for p in list_shards(paths.dataset_dir, "train")]
-    assert len(sizes) > 2 and all(s == 16 for s in sizes[:-1]) and 0 < sizes[-1] <= 16
+    assert len(sizes) > 2 and all(s == 48 for s in sizes[:-1]) and 0 < sizes[-1] <= 48
     starts = np.cumsum([0, *sizes[:-1]])
     assert any(train[s] != BOS_ID for s in starts)  # some shard starts mid-document
     for shard in list_shards(paths.dataset_dir, "train"):
@@ -64,7 +64,7 @@ def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tok
 def test_metadata_describes_the_shards(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
     src = write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     paths = build_dataset(
-        [src], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=20, name="tiny"
+        [src], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=48, name="tiny"
     )
     meta = json.loads((paths.dataset_dir / "dataset.json").read_text())
     assert meta["name"] == "tiny" and meta["tokenizer"] == small_tokenizer.name
@@ -92,12 +92,13 @@ def test_txt_inputs_glob_and_explicit_val(tmp_path: Path, small_tokenizer: Path,
     assert _stream(paths.dataset_dir, "val").tolist() == _expected(sp, DOCS[3:5])
     assert list(read_documents([docs_dir])) == DOCS[:3]  # a folder means its .jsonl/.txt files, sorted
     meta = json.loads((paths.dataset_dir / "dataset.json").read_text())
-    assert meta["inputs"] == {"train": [str(docs_dir / f"doc{i}.txt") for i in range(3)], "val": [str(val)]}
+    assert meta["inputs"]["train"]["files"] == [str(docs_dir / f"doc{i}.txt") for i in range(3)]
+    assert meta["inputs"]["val"]["files"] == [str(val)]
 
 
 def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
     src = write_jsonl(tmp_path / "web.jsonl", small_docs[:40])
-    paths = build_dataset([src], tmp_path / "out", vocab_size=400, val_fraction=0.1, shard_tokens=10_000)
+    paths = build_dataset([src], tmp_path / "out", vocab_size=400, val_fraction=0.1, shard_tokens=40_000)
     assert paths.dataset_dir.name == "web_sp400" and paths.tokenizer_path.name == "web_sp400.model"
     sp = load_sentencepiece(paths.tokenizer_path)
     assert paths.vocab_size == sp.vocab_size() <= 400
@@ -106,7 +107,7 @@ def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str
 
 def test_rebuild_replaces_dataset_atomically(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
     src = write_jsonl(tmp_path / "c.jsonl", DOCS)
-    first = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=8, name="d")
+    first = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=48, name="d")
     n_first = len(list(first.dataset_dir.glob("*.bin")))
     second = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=1000, name="d")
     assert len(list(second.dataset_dir.glob("*.bin"))) == 2 < n_first  # old shards are gone
