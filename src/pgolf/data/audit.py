@@ -5,9 +5,9 @@ wrong because that table disagreed with the text (TECHNIQUES §2.7: P1 a missing
 tokens credited 3 bytes, P3 CaseOps operators credited as text, a space byte counted twice). The
 audit derives every token's bytes independently, from the decoder, and compares:
 
-* vocabulary: each token after a plain letter and after BOS (the two contexts the §2.2 rule
-  distinguishes); byte-fallback tokens inside valid UTF-8 sequences, since a lone one decodes to
-  U+FFFD; control tokens must count 0; no ordinary token may count 0.
+* vocabulary: each token between plain letters and right after BOS (the two contexts the §2.2
+  rule distinguishes); byte-fallback tokens inside valid UTF-8 sequences, since a lone one decodes to
+  U+FFFD; control tokens must count 0; no token that decodes to text may count 0.
 * corpus: for every document, the sum of credited bytes equals the length of the decoded document.
 """
 
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from pgolf.data.families import BOS_ID, NUM_SPECIAL, SentencePieceTokenizer, Tokenizer
+from pgolf.data.families import BOS_ID, NUM_SPECIAL, SentencePieceTokenizer, Tokenizer, load_tokenizer
 from pgolf.errors import DataError
 
 MAX_LISTED = 8  # issues printed per kind
@@ -107,16 +108,16 @@ def _audit_vocabulary(tok: Tokenizer, report: AuditReport) -> None:
         report.issues.append(AuditIssue(
             "missing_space_piece", "no standalone '▁' piece: a lone space becomes 3 byte tokens credited 3 bytes (P1)"))
     ref = _reference_token(tok)
-    ref_bytes = len(tok.decode_bytes([ref, ref]))
+    ref_bytes, one_ref_bytes = len(tok.decode_bytes([ref, ref])), len(tok.decode_bytes([ref]))
     fallback = tok.byte_fallback_ids()
     fallback_ids = set(fallback.values())
     for token_id in range(tok.vocab_size):
         if token_id in fallback_ids:
             continue
         after_text = int(tok.token_bytes(np.array([BOS_ID, ref, token_id, ref]))[2])
-        after_bos = int(tok.token_bytes(np.array([BOS_ID, token_id]))[1])
+        after_bos = int(tok.token_bytes(np.array([BOS_ID, token_id, ref]))[1])
         decoded_text = len(tok.decode_bytes([ref, token_id, ref])) - ref_bytes
-        decoded_bos = len(tok.decode_bytes([token_id]))
+        decoded_bos = len(tok.decode_bytes([token_id, ref])) - one_ref_bytes
         report.tokens_checked += 1
         issue = _token_issue(tok, token_id, after_text, after_bos, decoded_text, decoded_bos)
         if issue is not None:
@@ -140,7 +141,7 @@ def _token_issue(tok: Tokenizer, token_id: int, after_text: int, after_bos: int,
         if decoded_text and _is_unknown(tok, token_id):
             return _unknown_issue(tok, token_id, label, decoded_text)
         return None
-    if after_text == 0:
+    if after_text == 0 and decoded_text:  # a zero-byte operator (CaseOps) decodes to nothing and is fine
         return AuditIssue("zero_byte", f"{label} is credited 0 bytes but decodes to {decoded_text}", token_id)
     if (after_text, after_bos) == (decoded_text, decoded_bos):
         return None
@@ -234,3 +235,24 @@ def _audit_batch(tok: Tokenizer, texts: list[str], report: AuditReport, threads:
             report.issues.append(AuditIssue(
                 "document", f"document {report.docs - 1} ({text[:40]!r}…): counted {counted} bytes, "
                 f"decoder gives {decoded}"))
+
+
+LUT_KEYS = ("base_bytes", "has_leading_space", "is_boundary")
+
+
+def load_lut_file(tokenizer: str, lut_path: Path) -> SentencePieceTokenizer:
+    """A SentencePiece tokenizer whose byte counts come from an external table, so that table can be audited."""
+    tok = load_tokenizer(tokenizer)
+    if not isinstance(tok, SentencePieceTokenizer) or tok.needs_sidecar:
+        raise DataError(f"--lut audits a byte table of a plain SentencePiece tokenizer; {tok.name} is not one")
+    if not lut_path.is_file():
+        raise DataError(f"byte table {lut_path} does not exist: pass an .npz with arrays {', '.join(LUT_KEYS)}")
+    try:
+        with np.load(lut_path, allow_pickle=False) as table:
+            arrays = [np.asarray(table[key]) for key in LUT_KEYS]
+    except (KeyError, ValueError, OSError) as exc:
+        raise DataError(f"byte table {lut_path} is not an .npz with arrays {', '.join(LUT_KEYS)} ({exc})") from None
+    if any(a.ndim != 1 or a.size < tok.vocab_size for a in arrays):
+        raise DataError(f"byte table {lut_path}: every array needs ≥ {tok.vocab_size} entries (one per token id)")
+    base, lead, boundary = (a[: tok.vocab_size] for a in arrays)
+    return SentencePieceTokenizer(tok.path, tok.sp, (base.astype(np.int64), lead.astype(bool), boundary.astype(bool)))

@@ -57,9 +57,13 @@ def decode(text: str) -> str:
 
 
 def operator_ids(sp: spm.SentencePieceProcessor, required: bool = True) -> dict[str, int]:
-    """{operator: id} when all four operators are single user-defined pieces of `sp`, else {} (or an error)."""
+    """{operator: id} when all four operators are pieces `sp` always keeps whole, else {} (or an error).
+
+    User-defined symbols are never merged with neighbours, so each operator must come out of
+    encoding as its own piece between letters and next to another operator.
+    """
     ids = {op: sp.piece_to_id(op) for op in OPERATORS}
-    if all(i != sp.unk_id() and sp.is_user_defined(i) for i in ids.values()):
+    if all(i != sp.unk_id() and sp.encode(f"a{op}b{op}{op}").count(i) == 3 for op, i in ids.items()):
         return ids
     if required:
         raise DataError(

@@ -201,7 +201,7 @@ class Byte260Tokenizer(_TableBytes):
 
 
 class TiktokenTokenizer(_TableBytes):
-    """A tiktoken byte-level BPE; its ids are shifted up by 4 so that 0..3 stay pad/BOS/EOS/unk.
+    """A tiktoken byte-level BPE (`tiktoken.Encoding`); ids are shifted up by 4 so 0..3 stay pad/BOS/EOS/unk.
 
     Each token's bytes are exactly `decode_single_token_bytes`, and no token carries a space marker.
     Encodings come from tiktoken's own cache (`TIKTOKEN_CACHE_DIR`): tiktoken downloads them on first
@@ -210,11 +210,11 @@ class TiktokenTokenizer(_TableBytes):
 
     needs_sidecar = False
 
-    def __init__(self, encoding_name: str) -> None:
-        self.encoding = _tiktoken_encoding(encoding_name)
-        self.encoding_name = encoding_name
-        self.name = f"{TIKTOKEN_PREFIX}{encoding_name}"
-        self.variant = "tiktoken_" + "".join(c if c.isalnum() else "_" for c in encoding_name)
+    def __init__(self, encoding: Any) -> None:
+        self.encoding = encoding
+        self.encoding_name = encoding.name
+        self.name = f"{TIKTOKEN_PREFIX}{encoding.name}"
+        self.variant = "tiktoken_" + "".join(c if c.isalnum() else "_" for c in encoding.name)
         ordinary = self.encoding.n_vocab - len(self.encoding.special_tokens_set)
         self.vocab_size = NUM_SPECIAL + ordinary
         lengths = [len(self.encoding.decode_single_token_bytes(i)) for i in range(ordinary)]
@@ -269,7 +269,7 @@ def load_tokenizer(spec: str | os.PathLike[str]) -> Tokenizer:
     if text == BYTE260:
         return Byte260Tokenizer()
     if text.startswith(TIKTOKEN_PREFIX):
-        return TiktokenTokenizer(text[len(TIKTOKEN_PREFIX):])
+        return TiktokenTokenizer(_tiktoken_encoding(text[len(TIKTOKEN_PREFIX):]))
     if text.startswith(TOKENMONSTER_PREFIX):
         raise DataError(
             f"{text}: TokenMonster vocabularies are not supported: the tokenmonster package downloads its "
@@ -296,7 +296,7 @@ def _load_spec_file(path: Path) -> Tokenizer:
     if family == BYTE260:
         return Byte260Tokenizer()
     if family == "tiktoken" and isinstance(fields.get("encoding"), str):
-        return TiktokenTokenizer(fields["encoding"])
+        return TiktokenTokenizer(_tiktoken_encoding(fields["encoding"]))
     raise DataError(f'tokenizer spec {path} has no known "family" (byte260, tiktoken): rebuild the dataset')
 
 

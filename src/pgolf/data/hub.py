@@ -34,6 +34,17 @@ DOCS_FILES = ["docs_selected.jsonl", "docs_selected.source_manifest.json"]  # th
 JOURNAL = "download.json"
 VARIANT_PATTERN = re.compile(r"^(sp[A-Za-z0-9_]+|byte260)$")
 KNOWN_REPOS = "sp1024/byte260: willdepueoai/parameter-golf; sp4096/sp8192: kevclark/parameter-golf"
+CASEOPS_VARIANT = "sp8192_lossless_caps_caseops_v1_reserved"
+VARIANT_REPOS = {  # where the records found each variant (TECHNIQUES §1.7)
+    "sp1024": DEFAULT_REPO_ID, "byte260": DEFAULT_REPO_ID,
+    "sp4096": "kevclark/parameter-golf", "sp8192": "kevclark/parameter-golf",
+    CASEOPS_VARIANT: "romeerp/parameter-golf-caseops-v1",
+}
+
+
+def default_repo_id(variant: str) -> str:
+    """The hub repo that publishes `variant` (the default repo for unknown variants)."""
+    return VARIANT_REPOS.get(variant, DEFAULT_REPO_ID)
 
 
 class FileSource(Protocol):
