@@ -13,7 +13,6 @@ TokenMonster vocabularies are refused with the reason (the package cannot run of
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from pgolf.data import caseops
 from pgolf.data.tokenizer import SPACE_PIECE, ByteLUT, load_sentencepiece, lut_arrays
 from pgolf.errors import DataError
+from pgolf.utils import atomic_write_bytes, atomic_write_json, read_json
 
 BOS_ID = 1
 NUM_SPECIAL = 4  # pad, bos, eos, unk: the ids below every family's own tokens
@@ -120,8 +120,6 @@ class SentencePieceTokenizer(_TableBytes):
         return self.sp.piece_to_id(SPACE_PIECE) != self.sp.unk_id()
 
     def save(self, folder: Path) -> Path:
-        from pgolf.utils import atomic_write_bytes
-
         target = folder / self.path.name
         for suffix in (".model", ".vocab"):
             src, dst = self.path.with_suffix(suffix), target.with_suffix(suffix)
@@ -237,8 +235,6 @@ class TiktokenTokenizer(_TableBytes):
 
 
 def _write_spec(path: Path, fields: dict[str, Any]) -> Path:
-    from pgolf.utils import atomic_write_json
-
     atomic_write_json(path, {"format": SPEC_FORMAT, **fields})
     return path
 
@@ -288,10 +284,7 @@ def load_tokenizer(spec: str | os.PathLike[str]) -> Tokenizer:
 def _load_spec_file(path: Path) -> Tokenizer:
     if not path.is_file():
         raise DataError(f"tokenizer {path} does not exist: pass a .model file, byte260, or a tokenizer .json")
-    try:
-        fields = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"tokenizer spec {path} is not valid JSON ({exc}): rewrite it or rebuild the dataset") from None
+    fields = read_json(path, "rewrite the tokenizer spec or rebuild the dataset")
     family = fields.get("family") if isinstance(fields, dict) else None
     if family == BYTE260:
         return Byte260Tokenizer()

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pgolf.data.build import DatasetPaths
 from pgolf.data.shards import read_num_tokens
 from pgolf.errors import DataError
-from pgolf.utils import atomic_write_json, sha256_file
+from pgolf.utils import atomic_write_json, read_json, sha256_file
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
 DEFAULT_REMOTE_ROOT = "datasets"
@@ -198,10 +198,7 @@ def _load_manifest(source: FileSource, out: Path, skip_manifest: bool) -> dict[s
             os.replace(tmp, path)
     elif not path.is_file():
         raise DataError(f"no local manifest at {path}: run without --skip-manifest to fetch it")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"manifest {path} is not valid JSON ({exc}): delete it and run again") from exc
+    manifest = read_json(path, "delete it and run again")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("datasets"), list):
         raise DataError(f"manifest {path} has no datasets list: delete it and run again, or check --repo-id")
     return manifest

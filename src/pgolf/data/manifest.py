@@ -10,7 +10,6 @@ split: the first 50,000 documents, i.e. exactly 50,000 BOS tokens (TECHNIQUES §
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 from pgolf.data.families import BOS_ID
 from pgolf.data.shards import SIDECAR_MARKER, list_shards, open_shard
 from pgolf.errors import DataError
-from pgolf.utils import sha256_file
+from pgolf.utils import read_json, sha256_file
 
 DATASET_FORMAT = "pgolf-dataset-v2"
 MANIFEST_NAME = "dataset.json"
@@ -45,10 +44,7 @@ def read_manifest(dataset_dir: Path) -> dict[str, Any] | None:
     path = Path(dataset_dir) / MANIFEST_NAME
     if not path.is_file():
         return None
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path} is not valid JSON ({exc}): rebuild the dataset with `pgolf data build`") from None
+    meta = read_json(path, "rebuild the dataset with `pgolf data build`")
     if not isinstance(meta, dict):
         raise DataError(f"{path} is not a dataset manifest: rebuild the dataset with `pgolf data build`")
     return meta
