@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -112,23 +113,60 @@ def cmd_config_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from pgolf.data.build import build_dataset
+    from pgolf.data.build import BuildOptions, build_dataset
 
+    options = BuildOptions(model_type=args.model_type, caseops=args.caseops, byte_sidecar=args.byte_sidecar,
+                           max_docs=args.max_docs, max_bytes=args.max_bytes,
+                           tokenizer_train_docs=args.tokenizer_train_docs, replace_invalid=args.replace_invalid,
+                           threads=args.workers, force=args.force)
     paths = build_dataset(args.input, Path(args.out), name=args.name, tokenizer=args.tokenizer,
                           vocab_size=args.vocab_size, val_inputs=args.val_input or None,
-                          val_fraction=args.val_fraction, shard_tokens=args.shard_tokens)
+                          val_fraction=args.val_fraction, shard_tokens=args.shard_tokens, options=options)
     print(f"dataset:   {paths.dataset_dir}\ntokenizer: {paths.tokenizer_path}\nvocab:     {paths.vocab_size}")
     return 0
 
 
 def cmd_data_download(args: argparse.Namespace) -> int:
-    from pgolf.data.hub import HubSource, LocalSource, download
+    from pgolf.data.hub import HubSource, LocalSource, default_repo_id, download
 
-    source = LocalSource(Path(args.from_dir)) if args.from_dir else HubSource(args.repo_id, args.remote_root)
+    source = (LocalSource(Path(args.from_dir)) if args.from_dir
+              else HubSource(repo_id=args.repo_id or default_repo_id(args.variant), remote_root=args.remote_root))
     result = download(args.variant, Path(args.out), train_shards=args.train_shards, source=source,
                       skip_manifest=args.skip_manifest, with_docs=args.with_docs, log=print)
     print(f"dataset:   {result.paths.dataset_dir}\ntokenizer: {result.paths.tokenizer_path}\n"
+          f"vocab:     {result.paths.vocab_size}\n"
           f"downloaded {len(result.downloaded)} files, {len(result.skipped)} already present and verified")
+    return 0
+
+
+def cmd_data_retokenize(args: argparse.Namespace) -> int:
+    from pgolf.data.retokenize import retokenize_dataset
+
+    result = retokenize_dataset(args.source, args.tokenizer, Path(args.out), name=args.name,
+                                source_tokenizer=args.source_tokenizer, shard_tokens=args.shard_tokens,
+                                threads=args.workers, force=args.force)
+    trip = result.roundtrip
+    print(f"dataset:   {result.paths.dataset_dir}\ntokenizer: {result.paths.tokenizer_path}\n"
+          f"documents: {result.docs['val']:,} val, {result.docs['train']:,} train\n"
+          f"roundtrip: {trip.checked - trip.failed:,} of {trip.checked:,} documents byte-exact")
+    for example in trip.examples:
+        print(f"  not byte-exact: {example}")
+    return 0
+
+
+def cmd_data_audit(args: argparse.Namespace) -> int:
+    from pgolf.data.audit import audit_tokenizer, load_lut_file
+    from pgolf.data.corpus import Corpus
+    from pgolf.data.families import load_tokenizer
+    from pgolf.errors import DataError
+
+    tok = load_tokenizer(args.tokenizer) if args.lut is None else load_lut_file(args.tokenizer, args.lut)
+    docs = Corpus.of(args.corpus, max_docs=args.max_docs, replace_invalid=args.replace_invalid) if args.corpus else ()
+    report = audit_tokenizer(tok, docs, threads=args.workers)
+    print(json.dumps(report.to_dict()) if args.json else report.text())
+    if not report.ok:
+        counts = ", ".join(f"{k}: {n}" for k, n in sorted(report.counts().items()))
+        raise DataError(f"tokenizer {tok.name} fails the byte-accounting audit ({counts}): its val_bpb would be wrong")
     return 0
 
 
@@ -143,6 +181,17 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     result = bench_train(cfg, steps=args.steps, out=args.out)
+    print(result["report"])
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "report"}))
+    return 0
+
+
+def cmd_bench_data(args: argparse.Namespace) -> int:
+    from pgolf.bench.data import bench_data
+
+    result = bench_data(vocab_size=args.vocab_size, threads=args.workers, train_tokens_per_s=args.train_tokens_per_s,
+                        out=args.out)
     print(result["report"])
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "report"}))
@@ -188,28 +237,64 @@ def build_parser() -> argparse.ArgumentParser:
     presets = config_sub.add_parser("presets", help="list the shipped presets")
     presets.set_defaults(func=cmd_config_presets)
 
-    p = sub.add_parser("data", help="build or download datasets")
+    p = sub.add_parser("data", help="build, download, retokenize or audit datasets and tokenizers")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    build = data_sub.add_parser("build", help="text/jsonl → tokenizer + official shards")
-    build.add_argument("--input", nargs="+", required=True, help="train .jsonl/.txt files or globs")
+    build = data_sub.add_parser("build", help="text/jsonl → tokenizer (any vocab) + official shards + manifest")
+    build.add_argument("--input", nargs="+", required=True, help="train .jsonl/.txt files, folders or globs")
     build.add_argument("--out", required=True, help="output root (gets datasets/<name>/ and tokenizers/)")
-    build.add_argument("--tokenizer", type=Path, help="existing SentencePiece .model (else one is trained)")
-    build.add_argument("--vocab-size", type=int, default=1024, help="vocabulary of the trained tokenizer")
+    build.add_argument("--tokenizer", help="existing tokenizer: a SentencePiece .model, byte260, tiktoken:<encoding> "
+                       "or a tokenizer .json (else a SentencePiece model is trained)")
+    build.add_argument("--vocab-size", type=int, help="vocabulary of the trained tokenizer (default 1024; "
+                       "with --tokenizer: checked against it)")
+    build.add_argument("--model-type", choices=("bpe", "unigram"), default="bpe", help="SentencePiece model type")
+    build.add_argument("--caseops", action="store_true", help="lossless case transform; bpb counted on original "
+                       "bytes through a val byte sidecar")
+    build.add_argument("--byte-sidecar", action="store_true", help="write the val byte sidecar for any tokenizer")
     build.add_argument("--val-input", nargs="+", help="validation files (else --val-fraction of the documents)")
     build.add_argument("--val-fraction", type=float, help="fraction of documents (from the start) held out for val")
-    build.add_argument("--name", help="dataset name (default <corpus>_sp<V>)")
+    build.add_argument("--name", help="dataset name (default <corpus>_<variant>, e.g. web_sp4096)")
     build.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard")
+    build.add_argument("--max-docs", type=int, default=0, help="use only the first N documents (0 = all)")
+    build.add_argument("--max-bytes", type=int, default=0, help="use only the first N bytes of text (0 = all)")
+    build.add_argument("--tokenizer-train-docs", type=int, default=0,
+                       help="train the tokenizer on the first N train documents (0 = all)")
+    build.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding threads (over documents)")
+    build.add_argument("--replace-invalid", action="store_true", help="read non-UTF-8 bytes as U+FFFD instead of failing")
+    build.add_argument("--force", action="store_true", help="write shards even if the tokenizer fails the audit")
     build.set_defaults(func=cmd_data_build)
     download = data_sub.add_parser("download", help="fetch the official shards through huggingface_hub")
-    download.add_argument("--variant", default="sp1024", help="sp1024, sp4096, sp8192, byte260, ...")
+    download.add_argument("--variant", default="sp1024",
+                          help="sp1024, sp4096, sp8192, byte260, sp8192_lossless_caps_caseops_v1_reserved, ...")
     download.add_argument("--train-shards", type=int, default=80, help="prefix of train shards to fetch")
     download.add_argument("--out", default="data", help="local data root")
-    download.add_argument("--repo-id", default="willdepueoai/parameter-golf")
-    download.add_argument("--remote-root", default="datasets")
+    download.add_argument("--repo-id", help="hub dataset repo (default: the one that publishes the variant)")
+    download.add_argument("--remote-root", default="datasets", help="folder of manifest.json inside the repo")
+    download.add_argument("--skip-manifest", action="store_true", help="use the local manifest.json")
+    download.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl (the raw text)")
     download.add_argument("--from-dir", help="a local folder laid out like the hub repo (mirror or offline copy)")
-    download.add_argument("--skip-manifest", action="store_true", help="reuse the local manifest.json")
-    download.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl and its sidecar")
     download.set_defaults(func=cmd_data_download)
+    retok = data_sub.add_parser("retokenize", help="decode a dataset's documents and re-encode them with "
+                                "another tokenizer, checking byte-exact round trips")
+    retok.add_argument("source", help="source dataset folder (…/datasets/<name>)")
+    retok.add_argument("--tokenizer", required=True, help="new tokenizer (.model, byte260, tiktoken:<enc>, .json)")
+    retok.add_argument("--out", required=True, help="output root (gets datasets/<name>/ and tokenizers/)")
+    retok.add_argument("--name", help="dataset name (default <source corpus>_<variant>)")
+    retok.add_argument("--source-tokenizer", help="tokenizer of the source (default: from its dataset.json)")
+    retok.add_argument("--shard-tokens", type=int, help="tokens per shard (default: the source's)")
+    retok.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding threads")
+    retok.add_argument("--force", action="store_true", help="write shards even if the tokenizer fails the audit")
+    retok.set_defaults(func=cmd_data_retokenize)
+    audit = data_sub.add_parser("audit", help="byte-accounting audit: counted bytes vs decoded bytes, "
+                                "per token and over a corpus; exit 2 on any mismatch")
+    audit.add_argument("tokenizer", help="tokenizer (.model, byte260, tiktoken:<enc>, .json)")
+    audit.add_argument("--corpus", nargs="+", help=".jsonl/.txt files whose documents are also audited")
+    audit.add_argument("--max-docs", type=int, default=0, help="audit only the first N corpus documents (0 = all)")
+    audit.add_argument("--lut", type=Path, help="audit this byte table (.npz: base_bytes, has_leading_space, "
+                       "is_boundary) instead of pgolf's own, with the tokenizer as decoder")
+    audit.add_argument("--replace-invalid", action="store_true", help="read non-UTF-8 bytes as U+FFFD")
+    audit.add_argument("--workers", type=int, default=1, help="encoding threads")
+    audit.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    audit.set_defaults(func=cmd_data_audit)
 
     p = sub.add_parser("doctor", help="check torch, CUDA, bf16, compile, FlashAttention, NCCL; say what will be used")
     p.add_argument("--json", action="store_true")
@@ -223,6 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_train)
+    bench = bench_sub.add_parser("data", help="tokenizer training time, encode/shard-write MB/s, loader tokens/s")
+    bench.add_argument("--vocab-size", type=int, default=1024, help="vocabulary of the timed tokenizer training")
+    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding threads")
+    bench.add_argument("--train-tokens-per-s", type=float, help="fastest training tokens/s of this machine "
+                       "(default: the largest `pgolf bench train` result in benchmarks/results)")
+    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    bench.set_defaults(func=cmd_bench_data)
     return parser
 
 

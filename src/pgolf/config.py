@@ -40,6 +40,8 @@ class DataConfig:
     dataset: str = "./data/datasets/fineweb10B_sp1024"
     tokenizer: str = "./data/tokenizers/fineweb_1024_bpe.model"
     train_shards: int = 0  # use only the first N train shards (0 = all)
+    expected_train_shards: int = 80  # warn when a run uses fewer train shards (the official download: 80; 0 = no check)
+    loader: str = "stream"  # stream (the baseline) | doc_aligned | coprime (see pgolf.data.loader)
 
 
 @dataclass
@@ -180,6 +182,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "optim.muon_ns_dtype": ("auto", "bf16", "fp32"),
     "quant.scheme": ("int8",),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
+    "data.loader": ("stream", "doc_aligned", "coprime"),
 }
 
 
@@ -387,3 +390,9 @@ def validate(cfg: Config, world_size: int = 1) -> None:
              f"must hold at least one sequence per rank (≥ {t.train_seq_len * world_size})")
     _require(cfg.eval.val_max_tokens >= 0, "eval.val_max_tokens", "must be ≥ 0 (0 = full split)")
     _require(cfg.data.train_shards >= 0, "data.train_shards", "must be ≥ 0 (0 = all)")
+    _validate_data(cfg)
+
+
+def _validate_data(cfg: Config) -> None:
+    d = cfg.data
+    _require(d.expected_train_shards >= 0, "data.expected_train_shards", "must be ≥ 0 (0 = no check)")

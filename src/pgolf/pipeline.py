@@ -22,9 +22,12 @@ from pgolf.artifact.budget import Budget, code_files, count_code_bytes
 from pgolf.artifact.format import read_artifact, write_artifact
 from pgolf.config import Config, config_from_dict, read_toml_file, resolve_grad_accum, validate
 from pgolf.data.build import DatasetPaths, embedded_dataset
-from pgolf.data.loader import DistributedTokenLoader
+from pgolf.data.families import load_tokenizer
+from pgolf.data.loader import make_train_loader
+from pgolf.data.manifest import check_dataset
 from pgolf.data.shards import list_shards, load_val_tokens
-from pgolf.data.tokenizer import ByteLUT, build_byte_lut, check_vocab_size, load_sentencepiece
+from pgolf.data.sidecar import eval_byte_counter
+from pgolf.data.tokenizer import ByteCounter, check_vocab_size
 from pgolf.errors import ConfigError, UserError
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
@@ -50,7 +53,7 @@ ARTIFACT_NAME = "artifact.pgolf"
 @dataclass(frozen=True)
 class EvalData:
     tokens: Tensor
-    lut: ByteLUT
+    lut: ByteCounter  # the tokenizer's LUT, or the dataset's val byte sidecar
     tokenizer_path: Path
 
 
@@ -73,9 +76,9 @@ def resolve_dataset(cfg: Config) -> DatasetPaths:
         tokenizer_path = default_tokenizer
     else:
         tokenizer_path = Path(tokenizer)
-    sp = load_sentencepiece(tokenizer_path)
-    check_vocab_size(sp, cfg.model.vocab_size, name="model.vocab_size")
-    return DatasetPaths(dataset_dir, tokenizer_path, int(sp.vocab_size()))
+    tok = load_tokenizer(tokenizer_path)
+    check_vocab_size(tok.vocab_size, cfg.model.vocab_size, name="model.vocab_size")
+    return DatasetPaths(dataset_dir, tokenizer_path, tok.vocab_size)
 
 
 def train_files(cfg: Config, paths: DatasetPaths) -> list[Path]:
@@ -84,9 +87,10 @@ def train_files(cfg: Config, paths: DatasetPaths) -> list[Path]:
 
 
 def load_eval_data(cfg: Config, paths: DatasetPaths, seq_len: int) -> EvalData:
-    sp = load_sentencepiece(paths.tokenizer_path)
     tokens = load_val_tokens(paths.dataset_dir, seq_len, cfg.eval.val_max_tokens)
-    return EvalData(tokens, build_byte_lut(sp, cfg.model.vocab_size), paths.tokenizer_path)
+    counter = eval_byte_counter(paths.dataset_dir, load_tokenizer(paths.tokenizer_path), cfg.model.vocab_size,
+                                tokens.numel())
+    return EvalData(tokens, counter, paths.tokenizer_path)
 
 
 # ---- evaluation ---------------------------------------------------------------------------------
@@ -188,6 +192,8 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
     seed_everything(cfg.run.seed)
     paths = resolve_dataset(cfg)
     files = train_files(cfg, paths)
+    for warning in check_dataset(paths.dataset_dir, files, cfg.data.expected_train_shards):
+        logger.log(f"data_warning: {warning}")
     accum = resolve_grad_accum(cfg, ctx.world_size)
     manifest = {
         "code_sha256": provenance.code_hash(), "git_commit": provenance.git_commit(),
@@ -206,7 +212,7 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
     logger.log(f"train_shards:{len(files)} val_tokens:{eval_data.tokens.numel() - 1} seed:{cfg.run.seed}")
     parts = TrainerParts(
         cfg=cfg, ctx=ctx, model=model, forward=forward, ddp=ddp, optimizers=optimizers, muon=muon,
-        make_loader=lambda: DistributedTokenLoader(files, ctx.rank, ctx.world_size, ctx.device),
+        make_loader=lambda: make_train_loader(cfg.data.loader, files, ctx.rank, ctx.world_size, ctx.device),
         grad_accum_steps=accum, autocast_dtype=dtype,
         evaluate=lambda: evaluate_model(model, eval_data, cfg, ctx)[0],
         logger=logger, clock=clock,

@@ -77,3 +77,13 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_json(path: str | os.PathLike[str], fix: str) -> Any:
+    """Parse a JSON file; a file that is not JSON raises DataError naming it and `fix`."""
+    from pgolf.errors import DataError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} is not valid JSON ({exc}): {fix}") from None

@@ -49,3 +49,15 @@ def _write_jsonl(path: Path, texts: list[str]) -> Path:
 def write_jsonl():  # noqa: ANN201 - returns the helper
     """`write_jsonl(path, texts)`: one {"text": ...} object per line."""
     return _write_jsonl
+
+
+@pytest.fixture(scope="session")
+def no_space_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model trained directly (not via pgolf) on text without spaces: it has no '▁' piece (pitfall P1)."""
+    folder = tmp_path_factory.mktemp("nospace")
+    texts = ["abcabcabdabdacdbcdbcadab" * 20 for _ in range(20)]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(folder / "nospace"), vocab_size=300, byte_fallback=True,
+        model_type="bpe", minloglevel=2, add_dummy_prefix=False, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+    )
+    return folder / "nospace.model"

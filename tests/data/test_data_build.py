@@ -43,7 +43,7 @@ def _expected(sp, docs: list[str]) -> list[int]:  # noqa: ANN001
 def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
     a = write_jsonl(tmp_path / "a.jsonl", DOCS[:5])
     b = write_jsonl(tmp_path / "b.jsonl", DOCS[5:])
-    paths = build_dataset([a, b], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=16)
+    paths = build_dataset([a, b], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=48)
     sp = load_sentencepiece(small_tokenizer)
     assert paths.dataset_dir == tmp_path / "out" / "datasets" / f"{tmp_path.name}_sp{sp.vocab_size()}"
     assert paths.tokenizer_path == tmp_path / "out" / "tokenizers" / small_tokenizer.name
@@ -54,7 +54,7 @@ def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tok
     assert train.tolist() == _expected(sp, DOCS[2:])
     assert int((train == BOS_ID).sum()) == 6 and int((val == BOS_ID).sum()) == 2
     sizes = [read_num_tokens(p) for p in list_shards(paths.dataset_dir, "train")]
-    assert len(sizes) > 2 and all(s == 16 for s in sizes[:-1]) and 0 < sizes[-1] <= 16
+    assert len(sizes) > 2 and all(s == 48 for s in sizes[:-1]) and 0 < sizes[-1] <= 48
     starts = np.cumsum([0, *sizes[:-1]])
     assert any(train[s] != BOS_ID for s in starts)  # some shard starts mid-document
     for shard in list_shards(paths.dataset_dir, "train"):
@@ -64,7 +64,7 @@ def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tok
 def test_metadata_describes_the_shards(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
     src = write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     paths = build_dataset(
-        [src], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=20, name="tiny"
+        [src], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=48, name="tiny"
     )
     meta = json.loads((paths.dataset_dir / "dataset.json").read_text())
     assert meta["name"] == "tiny" and meta["tokenizer"] == small_tokenizer.name
@@ -92,12 +92,13 @@ def test_txt_inputs_glob_and_explicit_val(tmp_path: Path, small_tokenizer: Path,
     assert _stream(paths.dataset_dir, "val").tolist() == _expected(sp, DOCS[3:5])
     assert list(read_documents([docs_dir])) == DOCS[:3]  # a folder means its .jsonl/.txt files, sorted
     meta = json.loads((paths.dataset_dir / "dataset.json").read_text())
-    assert meta["inputs"] == {"train": [str(docs_dir / f"doc{i}.txt") for i in range(3)], "val": [str(val)]}
+    assert meta["inputs"]["train"]["files"] == [str(docs_dir / f"doc{i}.txt") for i in range(3)]
+    assert meta["inputs"]["val"]["files"] == [str(val)]
 
 
 def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
     src = write_jsonl(tmp_path / "web.jsonl", small_docs[:40])
-    paths = build_dataset([src], tmp_path / "out", vocab_size=400, val_fraction=0.1, shard_tokens=10_000)
+    paths = build_dataset([src], tmp_path / "out", vocab_size=400, val_fraction=0.1, shard_tokens=40_000)
     assert paths.dataset_dir.name == "web_sp400" and paths.tokenizer_path.name == "web_sp400.model"
     sp = load_sentencepiece(paths.tokenizer_path)
     assert paths.vocab_size == sp.vocab_size() <= 400
@@ -106,7 +107,7 @@ def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str
 
 def test_rebuild_replaces_dataset_atomically(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
     src = write_jsonl(tmp_path / "c.jsonl", DOCS)
-    first = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=8, name="d")
+    first = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=48, name="d")
     n_first = len(list(first.dataset_dir.glob("*.bin")))
     second = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=1000, name="d")
     assert len(list(second.dataset_dir.glob("*.bin"))) == 2 < n_first  # old shards are gone
@@ -205,3 +206,76 @@ def test_embedded_dataset_builds_once_and_is_cached(tmp_path: Path) -> None:
     assert time.perf_counter() - start < min(1.0, build_s) and os.stat(paths.dataset_dir).st_mtime_ns == stamp
     with pytest.raises(DataError, match=r"unknown embedded dataset variant 'sp9'"):
         embedded_dataset("sp9", cache_dir=tmp_path)
+
+
+# ---- challenge-scale options -----------------------------------------------------------------------
+def test_parallel_encoding_writes_identical_shards(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
+    from pgolf.data.build import BuildOptions
+
+    src = write_jsonl(tmp_path / "c.jsonl", small_docs[:30])
+    sp8192 = Path(__file__).parents[2] / "src" / "pgolf" / "data" / "tokenizers" / "fineweb_8192_bpe.model"
+    one, many = (build_dataset([src], tmp_path / f"out{t}", tokenizer=sp8192, shard_tokens=20_000,
+                               options=BuildOptions(threads=t)) for t in (1, 2))
+    assert one.dataset_dir.name == "c_sp8192"
+    names = sorted(p.name for p in one.dataset_dir.glob("*.bin"))
+    assert len(names) > 3 and names == sorted(p.name for p in many.dataset_dir.glob("*.bin"))
+    assert all((one.dataset_dir / n).read_bytes() == (many.dataset_dir / n).read_bytes() for n in names)
+
+
+def test_unigram_tokenizer_of_requested_size(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
+    from pgolf.data.build import BuildOptions
+
+    src = write_jsonl(tmp_path / "web.jsonl", small_docs[:40])
+    paths = build_dataset([src], tmp_path / "out", vocab_size=700, shard_tokens=50_000,
+                          options=BuildOptions(model_type="unigram", tokenizer_train_docs=30))
+    sp = load_sentencepiece(paths.tokenizer_path)
+    assert paths.dataset_dir.name == "web_sp700" and sp.vocab_size() == 700
+    scores = [sp.get_score(i) for i in range(sp.vocab_size()) if not (sp.is_control(i) or sp.is_byte(i))]
+    assert any(not float(s).is_integer() for s in scores)  # unigram log-probabilities, not BPE merge ranks
+
+
+def test_document_larger_than_a_shard_is_refused(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+    src = write_jsonl(tmp_path / "c.jsonl", DOCS)
+    with pytest.raises(DataError, match=r"val document 0 has \d+ tokens, more than a whole shard \(8\): raise --shard-tokens"):
+        build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=8)
+    assert not list((tmp_path / "out" / "datasets").glob("*/*.bin"))  # nothing half-written
+
+
+def test_replace_invalid_reads_bad_bytes(tmp_path: Path, small_tokenizer: Path) -> None:
+    from pgolf.data.build import BuildOptions
+
+    (tmp_path / "a.txt").write_bytes(b"caf\xe9 au lait")
+    (tmp_path / "b.txt").write_bytes(b"second document")
+    with pytest.raises(DataError, match=r"a\.txt is not valid UTF-8: bad byte 0xe9 at byte offset 3: .*--replace-invalid"):
+        build_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", tokenizer=small_tokenizer)
+    paths = build_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", tokenizer=small_tokenizer,
+                          options=BuildOptions(replace_invalid=True))
+    assert json.loads((paths.dataset_dir / "dataset.json").read_text())["text_bytes"]["val"] == len("caf\ufffd au lait".encode())
+
+
+def test_vocabulary_beyond_uint16_is_refused(tmp_path: Path, write_jsonl) -> None:  # noqa: ANN001
+    import io
+
+    import sentencepiece as spm
+
+    proto = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(["hello world"] * 10), model_writer=proto, vocab_size=65_900, minloglevel=2,
+        user_defined_symbols=[f"w{i}" for i in range(65_600)], hard_vocab_limit=False, byte_fallback=True,
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3)
+    (tmp_path / "big.model").write_bytes(proto.getvalue())
+    src = write_jsonl(tmp_path / "c.jsonl", DOCS)
+    with pytest.raises(DataError, match=r"has 65,869 ids, more than the 65,536 \(ids 0\.\.65,535\) that uint16"):
+        build_dataset([src], tmp_path / "out", tokenizer=tmp_path / "big.model")
+
+
+def test_cli_download_reports_offline_failure_as_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from pgolf.cli import main
+    from pgolf.data.hub import default_repo_id
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    assert main(["data", "download", "--variant", "sp8192", "--out", str(tmp_path / "data"), "--train-shards", "1"]) == 2
+    assert "kevclark/parameter-golf" in capsys.readouterr().err  # the repo that publishes sp8192
+    assert default_repo_id("sp1024") == "willdepueoai/parameter-golf"

@@ -121,27 +121,8 @@ def test_lut_to_device_keeps_values(sp8192: spm.SentencePieceProcessor) -> None:
     assert torch.equal(moved.base_bytes, lut.base_bytes) and isinstance(moved, ByteLUT)
 
 
-def _no_space_tokenizer(tmp_path: Path) -> spm.SentencePieceProcessor:
-    """A model trained directly (not via pgolf) on text without spaces: it has no '▁' piece."""
-    texts = ["abcabcabdabdacdbcdbcadab" * 20 for _ in range(20)]
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts),
-        model_prefix=str(tmp_path / "nospace"),
-        vocab_size=300,
-        byte_fallback=True,
-        model_type="bpe",
-        minloglevel=2,
-        add_dummy_prefix=False,
-        pad_id=0,
-        bos_id=1,
-        eos_id=2,
-        unk_id=3,
-    )
-    return load_sentencepiece(tmp_path / "nospace.model")
-
-
-def test_missing_space_piece_is_refused(tmp_path: Path) -> None:
-    sp = _no_space_tokenizer(tmp_path)
+def test_missing_space_piece_is_refused(no_space_model: Path) -> None:
+    sp = load_sentencepiece(no_space_model)
     # P1: the space becomes the three UTF-8 bytes of '▁', which a LUT would count as 3 bytes.
     assert [sp.id_to_piece(i) for i in sp.encode("a b")] == ["a", "<0xE2>", "<0x96>", "<0x81>", "b"]
     with pytest.raises(DataError, match="no standalone '▁' piece"):

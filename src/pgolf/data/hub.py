@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from pgolf.data.build import DatasetPaths
 from pgolf.data.shards import read_num_tokens
 from pgolf.errors import DataError
-from pgolf.utils import atomic_write_json, sha256_file
+from pgolf.utils import atomic_write_json, read_json, sha256_file
 
 DEFAULT_REPO_ID = "willdepueoai/parameter-golf"
 DEFAULT_REMOTE_ROOT = "datasets"
@@ -34,6 +34,17 @@ DOCS_FILES = ["docs_selected.jsonl", "docs_selected.source_manifest.json"]  # th
 JOURNAL = "download.json"
 VARIANT_PATTERN = re.compile(r"^(sp[A-Za-z0-9_]+|byte260)$")
 KNOWN_REPOS = "sp1024/byte260: willdepueoai/parameter-golf; sp4096/sp8192: kevclark/parameter-golf"
+CASEOPS_VARIANT = "sp8192_lossless_caps_caseops_v1_reserved"
+VARIANT_REPOS = {  # where the records found each variant (TECHNIQUES §1.7)
+    "sp1024": DEFAULT_REPO_ID, "byte260": DEFAULT_REPO_ID,
+    "sp4096": "kevclark/parameter-golf", "sp8192": "kevclark/parameter-golf",
+    CASEOPS_VARIANT: "romeerp/parameter-golf-caseops-v1",
+}
+
+
+def default_repo_id(variant: str) -> str:
+    """The hub repo that publishes `variant` (the default repo for unknown variants)."""
+    return VARIANT_REPOS.get(variant, DEFAULT_REPO_ID)
 
 
 class FileSource(Protocol):
@@ -187,10 +198,7 @@ def _load_manifest(source: FileSource, out: Path, skip_manifest: bool) -> dict[s
             os.replace(tmp, path)
     elif not path.is_file():
         raise DataError(f"no local manifest at {path}: run without --skip-manifest to fetch it")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"manifest {path} is not valid JSON ({exc}): delete it and run again") from exc
+    manifest = read_json(path, "delete it and run again")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("datasets"), list):
         raise DataError(f"manifest {path} has no datasets list: delete it and run again, or check --repo-id")
     return manifest

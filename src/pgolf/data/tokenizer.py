@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import sentencepiece as spm
@@ -55,9 +56,9 @@ def load_sentencepiece(path: str | os.PathLike[str]) -> spm.SentencePieceProcess
     return processor
 
 
-def check_vocab_size(sp: spm.SentencePieceProcessor, vocab_size: int, *, name: str = "") -> None:
-    """Refuse a model vocabulary that differs from the tokenizer's (the baseline does the same)."""
-    actual = int(sp.vocab_size())
+def check_vocab_size(sp: spm.SentencePieceProcessor | int, vocab_size: int, *, name: str = "") -> None:
+    """Refuse a model vocabulary that differs from the tokenizer's (`sp` or its size; the baseline does the same)."""
+    actual = sp if isinstance(sp, int) else int(sp.vocab_size())
     if actual != vocab_size:
         label = f"tokenizer {name}" if name else "tokenizer"
         raise DataError(
@@ -75,6 +76,15 @@ def assert_space_piece(sp: spm.SentencePieceProcessor) -> None:
         )
 
 
+class ByteCounter(Protocol):
+    """Bytes credited to scored targets: a ByteLUT, or a per-position sidecar (which needs the positions)."""
+
+    def token_bytes(self, prev_ids: torch.Tensor, target_ids: torch.Tensor,
+                    target_positions: torch.Tensor | None = None) -> torch.Tensor: ...
+
+    def to(self, device: torch.device | str) -> ByteCounter: ...
+
+
 @dataclass(frozen=True)
 class ByteLUT:
     """Per-token byte tables of TECHNIQUES §2.2, indexed by token id (length max(sp vocab, V))."""
@@ -83,8 +93,12 @@ class ByteLUT:
     has_leading_space: torch.Tensor  # bool: the piece starts with ▁ (worth one space byte)
     is_boundary: torch.Tensor  # bool: control/unknown/unused ids; no space byte after them
 
-    def token_bytes(self, prev_ids: torch.Tensor, target_ids: torch.Tensor) -> torch.Tensor:
-        """Bytes credited to each target given the token before it: base[y] + (lead[y] & ~boundary[x])."""
+    def token_bytes(self, prev_ids: torch.Tensor, target_ids: torch.Tensor,
+                    target_positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Bytes credited to each target given the token before it: base[y] + (lead[y] & ~boundary[x]).
+
+        `target_positions` is accepted for the ByteCounter interface and not needed here.
+        """
         space = self.has_leading_space[target_ids] & ~self.is_boundary[prev_ids]
         return self.base_bytes[target_ids].to(torch.int64) + space.to(torch.int64)
 
@@ -102,11 +116,20 @@ class ByteLUT:
 def build_byte_lut(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUT:
     """Build the byte tables for `sp`, padded to `vocab_size` with zero-byte boundary entries."""
     assert_space_piece(sp)
+    base, lead, boundary = lut_arrays(sp)
+    table_size = max(base.size, vocab_size)
+    padded = (np.zeros(table_size, np.int16), np.zeros(table_size, np.bool_), np.ones(table_size, np.bool_))
+    for full, part in zip(padded, (base, lead, boundary), strict=True):
+        full[: part.size] = part
+    return ByteLUT(*(torch.from_numpy(t) for t in padded))
+
+
+def lut_arrays(sp: spm.SentencePieceProcessor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base_bytes int64, has_leading_space, is_boundary) of every id of `sp`, by the §2.2 rule."""
     sp_vocab = int(sp.vocab_size())
-    table_size = max(sp_vocab, vocab_size)
-    base = np.zeros(table_size, dtype=np.int16)
-    lead = np.zeros(table_size, dtype=np.bool_)
-    boundary = np.ones(table_size, dtype=np.bool_)
+    base = np.zeros(sp_vocab, dtype=np.int64)
+    lead = np.zeros(sp_vocab, dtype=np.bool_)
+    boundary = np.ones(sp_vocab, dtype=np.bool_)
     for token_id in range(sp_vocab):
         if sp.is_control(token_id) or sp.is_unknown(token_id) or sp.is_unused(token_id):
             continue
@@ -119,7 +142,7 @@ def build_byte_lut(sp: spm.SentencePieceProcessor, vocab_size: int) -> ByteLUT:
             lead[token_id] = True
             piece = piece[1:]
         base[token_id] = len(piece.encode("utf-8"))
-    return ByteLUT(torch.from_numpy(base), torch.from_numpy(lead), torch.from_numpy(boundary))
+    return base, lead, boundary
 
 
 def training_lines(texts: Iterable[str]) -> Iterator[str]:
@@ -135,23 +158,25 @@ def train_sentencepiece(
     vocab_size: int,
     model_path: str | os.PathLike[str],
     model_type: str = "bpe",
+    user_symbols: tuple[str, ...] = (),
 ) -> Path:
     """Train a SentencePiece model with the official settings; write `.model` and `.vocab` atomically.
 
     The result is reproducible byte for byte: the trainer runs on one thread and the model is
     serialized without a model_prefix (which would embed a temporary path). If the corpus yields no
     standalone `▁` piece, training is repeated with `▁` as a user-defined symbol so pitfall P1
-    cannot occur.
+    cannot occur. `user_symbols` are always single pieces (CaseOps operators); `model_type` is
+    `bpe` (the official choice) or `unigram`.
     """
     model_path = Path(model_path)
     if model_path.suffix != ".model":
         raise DataError(f"tokenizer output {model_path} must end in .model: choose a name like fineweb_1024_bpe.model")
     corpus = _spill_lines(texts, model_path.parent)
     try:
-        proto = _train_proto(corpus, vocab_size, model_type, user_symbols=())
+        proto = _train_proto(corpus, vocab_size, model_type, user_symbols=user_symbols)
         trained = _load_proto(proto)
         if trained.piece_to_id(SPACE_PIECE) == trained.unk_id():
-            proto = _train_proto(corpus, vocab_size, model_type, user_symbols=(SPACE_PIECE,))
+            proto = _train_proto(corpus, vocab_size, model_type, user_symbols=(*user_symbols, SPACE_PIECE))
             trained = _load_proto(proto)
     finally:
         os.unlink(corpus)

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from pgolf.data.tokenizer import ByteLUT
+from pgolf.data.tokenizer import ByteCounter
 
 
 @dataclass(frozen=True)
@@ -42,14 +42,17 @@ def bits_per_byte(loss_sum: float, tokens: float, num_bytes: float) -> tuple[flo
 class BPBAccumulator:
     """Sums per-token losses and credited bytes; `result()` reduces across ranks once."""
 
-    def __init__(self, lut: ByteLUT, device: torch.device) -> None:
+    def __init__(self, lut: ByteCounter, device: torch.device) -> None:
         self.lut = lut.to(device)
         self.device = device
         self.sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, tokens, bytes
 
-    def add(self, nll: Tensor, prev_ids: Tensor, target_ids: Tensor) -> Tensor:
-        """Add scored tokens (nll in nats, same shape as the ids); returns their credited bytes."""
-        token_bytes = self.lut.token_bytes(prev_ids.reshape(-1), target_ids.reshape(-1))
+    def add(self, nll: Tensor, prev_ids: Tensor, target_ids: Tensor, target_positions: Tensor | None = None) -> Tensor:
+        """Add scored tokens (nll in nats, same shape as the ids); returns their credited bytes.
+
+        `target_positions` (indices of the targets in the val stream) is required by byte sidecars.
+        """
+        token_bytes = self.lut.token_bytes(prev_ids.reshape(-1), target_ids.reshape(-1), target_positions)
         self.sums[0] += nll.detach().reshape(-1).to(torch.float64).sum()
         self.sums[1] += target_ids.numel()
         self.sums[2] += token_bytes.to(torch.float64).sum()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgolf.data.tokenizer import ByteLUT
+from pgolf.data.tokenizer import ByteCounter
 from pgolf.evaluate.bpb import BPBAccumulator, BPBResult
 
 TokenLossFn = Callable[[Tensor, Tensor], Tensor]
@@ -38,7 +38,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 def evaluate_plain(
     token_losses: TokenLossFn,
     val_tokens: Tensor,
-    lut: ByteLUT,
+    lut: ByteCounter,
     setup: EvalSetup,
     device: torch.device,
     collect_losses: bool = False,
@@ -61,7 +61,8 @@ def evaluate_plain(
             x = chunk[:-1].view(-1, seq_len)
             y = chunk[1:].view(-1, seq_len)
             nll = token_losses(x, y)
-            acc.add(nll, x, y)
+            positions = torch.arange(start * seq_len + 1, end * seq_len + 1, device=device)
+            acc.add(nll, x, y, positions)
             if collect_losses:
                 collected.append(nll.double().reshape(-1).cpu().numpy())
     losses = np.concatenate(collected) if collect_losses and collected else None

@@ -1,0 +1,307 @@
+"""Tokenizer families behind one interface: SentencePiece, CaseOps SentencePiece, byte260, tiktoken.
+
+Every family speaks pgolf's shard convention: ids fit in uint16, id 1 is BOS and ids 0..3 are
+special (pad, BOS, EOS, unk). Every family also says how many *source bytes* each token of a
+document stands for (`token_bytes`), which is what val_bpb divides by, and how to decode ids back to
+bytes (`decode_bytes`), which is what `pgolf data audit` checks that count against.
+
+A tokenizer is named by a spec string: a SentencePiece `.model` path (a model whose vocabulary holds
+the four CaseOps operators is loaded as CaseOps), `byte260`, `tiktoken:<encoding>`, or a `.json`
+spec file written by `pgolf data build` (`{"family": "byte260"}` or `{"family": "tiktoken", ...}`).
+TokenMonster vocabularies are refused with the reason (the package cannot run offline).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import sentencepiece as spm
+import torch
+
+from pgolf.data import caseops
+from pgolf.data.tokenizer import SPACE_PIECE, ByteLUT, load_sentencepiece, lut_arrays
+from pgolf.errors import DataError
+from pgolf.utils import atomic_write_bytes, atomic_write_json, read_json
+
+BOS_ID = 1
+NUM_SPECIAL = 4  # pad, bos, eos, unk: the ids below every family's own tokens
+MAX_SHARD_VOCAB = 65_536  # uint16 shards hold ids 0..65,535
+SPEC_FORMAT = "pgolf-tokenizer-v1"
+BYTE260 = "byte260"
+TIKTOKEN_PREFIX = "tiktoken:"
+TOKENMONSTER_PREFIX = "tokenmonster:"
+
+
+class Tokenizer(Protocol):
+    """What the data pipeline, the audit and the evaluator need from any tokenizer."""
+
+    name: str
+    variant: str  # names datasets: sp1024, sp8192_caseops, byte260, tiktoken_gpt2
+    vocab_size: int
+    needs_sidecar: bool  # True: bytes depend on context beyond the previous token (CaseOps)
+
+    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Token ids of each text (no BOS)."""
+        ...
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        """The UTF-8 bytes the decoder produces for a document's ids (no BOS)."""
+        ...
+
+    def token_bytes(self, ids: np.ndarray) -> np.ndarray:
+        """Source bytes credited to each token of a stream that starts with BOS (entry 0 is the BOS: 0)."""
+        ...
+
+    def byte_lut(self, vocab_size: int) -> ByteLUT:
+        """The per-token tables of TECHNIQUES §2.2; raises for families that need a byte sidecar."""
+        ...
+
+    def byte_fallback_ids(self) -> dict[int, int]:
+        """{byte value: id} of byte-fallback tokens whose lone decode is not the byte itself."""
+        ...
+
+    def save(self, folder: Path) -> Path:
+        """Write the tokenizer's file(s) into `folder`; return the file that names it."""
+        ...
+
+
+class _TableBytes:
+    """`token_bytes` from the §2.2 rule: base[y] + (lead[y] and not boundary[previous])."""
+
+    base: np.ndarray
+    lead: np.ndarray
+    boundary: np.ndarray
+
+    def token_bytes(self, ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.zeros(ids.size, dtype=np.int64)
+        if ids.size > 1:
+            prev, target = ids[:-1], ids[1:]
+            out[1:] = self.base[target] + (self.lead[target] & ~self.boundary[prev])
+        return out
+
+    def byte_lut(self, vocab_size: int) -> ByteLUT:
+        size = max(len(self.base), vocab_size)
+        base = np.zeros(size, dtype=np.int16)
+        lead = np.zeros(size, dtype=np.bool_)
+        boundary = np.ones(size, dtype=np.bool_)
+        base[: len(self.base)], lead[: len(self.base)], boundary[: len(self.base)] = self.base, self.lead, self.boundary
+        return ByteLUT(torch.from_numpy(base), torch.from_numpy(lead), torch.from_numpy(boundary))
+
+
+class SentencePieceTokenizer(_TableBytes):
+    """A SentencePiece `.model`; bytes follow the official LUT (or an explicit table, for audits)."""
+
+    needs_sidecar = False
+
+    def __init__(self, path: Path, sp: spm.SentencePieceProcessor | None = None,
+                 tables: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+        self.path = Path(path)
+        self.sp = sp if sp is not None else load_sentencepiece(path)
+        self.name = self.path.name
+        self.vocab_size = int(self.sp.vocab_size())
+        self.variant = f"sp{self.vocab_size}"
+        self.base, self.lead, self.boundary = tables if tables is not None else lut_arrays(self.sp)
+
+    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        return self.sp.encode(list(texts), out_type=int, num_threads=max(threads, 1))
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        return self.sp.decode([int(i) for i in ids]).encode("utf-8")
+
+    def byte_fallback_ids(self) -> dict[int, int]:
+        return {int(self.sp.id_to_piece(i)[3:5], 16): i for i in range(self.vocab_size) if self.sp.is_byte(i)}
+
+    def has_space_piece(self) -> bool:
+        return self.sp.piece_to_id(SPACE_PIECE) != self.sp.unk_id()
+
+    def save(self, folder: Path) -> Path:
+        target = folder / self.path.name
+        for suffix in (".model", ".vocab"):
+            src, dst = self.path.with_suffix(suffix), target.with_suffix(suffix)
+            if src.is_file() and not (dst.exists() and os.path.samefile(src, dst)):
+                atomic_write_bytes(dst, src.read_bytes())
+        return target
+
+
+class CaseOpsTokenizer(SentencePieceTokenizer):
+    """SentencePiece trained on CaseOps-transformed text (TECHNIQUES §4.24).
+
+    Operators are credited 0 bytes (an escaped one its own 3), so `token_bytes` counts the bytes of
+    the original text. That count depends on more than the previous token, so evaluation must read a
+    byte sidecar: `byte_lut` refuses (pitfall P3: never mix the LUT with a transformed tokenizer).
+    """
+
+    needs_sidecar = True
+
+    def __init__(self, path: Path, sp: spm.SentencePieceProcessor | None = None) -> None:
+        super().__init__(path, sp)
+        self.variant = f"sp{self.vocab_size}_caseops"
+        self.operator_ids = caseops.operator_ids(self.sp)
+        self.escape_id = self.operator_ids[caseops.ESC]
+        ops = list(self.operator_ids.values())
+        self.base = self.base.copy()
+        self.base[ops] = 0
+        self.escaped_bytes = {i: len(c.encode("utf-8")) for c, i in self.operator_ids.items()}
+
+    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        return super().encode_batch([caseops.encode(t) for t in texts], threads)
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        return caseops.decode(self.sp.decode([int(i) for i in ids])).encode("utf-8")
+
+    def token_bytes(self, ids: np.ndarray) -> np.ndarray:
+        out = super().token_bytes(ids)
+        ids = np.asarray(ids, dtype=np.int64)
+        escaped = -1
+        for position in np.flatnonzero(ids == self.escape_id):  # rare: only literal operator characters
+            if position == escaped or position + 1 >= ids.size:
+                continue
+            escaped = int(position) + 1
+            out[escaped] = self.escaped_bytes.get(int(ids[escaped]), out[escaped])
+        return out
+
+    def byte_lut(self, vocab_size: int) -> ByteLUT:
+        raise DataError(
+            f"tokenizer {self.name} is a CaseOps tokenizer: its bytes must come from the val byte sidecar "
+            "(fineweb_val_bytes_*.bin), never from the LUT; rebuild the dataset with `pgolf data build --caseops`"
+        )
+
+
+class Byte260Tokenizer(_TableBytes):
+    """The official pure-byte tokenizer: pad 0, BOS 1, EOS 2, unk 3, byte b at id 4 + b."""
+
+    needs_sidecar = False
+    name = variant = BYTE260
+    vocab_size = NUM_SPECIAL + 256
+
+    def __init__(self) -> None:
+        self.base = np.r_[np.zeros(NUM_SPECIAL, np.int64), np.ones(256, np.int64)]
+        self.lead = np.zeros(self.vocab_size, dtype=np.bool_)
+        self.boundary = np.r_[np.ones(NUM_SPECIAL, np.bool_), np.zeros(256, np.bool_)]
+
+    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        return [(np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int64) + NUM_SPECIAL).tolist()
+                for t in texts]
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        return bytes(int(i) - NUM_SPECIAL for i in ids if int(i) >= NUM_SPECIAL)
+
+    def byte_fallback_ids(self) -> dict[int, int]:
+        return {}  # a lone byte token decodes to exactly its byte
+
+    def save(self, folder: Path) -> Path:
+        return _write_spec(folder / f"{BYTE260}.json", {"family": BYTE260})
+
+
+class TiktokenTokenizer(_TableBytes):
+    """A tiktoken byte-level BPE (`tiktoken.Encoding`); ids are shifted up by 4 so 0..3 stay pad/BOS/EOS/unk.
+
+    Each token's bytes are exactly `decode_single_token_bytes`, and no token carries a space marker.
+    Encodings come from tiktoken's own cache (`TIKTOKEN_CACHE_DIR`): tiktoken downloads them on first
+    use and ships none, so offline they must already be there.
+    """
+
+    needs_sidecar = False
+
+    def __init__(self, encoding: Any) -> None:
+        self.encoding = encoding
+        self.encoding_name = encoding.name
+        self.name = f"{TIKTOKEN_PREFIX}{encoding.name}"
+        self.variant = "tiktoken_" + "".join(c if c.isalnum() else "_" for c in encoding.name)
+        ordinary = self.encoding.n_vocab - len(self.encoding.special_tokens_set)
+        self.vocab_size = NUM_SPECIAL + ordinary
+        lengths = [len(self.encoding.decode_single_token_bytes(i)) for i in range(ordinary)]
+        self.base = np.r_[np.zeros(NUM_SPECIAL, np.int64), np.asarray(lengths, np.int64)]
+        self.lead = np.zeros(self.vocab_size, dtype=np.bool_)
+        self.boundary = np.r_[np.ones(NUM_SPECIAL, np.bool_), np.zeros(ordinary, np.bool_)]
+
+    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        batches = self.encoding.encode_ordinary_batch(list(texts), num_threads=max(threads, 1))
+        return [[i + NUM_SPECIAL for i in ids] for ids in batches]
+
+    def decode_bytes(self, ids: Sequence[int]) -> bytes:
+        return self.encoding.decode_bytes([int(i) - NUM_SPECIAL for i in ids if int(i) >= NUM_SPECIAL])
+
+    def byte_fallback_ids(self) -> dict[int, int]:
+        return {}  # tiktoken decodes a lone byte token to its raw byte
+
+    def save(self, folder: Path) -> Path:
+        return _write_spec(folder / f"{self.variant}.json", {"family": "tiktoken", "encoding": self.encoding_name})
+
+
+def _write_spec(path: Path, fields: dict[str, Any]) -> Path:
+    atomic_write_json(path, {"format": SPEC_FORMAT, **fields})
+    return path
+
+
+def _tiktoken_encoding(name: str) -> Any:
+    try:
+        import tiktoken
+    except ImportError:
+        raise DataError(
+            f"tokenizer tiktoken:{name} needs the tiktoken package: pip install tiktoken "
+            "(and have the encoding in its cache, TIKTOKEN_CACHE_DIR, since tiktoken downloads encodings)"
+        ) from None
+    try:
+        return tiktoken.get_encoding(name)
+    except ValueError as exc:
+        raise DataError(f"tiktoken has no encoding {name!r} ({exc}): choose one of {tiktoken.list_encoding_names()}") from None
+    except Exception as exc:  # noqa: BLE001 - tiktoken raises network errors of several types
+        raise DataError(
+            f"tiktoken encoding {name!r} is not available offline ({type(exc).__name__}): tiktoken ships no "
+            "encoding files and downloads them on first use; copy the cached file into TIKTOKEN_CACHE_DIR "
+            "on this machine, or use a SentencePiece tokenizer"
+        ) from None
+
+
+def load_tokenizer(spec: str | os.PathLike[str]) -> Tokenizer:
+    """The tokenizer named by `spec` (see the module docstring)."""
+    text = os.fspath(spec)
+    if text == BYTE260:
+        return Byte260Tokenizer()
+    if text.startswith(TIKTOKEN_PREFIX):
+        return TiktokenTokenizer(_tiktoken_encoding(text[len(TIKTOKEN_PREFIX):]))
+    if text.startswith(TOKENMONSTER_PREFIX):
+        raise DataError(
+            f"{text}: TokenMonster vocabularies are not supported: the tokenmonster package downloads its "
+            "tokenmonsterserver binary at first use and cannot run offline; convert the vocabulary or use a "
+            "SentencePiece tokenizer"
+        )
+    path = Path(text)
+    if path.suffix == ".json":
+        return _load_spec_file(path)
+    sp = load_sentencepiece(path)
+    if caseops.operator_ids(sp, required=False):
+        return CaseOpsTokenizer(path, sp)
+    return SentencePieceTokenizer(path, sp)
+
+
+def _load_spec_file(path: Path) -> Tokenizer:
+    if not path.is_file():
+        raise DataError(f"tokenizer {path} does not exist: pass a .model file, byte260, or a tokenizer .json")
+    fields = read_json(path, "rewrite the tokenizer spec or rebuild the dataset")
+    family = fields.get("family") if isinstance(fields, dict) else None
+    if family == BYTE260:
+        return Byte260Tokenizer()
+    if family == "tiktoken" and isinstance(fields.get("encoding"), str):
+        return TiktokenTokenizer(_tiktoken_encoding(fields["encoding"]))
+    raise DataError(f'tokenizer spec {path} has no known "family" (byte260, tiktoken): rebuild the dataset')
+
+
+def check_shard_vocab(tok: Tokenizer) -> None:
+    """Shards store uint16 ids and reserve id 1 for BOS."""
+    if tok.vocab_size > MAX_SHARD_VOCAB:
+        raise DataError(
+            f"tokenizer {tok.name} has {tok.vocab_size:,} ids, more than the {MAX_SHARD_VOCAB:,} "
+            f"(ids 0..{MAX_SHARD_VOCAB - 1:,}) that uint16 .bin shards hold: use a vocabulary of at most 65,536"
+        )
+    if isinstance(tok, SentencePieceTokenizer) and tok.sp.bos_id() != BOS_ID:
+        raise DataError(
+            f"tokenizer {tok.name} has bos_id={tok.sp.bos_id()}: shards need BOS id {BOS_ID}; retrain with bos_id=1"
+        )
+
