@@ -38,10 +38,11 @@ def losses_scorer(token_losses: TokenLossFn) -> ScoreFn:
 
 def score_windows(score_fn: ScoreFn, scoring: ScoringContext, windows: Sequence[Window], ledger: ScoreLedger,
                   deadline: Deadline | None = None) -> bool:
-    """Score this rank's `windows` in batches; False if the deadline stopped it first (rank-local check)."""
+    """Score this rank's `windows` in batches; False if the deadline stopped it first (a rank-local check,
+    made after the first batch, so a stopped pass still reports a score)."""
     with torch.no_grad(), scoring.autocast():
-        for group in batched(windows, scoring.batch_seqs):
-            if deadline is not None and deadline.expired():
+        for index, group in enumerate(batched(windows, scoring.batch_seqs)):
+            if index > 0 and deadline is not None and deadline.expired():
                 return False
             batch = gather_batch(scoring.tokens, group, scoring.device)
             nll, logits = score_fn(batch)

@@ -132,7 +132,7 @@ def evaluate_ttt_full(model: GPT, scoring: ScoringContext, settings: FullTTTSett
     groups = chunk_windows(sliding_windows(n, settings.context, settings.stride), settings.chunk_tokens, n_chunks)
     ledger, deadline = scoring.new_ledger(), scoring.new_deadline()
     for index, windows in enumerate(groups):
-        if deadline.expired(agree=True):
+        if index > 0 and deadline.expired(agree=True):
             break
         score_windows(score_fn, scoring, rank_slice(windows, ctx.rank, ctx.world_size), ledger)
         if index == n_chunks - 1:

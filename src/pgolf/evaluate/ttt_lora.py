@@ -157,7 +157,7 @@ def evaluate_ttt_lora(model: GPT, scoring: ScoringContext, settings: LoRATTTSett
     boundaries = phase_boundaries(settings)
     adapter = _DocumentAdapter(adapted, settings, scoring, ledger)
     for round_index in range(math.ceil(len(doc_batches) / ctx.world_size)):
-        if deadline.expired(agree=True):
+        if round_index > 0 and deadline.expired(agree=True):
             break
         mine = round_index * ctx.world_size + ctx.rank
         if mine < len(doc_batches):
