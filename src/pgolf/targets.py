@@ -2,6 +2,8 @@
 the official script's `final_model.pt` / `final_model.int8.ptz`.
 
 Official files are read with `torch.load(weights_only=True)` only; pgolf files never unpickle.
+The evaluation modes are imported only by the commands that run them, so the code bytes that
+`pgolf pack` counts do not include TTT/SLOT code a plain submission does not use.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from pgolf.config import Config, eval_context
 from pgolf.data.build import DatasetPaths
 from pgolf.errors import UserError
 from pgolf.evaluate.ledger import LedgerResult
-from pgolf.evaluate.modes import VERIFY_MODES, Mode, eval_stages, run_mode, run_stages, scoring_for
-from pgolf.evaluate.verify import verify_mode
 from pgolf.model.gpt import GPT, build_model
 from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, EvalData, load_eval_data, load_packed_state,
                             pack_state_dict, packing_report, resolve_dataset)
@@ -124,6 +124,8 @@ def load_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> L
 
 def evaluate_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
     """Run every stage the config asks for; the last one is the headline score."""
+    from pgolf.evaluate.modes import eval_stages, run_stages
+
     loaded = load_target(target, args, load)
     cfg, ctx = loaded.cfg, loaded.ctx
     dump = getattr(args, "dump_losses", None)
@@ -152,12 +154,15 @@ def _dump_stage_losses(path: Path, stages: list[tuple[dict[str, Any], LedgerResu
 
 def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> list[dict[str, Any]]:
     """`pgolf verify`: the legality checks on the first `args.tokens` val tokens, for each mode."""
+    from pgolf.evaluate.modes import VERIFY_MODES, eval_stages, mode_by_name, run_mode, scoring_for
+    from pgolf.evaluate.verify import verify_mode
+
     args.overrides = [*args.overrides, f"eval.val_max_tokens={args.tokens}"]
     loaded = load_target(target, args, load)
     cfg, ctx = loaded.cfg, loaded.ctx
     asked = args.mode or []
     names = list(VERIFY_MODES) if "all" in asked else (asked or [m.name for m in eval_stages(cfg)])
-    modes = {name: VERIFY_MODES.get(name) or _stage_by_name(cfg, name) for name in names}
+    modes = {name: mode_by_name(cfg, name) for name in names}
     dtype = autocast_dtype(cfg, ctx.device)
     reports = []
     loaded.model.eval()
@@ -171,13 +176,6 @@ def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) ->
     finally:
         shutdown(ctx)
     return reports
-
-
-def _stage_by_name(cfg: Config, name: str) -> Mode:
-    for mode in eval_stages(cfg):
-        if mode.name == name:
-            return mode
-    raise UserError(f"unknown verify mode '{name}': choose from {', '.join(VERIFY_MODES)}, all")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

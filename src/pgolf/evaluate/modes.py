@@ -15,6 +15,7 @@ import torch
 
 from pgolf.config import Config, eval_context
 from pgolf.data.tokenizer import ByteLUT
+from pgolf.errors import UserError
 from pgolf.evaluate.context import ScoringContext
 from pgolf.evaluate.ledger import LedgerResult, NormalizationAudit
 from pgolf.evaluate.legality import ruling
@@ -70,6 +71,14 @@ def eval_stages(cfg: Config) -> list[Mode]:
     if e.slot != "off":
         stages.append(Mode("sliding", ttt=e.ttt, slot=e.slot))
     return stages
+
+
+def mode_by_name(cfg: Config, name: str) -> Mode:
+    """A `VERIFY_MODES` name, or the name of one of this config's eval stages."""
+    known = {**VERIFY_MODES, **{mode.name: mode for mode in eval_stages(cfg)}}
+    if name not in known:
+        raise UserError(f"unknown eval mode '{name}': choose from {', '.join(known)}, all")
+    return known[name]
 
 
 def stride_of(cfg: Config) -> int:
