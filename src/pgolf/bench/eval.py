@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import platform
 import time
 from pathlib import Path
@@ -63,6 +64,7 @@ def bench_eval(loaded: LoadedTarget, out: Path | None = None) -> dict[str, Any]:
         "eval_context": cfg.eval.context or cfg.train.train_seq_len, "stride": cfg.eval.stride,
         "ttt_chunk_tokens": cfg.eval.ttt_chunk_tokens, "ttt_epochs": cfg.eval.ttt_epochs,
         "slot_steps": cfg.eval.slot_steps, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "stages": [{**{k: r[k] for k in ("stage", "val_loss", "val_bpb", "val_tokens", "elapsed_s", "tokens_per_s")},
                     "cost_vs_plain": plain_rate / r["tokens_per_s"], "projected_8gpu_full_val_s": r["projection"]["seconds"],
                     "projection_basis": r["projection"]["basis"], "compliant": r["legality"]["compliant"]}
