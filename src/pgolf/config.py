@@ -458,7 +458,8 @@ def _validate_eval(cfg: Config) -> None:
         _require(getattr(e, key) > 0, f"eval.{key}", f"must be positive, got {getattr(e, key)}")
     for key in ("ttt_grad_clip", "ttt_lora_weight_decay", "slot_weight_decay"):
         _require(getattr(e, key) >= 0, f"eval.{key}", "must be ≥ 0")
-    _require(e.ttt_lora_alpha > 0 and e.slot_eps > 0, "eval.ttt_lora_alpha", "alpha and eval.slot_eps must be > 0")
+    _require(e.ttt_lora_alpha > 0, "eval.ttt_lora_alpha", "must be > 0")
+    _require(e.slot_eps > 0, "eval.slot_eps", "must be > 0")
     _require(0 <= e.ttt_freeze_blocks <= cfg.model.num_layers, "eval.ttt_freeze_blocks",
              f"must be between 0 and model.num_layers={cfg.model.num_layers}")
     _require(e.ttt_lora_chunk <= context, "eval.ttt_lora_chunk",

@@ -10,6 +10,7 @@ import pytest
 
 from pgolf.cli import VERIFY_FAILED, main
 from pgolf.config import load_config
+from pgolf.errors import ConfigError
 from pgolf.pipeline import pack_state_dict
 from testkit import SHIPPED_SP8192, mixing_model, tiny_overrides
 
@@ -89,3 +90,21 @@ def test_bad_eval_input_names_the_key(artifact, capsys, argv: list[str], key: st
     assert main(["eval", str(artifact), *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and key in err[0]
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("eval.stride=300", "eval.stride"), ("eval.context=-1", "eval.context"), ("eval.ttt=sgd", "eval.ttt"),
+    ("eval.slot=always", "eval.slot"), ("eval.ttt_lora_chunk=512", "eval.ttt_lora_chunk"),
+    ("eval.ttt_lora_targets=q,gate", "eval.ttt_lora_targets"), ("eval.ttt_freeze_blocks=10", "eval.ttt_freeze_blocks"),
+    ("eval.slot_lr=0", "eval.slot_lr"), ("eval.ttt_epochs=0", "eval.ttt_epochs"),
+])
+def test_eval_config_errors_name_the_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config("tiny", overrides=[override], env={})
+    assert load_config("tiny", overrides=["eval.stride=256", "eval.ttt=phased"], env={}).eval.stride == 256
+
+
+def test_slot_composes_only_with_full_ttt() -> None:
+    with pytest.raises(ConfigError, match=r"eval\.slot"):
+        load_config("tiny", overrides=["eval.slot=context", "eval.ttt=lora"], env={})
+    assert load_config("tiny", overrides=["eval.slot=context", "eval.ttt=full"], env={}).eval.slot == "context"
