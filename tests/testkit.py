@@ -42,3 +42,18 @@ def tiny_overrides(paths: DatasetPaths, **extra: object) -> list[str]:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def mixing_model(cfg, seed: int = 0):
+    """A model of `cfg.model` at init, perturbed so the zero-initialised output projections are not
+    zero: attention then mixes positions and every layer matters (legality tests need that)."""
+    import torch
+
+    from pgolf.model.gpt import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(cfg.model, torch.device("cpu"))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    return model.eval()

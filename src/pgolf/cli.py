@@ -1,6 +1,7 @@
 """`pgolf` command line: parse, resolve the config, call one stage function.
 
-Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure.
+Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure, 3 `pgolf verify` found a
+mode that breaks the legality policy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from pgolf.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
+VERIFY_FAILED = 3  # `pgolf verify`: a mode broke a condition of the legality policy
 
 
 def _config_args(parser: argparse.ArgumentParser, preset_default: str | None = None) -> None:
@@ -84,10 +86,40 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_target(Path(args.target), args, _load)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"val_loss:{result['val_loss']:.8f} val_bpb:{result['val_bpb']:.8f} "
-              f"val_tokens:{result['val_tokens']} val_bytes:{result['val_bytes']} source:{result['source']}")
+        return 0
+    for stage in result["stages"]:
+        print(_stage_line(stage))
+    print(f"val_loss:{result['val_loss']:.8f} val_bpb:{result['val_bpb']:.8f} "
+          f"val_tokens:{result['val_tokens']} val_bytes:{result['val_bytes']} source:{result['source']}")
     return 0
+
+
+def _stage_line(stage: dict) -> str:
+    legality = stage["legality"]
+    label = "" if legality["compliant"] else f" {legality['label']} ({legality['policy']}): {legality['reason']}"
+    scored = "" if stage["complete"] else (f" INCOMPLETE: scored {stage['val_tokens']:,} of {stage['targets']:,} "
+                                           "targets before eval.max_eval_seconds")
+    projection = stage["projection"]
+    return (f"stage:{stage['stage']} val_loss:{stage['val_loss']:.8f} val_bpb:{stage['val_bpb']:.8f} "
+            f"tokens/s:{stage['tokens_per_s']:,.0f} time:{stage['elapsed_s']:.1f}s "
+            f"projected_8gpu_full_val:{projection['seconds']:.0f}s{scored}{label}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from pgolf.targets import verify_target
+
+    reports = verify_target(Path(args.target), args, _load)
+    if args.json:
+        print(json.dumps({"passed": all(r["passed"] for r in reports), "modes": reports}))
+    else:
+        for report in reports:
+            print(f"{report['mode']}: {report['verdict']} under {report['policy']} "
+                  f"({report['tokens']:,} tokens, val_bpb {report['val_bpb']:.6f})")
+            for check in report["checks"]:
+                print(f"  {'pass' if check['passed'] else 'FAIL'}  {check['condition']}")
+            if not report["ruling"]["compliant"]:
+                print(f"  ruling: {report['ruling']['reason']}")
+    return 0 if all(r["passed"] for r in reports) else VERIFY_FAILED
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
@@ -198,7 +230,41 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_eval(args: argparse.Namespace) -> int:
+    from pgolf.bench.eval import bench_eval, fresh_target
+    from pgolf.targets import _args_overrides, load_target
+    from pgolf.train.distributed import shutdown
+
+    args.overrides = [*args.overrides, f"eval.val_max_tokens={args.tokens}"]
+    if args.target:
+        loaded = load_target(Path(args.target), args, _load)
+    else:
+        args.overrides = _args_overrides(args)
+        loaded = fresh_target(_load(args))
+    try:
+        result = bench_eval(loaded, out=args.out)
+    finally:
+        shutdown(loaded.ctx)
+    print(result["report"])
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "report"}))
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
+def _eval_mode_args(parser: argparse.ArgumentParser, adaptation: bool = True) -> None:
+    parser.add_argument("--context", type=int, help="window length of sliding/TTT/SLOT scoring (eval.context; "
+                                                    "default train_seq_len)")
+    parser.add_argument("--stride", type=int, help="add a sliding-window stage with this stride (eval.stride; "
+                                                   "the records use 64)")
+    if not adaptation:
+        return
+    parser.add_argument("--ttt", choices=("off", "full", "lora", "phased"),
+                        help="add a score-first test-time-training stage (eval.ttt)")
+    parser.add_argument("--slot", choices=("off", "context", "published"),
+                        help="add a SLOT stage (eval.slot); 'published' is labelled NON-COMPLIANT")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf toolkit: train, pack, score.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,9 +284,33 @@ def build_parser() -> argparse.ArgumentParser:
     _config_args(p)
     p.add_argument("--data", help="dataset folder (overrides data.dataset)")
     p.add_argument("--tokenizer", help="tokenizer .model (overrides data.tokenizer)")
-    p.add_argument("--dump-losses", type=Path, metavar="FILE.npy", help="write per-token losses (float64 nats)")
+    _eval_mode_args(p)
+    p.add_argument("--max-eval-seconds", type=float, metavar="S",
+                   help="stop each stage after S seconds and report the part scored (eval.max_eval_seconds)")
+    p.add_argument("--dump-losses", type=Path, metavar="FILE.npy",
+                   help="write the per-token losses (float64 nats, stream order) of the last stage; earlier "
+                        "stages go beside it as FILE.<stage>.npy")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("verify", help="test eval modes against the legality policy (causal, normalized, "
+                                      "score-first, single pass)",
+                       description="Runs each mode on a prefix of the val stream: a future-perturbation test, a "
+                                   "normalization check and a single-pass check. Exit code 0 if every mode passes, "
+                                   f"{VERIFY_FAILED} if one breaks a condition.")
+    p.add_argument("target", help="artifact.pgolf, runs/<id>, final_model.pt or final_model.int8.ptz")
+    _config_args(p)
+    p.add_argument("--data", help="dataset folder (overrides data.dataset)")
+    p.add_argument("--tokenizer", help="tokenizer .model (overrides data.tokenizer)")
+    _eval_mode_args(p)
+    p.add_argument("--mode", nargs="+", metavar="MODE",
+                   help="plain, sliding, ttt-full, ttt-lora, ttt-phased, slot-context, slot-published or all "
+                        "(default: the stages `pgolf eval` runs with the same options)")
+    p.add_argument("--tokens", type=int, default=4096, help="val tokens the checks run on (default 4096)")
+    p.add_argument("--positions", type=int, default=3, help="positions p of the perturbation test (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random replacement tokens")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("pack", help="quantize and pack a run (or an official export) into a pgolf artifact")
     p.add_argument("target", help="runs/<id>, final_model.pt or final_model.int8.ptz")
@@ -316,6 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_data)
+    bench = bench_sub.add_parser("eval", help="tokens/s and val_bpb of plain, sliding, TTT and SLOT scoring, with "
+                                              "8-GPU full-val projections")
+    bench.add_argument("target", nargs="?", help="artifact, run directory or official file (default: the preset's "
+                                                 "freshly initialised model, whose bpb means nothing)")
+    _config_args(bench, preset_default="tiny")
+    bench.add_argument("--data", help="dataset folder (overrides data.dataset)")
+    bench.add_argument("--tokenizer", help="tokenizer .model (overrides data.tokenizer)")
+    _eval_mode_args(bench, adaptation=False)
+    bench.add_argument("--tokens", type=int, default=8192, help="val tokens to score in every mode (0 = all)")
+    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    bench.set_defaults(func=cmd_bench_eval)
     return parser
 
 

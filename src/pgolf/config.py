@@ -105,8 +105,46 @@ class QuantConfig:
 
 @dataclass
 class EvalConfig:
+    """Scoring stages. Defaults keep the baseline: one plain pass at train_seq_len, nothing else.
+
+    Stages run in order, each from the same weights: plain → sliding (stride > 0) → + TTT
+    (ttt != off) → + SLOT (slot != off). Record values are the defaults of the technique knobs.
+    """
+
     val_batch_size: int = 524_288
     val_max_tokens: int = 0  # score only a declared prefix of the val stream (0 = full split)
+    context: int = 0  # window length for sliding/TTT/SLOT scoring (0 = train.train_seq_len)
+    stride: int = 0  # sliding-window stride (0 = no sliding stage; the records use 64)
+    batch_seqs: int = 32  # windows per forward pass and rank
+    max_eval_seconds: float = 0.0  # per stage: stop cleanly after this long and report the scored part (0 = no cap)
+    # score-first test-time training (TECHNIQUES §4.25.1-4.25.4)
+    ttt: str = "off"  # off | full | lora | phased
+    ttt_chunk_tokens: int = 32_768  # full TTT and phased global SGD: tokens per score-then-train chunk
+    ttt_lr: float = 0.005
+    ttt_momentum: float = 0.9
+    ttt_epochs: int = 3
+    ttt_batch_seqs: int = 32  # training sequences per step and rank
+    ttt_grad_clip: float = 1.0  # 0 disables clipping
+    ttt_freeze_blocks: int = 0  # first N blocks stay frozen (num_layers freezes every block)
+    ttt_lora_rank: int = 80
+    ttt_lora_alpha: float = 144.0
+    ttt_lora_targets: str = "q,k,v,o,mlp,head"
+    ttt_lora_chunk: int = 48  # predictions per score-then-step chunk inside a document
+    ttt_lora_docs: int = 64  # documents adapted in parallel (one adapter set each)
+    ttt_lora_lr: float = 1e-4
+    ttt_lora_beta2: float = 0.99
+    ttt_lora_weight_decay: float = 0.5
+    ttt_lora_warm_a: bool = True  # keep A (not B) across document batches
+    ttt_bos_id: int = 1  # document delimiter for LoRA/phased TTT
+    ttt_phases: int = 3  # phased TTT: global SGD passes over the scored document prefix
+    ttt_phase_docs: int = 2_500  # phased TTT: documents in the prefix the phases cover
+    ttt_phase_lr: float = 0.001
+    # SLOT (TECHNIQUES §4.25.5): a delta on the last hidden state fitted per batch with AdamW
+    slot: str = "off"  # off | context (fits only already-scored context: compliant) | published (PR #1176: not)
+    slot_steps: int = 8
+    slot_lr: float = 0.005
+    slot_weight_decay: float = 1e-8
+    slot_eps: float = 1e-5
 
 
 @dataclass
@@ -183,7 +221,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "quant.scheme": ("int8",),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
     "data.loader": ("stream", "doc_aligned", "coprime"),
+    "eval.ttt": ("off", "full", "lora", "phased"),
+    "eval.slot": ("off", "context", "published"),
 }
+
+
+# Where LoRA TTT can attach adapters (pgolf.evaluate.lora maps each to model modules).
+LORA_TARGETS: tuple[str, ...] = ("q", "k", "v", "o", "mlp", "head")
 
 
 def _section_types() -> dict[str, type]:
@@ -391,8 +435,48 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _require(cfg.eval.val_max_tokens >= 0, "eval.val_max_tokens", "must be ≥ 0 (0 = full split)")
     _require(cfg.data.train_shards >= 0, "data.train_shards", "must be ≥ 0 (0 = all)")
     _validate_data(cfg)
+    _validate_eval(cfg)
 
 
 def _validate_data(cfg: Config) -> None:
     d = cfg.data
     _require(d.expected_train_shards >= 0, "data.expected_train_shards", "must be ≥ 0 (0 = no check)")
+
+
+def eval_context(cfg: Config) -> int:
+    """Window length of sliding/TTT/SLOT scoring."""
+    return cfg.eval.context or cfg.train.train_seq_len
+
+
+def _validate_eval(cfg: Config) -> None:
+    e = cfg.eval
+    _require(e.context >= 0, "eval.context", "must be ≥ 0 (0 = train.train_seq_len)")
+    context = eval_context(cfg)
+    _require(0 <= e.stride <= context, "eval.stride",
+             f"must be between 0 (no sliding stage) and the window length eval.context={context}, got {e.stride}")
+    _require(e.batch_seqs > 0, "eval.batch_seqs", "must be positive")
+    _require(e.max_eval_seconds >= 0, "eval.max_eval_seconds", "must be ≥ 0 (0 = no cap)")
+    _require(e.ttt_chunk_tokens > 0, "eval.ttt_chunk_tokens", f"must be positive, got {e.ttt_chunk_tokens}")
+    for key in ("ttt_lr", "ttt_lora_lr", "ttt_phase_lr", "slot_lr"):
+        value = getattr(e, key)
+        _require(math.isfinite(value) and value > 0, f"eval.{key}", f"must be a positive learning rate, got {value}")
+    _require(0 <= e.ttt_momentum < 1, "eval.ttt_momentum", "must be in [0, 1)")
+    _require(0 <= e.ttt_lora_beta2 < 1, "eval.ttt_lora_beta2", "must be in [0, 1)")
+    for key in ("ttt_epochs", "ttt_batch_seqs", "ttt_lora_rank", "ttt_lora_chunk", "ttt_lora_docs", "ttt_phases",
+                "ttt_phase_docs", "slot_steps"):
+        _require(getattr(e, key) > 0, f"eval.{key}", f"must be positive, got {getattr(e, key)}")
+    for key in ("ttt_grad_clip", "ttt_lora_weight_decay", "slot_weight_decay"):
+        _require(getattr(e, key) >= 0, f"eval.{key}", "must be ≥ 0")
+    _require(e.ttt_lora_alpha > 0, "eval.ttt_lora_alpha", "must be > 0")
+    _require(e.slot_eps > 0, "eval.slot_eps", "must be > 0")
+    _require(0 <= e.ttt_freeze_blocks <= cfg.model.num_layers, "eval.ttt_freeze_blocks",
+             f"must be between 0 and model.num_layers={cfg.model.num_layers}")
+    _require(e.ttt_lora_chunk <= context, "eval.ttt_lora_chunk",
+             f"must be ≤ the window length eval.context={context}, got {e.ttt_lora_chunk}")
+    _require(0 <= e.ttt_bos_id < cfg.model.vocab_size, "eval.ttt_bos_id", "must be a token id of the vocabulary")
+    targets = [t.strip() for t in e.ttt_lora_targets.split(",") if t.strip()]
+    unknown = [t for t in targets if t not in LORA_TARGETS]
+    _require(bool(targets) and not unknown, "eval.ttt_lora_targets",
+             f"must be a comma-separated subset of {','.join(LORA_TARGETS)}, got {e.ttt_lora_targets!r}")
+    _require(e.slot == "off" or e.ttt in ("off", "full"), "eval.slot",
+             f"SLOT composes with sliding windows and full TTT only, not with eval.ttt={e.ttt!r}")

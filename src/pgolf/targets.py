@@ -2,12 +2,15 @@
 the official script's `final_model.pt` / `final_model.int8.ptz`.
 
 Official files are read with `torch.load(weights_only=True)` only; pgolf files never unpickle.
+The evaluation modes are imported only by the commands that run them, so the code bytes that
+`pgolf pack` counts do not include TTT/SLOT code a plain submission does not use.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +19,15 @@ import torch
 
 from pgolf.artifact.format import MAGIC, looks_like_zlib, read_artifact_meta, write_artifact
 from pgolf.artifact.official import load_official_checkpoint, read_official_int8
-from pgolf.config import Config
+from pgolf.config import Config, eval_context
+from pgolf.data.build import DatasetPaths
 from pgolf.errors import UserError
-from pgolf.model.gpt import build_model
-from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, evaluate_model, load_eval_data,
-                            load_packed_state, pack_state_dict, packing_report, resolve_dataset)
-from pgolf.train.distributed import init_distributed, shutdown
+from pgolf.evaluate.ledger import LedgerResult
+from pgolf.model.gpt import GPT, build_model
+from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, EvalData, load_eval_data, load_packed_state,
+                            pack_state_dict, packing_report, resolve_dataset)
+from pgolf.train.distributed import DistContext, init_distributed, shutdown
+from pgolf.train.runtime import autocast_dtype
 from pgolf.utils import atomic_write_bytes
 
 ConfigLoader = Callable[..., Config]
@@ -44,12 +50,20 @@ def _describe(target: Path) -> tuple[str, Path]:
     return ("pgolf" if _is_pgolf_file(target) else "official"), target
 
 
+# `pgolf eval` / `pgolf verify` options that are shorthands for config keys
+EVAL_OPTION_KEYS = {"context": "eval.context", "stride": "eval.stride", "ttt": "eval.ttt", "slot": "eval.slot",
+                    "max_eval_seconds": "eval.max_eval_seconds"}
+
+
 def _args_overrides(args: argparse.Namespace) -> list[str]:
     extra = []
     if getattr(args, "data", None):
         extra.append(f"data.dataset={args.data}")
     if getattr(args, "tokenizer", None):
         extra.append(f"data.tokenizer={args.tokenizer}")
+    for option, key in EVAL_OPTION_KEYS.items():
+        if getattr(args, option, None) is not None:
+            extra.append(f"{key}={getattr(args, option)}")
     return list(args.overrides) + extra
 
 
@@ -76,9 +90,22 @@ def _load_into_model(state: dict[str, torch.Tensor], cfg: Config, device: torch.
     return model
 
 
-def evaluate_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+@dataclass
+class LoadedTarget:
+    cfg: Config
+    ctx: DistContext
+    model: GPT
+    data: EvalData
+    paths: DatasetPaths
+    source: str
+
+
+def load_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> LoadedTarget:
+    """Config, model and val data of a run, artifact or official file (the caller shuts `ctx` down)."""
     kind, file = _describe(target)
     cfg = _config_for(kind, file, target, args, load)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
     ctx = init_distributed(cfg.train.device)
     try:
         if kind == "official":
@@ -89,14 +116,66 @@ def evaluate_target(target: Path, args: argparse.Namespace, load: ConfigLoader) 
         paths = resolve_dataset(cfg)
         data = load_eval_data(cfg, paths, cfg.train.train_seq_len)
         model = _load_into_model(state, cfg, ctx.device)
-        dump = getattr(args, "dump_losses", None)
-        result, losses = evaluate_model(model, data, cfg, ctx, collect_losses=dump is not None)
+    except BaseException:
+        shutdown(ctx)
+        raise
+    return LoadedTarget(cfg, ctx, model, data, paths, source)
+
+
+def evaluate_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+    """Run every stage the config asks for; the last one is the headline score."""
+    from pgolf.evaluate.modes import eval_stages, run_stages
+
+    loaded = load_target(target, args, load)
+    cfg, ctx = loaded.cfg, loaded.ctx
+    dump = getattr(args, "dump_losses", None)
+    try:
+        stages = run_stages(loaded.model, eval_stages(cfg), cfg, loaded.data.tokens, loaded.data.lut, ctx,
+                            autocast_dtype(cfg, ctx.device), keep_losses=dump is not None)
     finally:
         shutdown(ctx)
-    if dump is not None and losses is not None and ctx.is_main:
-        _save_npy(dump, losses)
-    return {**result.to_dict(), "source": source, "seq_len": cfg.train.train_seq_len,
-            "tokenizer": str(paths.tokenizer_path), "dataset": str(paths.dataset_dir)}
+    if dump is not None and ctx.is_main:
+        _dump_stage_losses(Path(dump), stages)
+    headline = stages[-1][0]
+    return {**{k: headline[k] for k in ("val_loss", "val_bpb", "val_tokens", "val_bytes", "loss_sum_nats")},
+            "stage": headline["stage"], "complete": headline["complete"], "legality": headline["legality"],
+            "stages": [report for report, _ in stages], "source": loaded.source,
+            "seq_len": cfg.train.train_seq_len, "eval_context": eval_context(cfg),
+            "tokenizer": str(loaded.paths.tokenizer_path), "dataset": str(loaded.paths.dataset_dir)}
+
+
+def _dump_stage_losses(path: Path, stages: list[tuple[dict[str, Any], LedgerResult]]) -> None:
+    """The headline stage's losses to `path`; earlier stages beside it as `<stem>.<stage>.npy`."""
+    for index, (report, result) in enumerate(stages):
+        assert result.losses is not None
+        last = index == len(stages) - 1
+        _save_npy(path if last else path.with_name(f"{path.stem}.{report['stage']}.npy"), result.losses)
+
+
+def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> list[dict[str, Any]]:
+    """`pgolf verify`: the legality checks on the first `args.tokens` val tokens, for each mode."""
+    from pgolf.evaluate.modes import VERIFY_MODES, eval_stages, mode_by_name, run_mode, scoring_for
+    from pgolf.evaluate.verify import verify_mode
+
+    args.overrides = [*args.overrides, f"eval.val_max_tokens={args.tokens}"]
+    loaded = load_target(target, args, load)
+    cfg, ctx = loaded.cfg, loaded.ctx
+    asked = args.mode or []
+    names = list(VERIFY_MODES) if "all" in asked else (asked or [m.name for m in eval_stages(cfg)])
+    modes = {name: mode_by_name(cfg, name) for name in names}
+    dtype = autocast_dtype(cfg, ctx.device)
+    reports = []
+    loaded.model.eval()
+    try:
+        for name, mode in modes.items():
+            def run(tokens, audit, mode=mode):
+                scoring = scoring_for(mode, cfg, tokens, loaded.data.lut, ctx, dtype, keep_losses=True, audit=audit)
+                return run_mode(loaded.model, mode, cfg, scoring)
+
+            reports.append(verify_mode(name, run, loaded.data.tokens, cfg.model.vocab_size, args.positions, args.seed))
+    finally:
+        shutdown(ctx)
+    return reports
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -1,13 +1,12 @@
 """Non-overlapping evaluation at a fixed sequence length (the baseline's `eval_val`).
 
 The trimmed val stream is cut into consecutive `seq_len` blocks; ranks take disjoint contiguous
-ranges of blocks; every position of every block is scored once.
+ranges of blocks; every position of every block is scored once. It is sliding-window scoring with
+stride = context, batched as the baseline batches (VAL_BATCH_SIZE tokens over all ranks).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,9 +14,10 @@ import torch
 from torch import Tensor
 
 from pgolf.data.tokenizer import ByteCounter
-from pgolf.evaluate.bpb import BPBAccumulator, BPBResult
-
-TokenLossFn = Callable[[Tensor, Tensor], Tensor]
+from pgolf.evaluate.bpb import BPBResult
+from pgolf.evaluate.context import ScoringContext
+from pgolf.evaluate.sliding import TokenLossFn, evaluate_windows, losses_scorer
+from pgolf.train.distributed import DistContext
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,10 @@ class EvalSetup:
     world_size: int = 1
     autocast_dtype: torch.dtype | None = None
 
-
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    @property
+    def local_seqs(self) -> int:
+        """Sequences per forward pass on each rank."""
+        return max(self.batch_tokens // (self.world_size * self.seq_len), 1)
 
 
 def evaluate_plain(
@@ -45,25 +44,9 @@ def evaluate_plain(
 ) -> tuple[BPBResult, np.ndarray | None]:
     """Score `val_tokens` (already trimmed to k·seq_len + 1) with a per-token loss function.
 
-    Returns the result and, if asked, this rank's per-token losses (float64 nats) in stream order.
+    Returns the result and, if asked, the per-token losses (float64 nats) of all ranks in stream order.
     """
-    seq_len = setup.seq_len
-    local_seqs = max(setup.batch_tokens // (setup.world_size * seq_len), 1)
-    total_seqs = (val_tokens.numel() - 1) // seq_len
-    first = total_seqs * setup.rank // setup.world_size
-    last = total_seqs * (setup.rank + 1) // setup.world_size
-    acc = BPBAccumulator(lut, device)
-    collected: list[np.ndarray] = []
-    with torch.inference_mode(), _autocast(device, setup.autocast_dtype):
-        for start in range(first, last, local_seqs):
-            end = min(start + local_seqs, last)
-            chunk = val_tokens[start * seq_len : end * seq_len + 1].to(device=device, dtype=torch.int64)
-            x = chunk[:-1].view(-1, seq_len)
-            y = chunk[1:].view(-1, seq_len)
-            nll = token_losses(x, y)
-            positions = torch.arange(start * seq_len + 1, end * seq_len + 1, device=device)
-            acc.add(nll, x, y, positions)
-            if collect_losses:
-                collected.append(nll.double().reshape(-1).cpu().numpy())
-    losses = np.concatenate(collected) if collect_losses and collected else None
-    return acc.result(), losses
+    dist_ctx = DistContext(setup.rank, setup.world_size, 0, device, None)
+    scoring = ScoringContext(val_tokens, lut, dist_ctx, setup.autocast_dtype, setup.local_seqs, collect_losses)
+    result = evaluate_windows(losses_scorer(token_losses), scoring, setup.seq_len, setup.seq_len)
+    return result.bpb, result.losses

@@ -1,0 +1,144 @@
+"""Legal score-first test-time training over the stream (TECHNIQUES §4.25.1).
+
+The val pairs are cut into chunks of `chunk_tokens`; every sliding window belongs to the chunk that
+holds its first scored target. For each chunk, in order: SCORE its windows with the current weights
+(recorded in the ledger), then — unless it is the last chunk — TRAIN on the chunk's tokens, which
+the ledger releases only once they are all scored: SGD with momentum at a cosine learning rate over
+chunks, `epochs` passes of `context`-long sequences, gradients averaged over ranks and clipped.
+
+The adaptation is transient: it runs on a copy of the model; the artifact is never changed.
+`sgd_on_tokens` is shared with phased TTT (§4.25.4).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from pgolf.evaluate.context import ScoringContext
+from pgolf.evaluate.ledger import LedgerResult
+from pgolf.evaluate.sliding import ScoreFn, score_windows
+from pgolf.evaluate.windows import Window, batched, rank_slice, sliding_windows
+from pgolf.model.gpt import GPT
+
+
+@dataclass(frozen=True)
+class SGDSettings:
+    """One SGD pass over released tokens: `batch_seqs` sequences of `seq_len` per rank and step."""
+
+    seq_len: int
+    batch_seqs: int
+    epochs: int
+    momentum: float
+    grad_clip: float  # 0 = no clipping
+
+
+def cosine_lr(base_lr: float, index: int, count: int) -> float:
+    """lr_i = lr0 · ½(1 + cos(π·i/(count − 1))): lr0 at the first chunk, 0 at the last."""
+    if count <= 1:
+        return base_lr
+    return base_lr * 0.5 * (1.0 + math.cos(math.pi * index / (count - 1)))
+
+
+def trainable_copy(model: GPT, freeze_blocks: int = 0) -> tuple[GPT, list[nn.Parameter]]:
+    """A copy of the model to adapt, with the first `freeze_blocks` blocks frozen."""
+    adapted = copy.deepcopy(model)
+    frozen = tuple(f"blocks.{i}." for i in range(freeze_blocks))
+    params = []
+    for name, param in adapted.named_parameters():
+        param.requires_grad_(not name.startswith(frozen))
+        if param.requires_grad:
+            params.append(param)
+    return adapted, params
+
+
+def _average_gradients(params: list[nn.Parameter]) -> None:
+    """Sum the per-rank gradients (each rank's loss is already divided by the global token count)."""
+    for param in params:
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+    if dist.is_available() and dist.is_initialized():
+        for param in params:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+
+
+def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], segment: Tensor,
+                  lr: float, settings: SGDSettings, scoring: ScoringContext) -> None:
+    """Train on the full `seq_len` sequences of `segment` (pairs of a released range; the tail is dropped).
+
+    Every rank takes the same number of steps; step k's global batch is `batch_seqs × world_size`
+    consecutive sequences, split over ranks, and its loss is the mean over all of them.
+    """
+    ctx = scoring.dist_ctx
+    seq_len = settings.seq_len
+    n_seqs = (segment.numel() - 1) // seq_len
+    if n_seqs == 0:
+        return
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    global_batch = settings.batch_seqs * ctx.world_size
+    for _ in range(settings.epochs):
+        for step_seqs in batched(range(n_seqs), global_batch):
+            mine = rank_slice(step_seqs, ctx.rank, ctx.world_size)
+            optimizer.zero_grad(set_to_none=True)
+            if len(mine):
+                rows = torch.tensor(list(mine)) * seq_len
+                index = rows[:, None] + torch.arange(seq_len)[None, :]
+                x = segment[index].to(scoring.device)
+                y = segment[index + 1].to(scoring.device)
+                with scoring.autocast():
+                    loss = model.token_losses(x, y).sum() / (len(step_seqs) * seq_len)
+                loss.backward()
+            _average_gradients(params)
+            if settings.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            optimizer.step()
+
+
+@dataclass(frozen=True)
+class FullTTTSettings:
+    context: int
+    stride: int
+    chunk_tokens: int
+    lr: float
+    freeze_blocks: int
+    sgd: SGDSettings
+
+
+def chunk_windows(windows: list[Window], chunk_tokens: int, n_chunks: int) -> list[list[Window]]:
+    """Windows grouped by the chunk holding their first scored target."""
+    groups: list[list[Window]] = [[] for _ in range(n_chunks)]
+    for w in windows:
+        groups[w.first_target // chunk_tokens].append(w)
+    return groups
+
+
+def evaluate_ttt_full(model: GPT, scoring: ScoringContext, settings: FullTTTSettings,
+                      make_scorer: Callable[[GPT], ScoreFn]) -> LedgerResult:
+    """Score-first chunked full-model TTT; `make_scorer` builds the scoring function (plain or SLOT)."""
+    ctx = scoring.dist_ctx
+    adapted, params = trainable_copy(model, settings.freeze_blocks)
+    adapted.eval()
+    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.sgd.momentum)
+    score_fn = make_scorer(adapted)
+    n = scoring.n_targets
+    n_chunks = math.ceil(n / settings.chunk_tokens)
+    groups = chunk_windows(sliding_windows(n, settings.context, settings.stride), settings.chunk_tokens, n_chunks)
+    ledger, deadline = scoring.new_ledger(), scoring.new_deadline()
+    for index, windows in enumerate(groups):
+        if index > 0 and deadline.expired(agree=True):
+            break
+        score_windows(score_fn, scoring, rank_slice(windows, ctx.rank, ctx.world_size), ledger)
+        if index == n_chunks - 1:
+            break
+        begin, end = index * settings.chunk_tokens, min((index + 1) * settings.chunk_tokens, n)
+        segment = ledger.released(scoring.tokens, begin, end)
+        sgd_on_tokens(adapted, optimizer, params, segment, cosine_lr(settings.lr, index, n_chunks), settings.sgd,
+                      scoring)
+    return ledger.finish()
