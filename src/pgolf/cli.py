@@ -147,6 +147,32 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from pgolf.experiments.ablate import run_ablation
+    from pgolf.experiments.spec import example_files
+
+    if args.list:
+        print("\n".join(str(path) for path in example_files()))
+        return 0
+    if args.file is None:
+        raise UserError("pgolf ablate needs FILE.toml (or --list for the shipped examples)")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
+    run_ablation(args.file, out=args.out, jobs=args.jobs, devices=devices, plan_only=args.plan)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from pgolf.experiments.stats import compare, load_sample, render
+
+    candidate = load_sample("candidate", args.runs)
+    reference = load_sample("reference", args.against) if args.against else None
+    comparison = compare(candidate, reference, target_delta_bpb=args.delta, power=args.power)
+    print(render(comparison))
+    if args.json:
+        print(json.dumps(comparison.to_dict()))
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf toolkit: train, pack, score.")
@@ -218,6 +244,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_train)
+
+    p = sub.add_parser("ablate", help="run a matrix of configurations × seeds (resumable) and write results.md/csv + plots",
+                       description="Run an ablation file: configurations (preset + overrides) × seeds, one after "
+                       "another or N at a time; finished runs are skipped, interrupted ones resumed.")
+    p.add_argument("file", nargs="?", help="ablation TOML file, or the name of a shipped example")
+    p.add_argument("--out", type=Path, help="ablation folder (default ablations/<name>)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--devices", help="comma-separated CUDA device ids, one run per device (sets --jobs)")
+    p.add_argument("--plan", action="store_true", help="validate every configuration and print the cost; run nothing")
+    p.add_argument("--list", action="store_true", help="list the shipped example ablation files")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("stats", help="mean, std and one-sided Welch tests under both record rules; seeds needed",
+                       description="Pool the runs given (independent reproductions included) and test them against "
+                       "--against under the record rule (≥ 0.005 nats at p < 0.01) and the frontier rule (p < 0.25).")
+    p.add_argument("runs", nargs="+", help="run directories, summary.json or submission.json files of the candidate")
+    p.add_argument("--against", nargs="+", help="the reference: run directories, summary.json or submission.json files")
+    p.add_argument("--delta", type=float, help="improvement in bpb to plan seeds for (default: the measured one)")
+    p.add_argument("--power", type=float, default=0.8, help="power for the seeds-needed estimate (default 0.8)")
+    p.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
+    p.set_defaults(func=cmd_stats)
     return parser
 
 
