@@ -1,6 +1,7 @@
 """`pgolf` command line: parse, resolve the config, call one stage function.
 
-Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure.
+Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure, 3 a check that ran
+and failed (`pgolf preflight` red, `pgolf reproduce` mismatch).
 """
 
 from __future__ import annotations
@@ -173,6 +174,34 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+CHECK_FAILED = 3
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pgolf.experiments.reproduce import reproduce
+
+    outcome = reproduce(Path(args.summary), out_dir=args.out_dir, tolerance=args.tolerance)
+    print(outcome.report())
+    return 0 if outcome.reproduced else CHECK_FAILED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pgolf.experiments.submit import describe, submit
+
+    folder = submit([Path(r) for r in args.runs], name=args.name, author=args.author, github_id=args.github_id,
+                    out=args.out, blurb=args.blurb, track=args.track, minified=args.minify, compressed=args.compress)
+    print(describe(folder))
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from pgolf.experiments.preflight import BASELINE_TFLOPS_PER_GPU, render, run_preflight
+
+    checks = run_preflight(lambda: _load(args), gpus=args.gpus, tflops=args.tflops or BASELINE_TFLOPS_PER_GPU)
+    print(render(checks))
+    return 0 if all(c.ok for c in checks) else CHECK_FAILED
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf toolkit: train, pack, score.")
@@ -265,6 +294,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--power", type=float, default=0.8, help="power for the seeds-needed estimate (default 0.8)")
     p.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("reproduce", help="re-run a run from its summary.json manifest and compare the result",
+                       description="Re-run a finished run from the config, seed and data named in its manifest; "
+                       "exit 0 when it reproduces (identical weights or val_bpb within --tolerance), 3 when not.")
+    p.add_argument("summary", help="runs/<id>/summary.json (or the run directory)")
+    p.add_argument("--out-dir", type=Path, help="where the rerun goes (default: beside the original)")
+    p.add_argument("--tolerance", type=float, default=0.0, help="accepted |Δ val_bpb| when weights differ (default 0)")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("submit", help="write a records folder: README, submission.json, logs, single-file train_gpt.py",
+                       description="Package finished runs (one per seed, one configuration) as the challenge's records "
+                       "folder. The train_gpt.py export embeds the pgolf code and config; its bytes are the code bytes.")
+    p.add_argument("runs", nargs="+", help="run directories (one per seed)")
+    p.add_argument("--name", required=True, help="submission name (README title, submission.json name)")
+    p.add_argument("--author", required=True)
+    p.add_argument("--github-id", required=True)
+    p.add_argument("--blurb", default="", help="one-paragraph description")
+    p.add_argument("--track", default="10min_16mb", choices=("10min_16mb", "non_record_16mb"))
+    p.add_argument("--out", type=Path, help="folder to create (default records/<date>_<name>)")
+    p.add_argument("--minify", action="store_true", help="strip docstrings and comments from the embedded code")
+    p.add_argument("--compress", action="store_true", help="ship the self-extracting lzma + base85 form")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("preflight", help="CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time",
+                       description="Green/red checks: imports, config, model creation, forward/backward, code size, "
+                       "artifact-size projection, step-time projection for N GPUs, quantization error. Exit 3 if red.")
+    _config_args(p, preset_default="baseline")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs of the projected run (default 8)")
+    p.add_argument("--tflops", type=float, default=None,
+                   help="stated per-GPU throughput in TFLOP/s (default: the naive baseline's measured 196.5 on H100)")
+    p.set_defaults(func=cmd_preflight)
     return parser
 
 
