@@ -148,6 +148,16 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ablate(args: argparse.Namespace) -> int:
+    from pgolf.bench.ablate import bench_ablate
+
+    result = bench_ablate(args.file, folder=args.folder, out=args.out, jobs=args.jobs)
+    print(result["table"])
+    print(f"wallclock {result['wallclock_s']:.0f} s for {result['runs']} runs on {result['machine']} "
+          f"(load average {result['load_average_before']:.1f} → {result['load_average_after']:.1f})")
+    return 0
+
+
 def cmd_ablate(args: argparse.Namespace) -> int:
     from pgolf.experiments.ablate import run_ablation
     from pgolf.experiments.spec import example_files
@@ -273,6 +283,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_train)
+    bench = bench_sub.add_parser("ablate", help="an ablation file end to end: wallclock and the table it produced")
+    bench.add_argument("file", nargs="?", default="proteus_1425_phase2_cpu",
+                       help="ablation file or shipped example (default proteus_1425_phase2_cpu)")
+    bench.add_argument("--folder", type=Path, default=Path("ablations/bench"), help="ablation folder (runs, report)")
+    bench.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    bench.set_defaults(func=cmd_bench_ablate)
 
     p = sub.add_parser("ablate", help="run a matrix of configurations × seeds (resumable) and write results.md/csv + plots",
                        description="Run an ablation file: configurations (preset + overrides) × seeds, one after "

@@ -126,13 +126,19 @@ def _artifact_projection(ctx: _Context) -> Check:
     return Check("artifact size", total <= BUDGET_BYTES, detail)
 
 
+def project_steps(cfg: Config, gpus: int, tflops: float) -> tuple[float, int]:
+    """(ms per step, steps reached) on `gpus` GPUs at `tflops` per GPU under the config's limits."""
+    t = cfg.train
+    step_s = flops_per_token(cfg.model, t.train_seq_len) * t.train_batch_tokens / (gpus * tflops * 1e12)
+    steps = min(t.iterations, int(t.max_wallclock_seconds / step_s)) if t.max_wallclock_seconds > 0 else t.iterations
+    return 1000 * step_s, steps
+
+
 def _step_time(ctx: _Context, gpus: int, tflops: float) -> Check:
     assert ctx.cfg is not None
     t = ctx.cfg.train
-    flops = flops_per_token(ctx.cfg.model, t.train_seq_len) * t.train_batch_tokens
-    step_s = flops / (gpus * tflops * 1e12)
-    steps = min(t.iterations, int(t.max_wallclock_seconds / step_s)) if t.max_wallclock_seconds > 0 else t.iterations
-    detail = (f"≈ {1000 * step_s:.1f} ms/step on {gpus}×H100 at {tflops:g} TFLOP/s per GPU (stated) → ≈ {steps:,} steps "
+    step_ms, steps = project_steps(ctx.cfg, gpus, tflops)
+    detail = (f"≈ {step_ms:.1f} ms/step on {gpus}×H100 at {tflops:g} TFLOP/s per GPU (stated) → ≈ {steps:,} steps "
               f"({'wallclock cap' if steps < t.iterations else 'iteration limit'}), {steps * t.train_batch_tokens / 1e9:.2f}B tokens")
     if steps < t.warmdown_iters:
         return Check("step time", False, detail + f"; fewer than train.warmdown_iters={t.warmdown_iters}: the warm-down "

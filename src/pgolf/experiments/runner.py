@@ -61,7 +61,7 @@ class PlannedRun:
         planned = self.cfg.to_dict()
         for section, entries in planned.items():
             for key, value in entries.items():
-                if saved.get(section, {}).get(key) != value:
+                if (section, key) != ("run", "out_dir") and saved.get(section, {}).get(key) != value:  # folders move
                     raise UserError(
                         f"run {self.run_dir} was made with {section}.{key}={saved[section][key]!r} but the ablation now "
                         f"asks for {value!r}: delete {self.run_dir} to re-run it, or give the changed configuration "
@@ -132,6 +132,7 @@ class Launcher:
                     done += 1
                     seconds = time.perf_counter() - started
                     failures += self._finished(run, process.returncode, seconds, f"[{done:>3}/{len(todo)}]")
+                    self._echo_eta(len(todo) - done)
                 if active:
                     time.sleep(0.2)
         except BaseException:
@@ -141,6 +142,12 @@ class Launcher:
                 process.wait()
             raise
         return failures
+
+    def _echo_eta(self, left: int) -> None:
+        if left > 0 and self.timings:
+            per_run = sum(self.timings.values()) / len(self.timings)
+            self.echo(f"      {left} runs left, about {left * per_run / self.jobs / 60:.1f} min "
+                      f"({per_run:.0f} s per run measured)")
 
     def _finished(self, run: PlannedRun, returncode: int, seconds: float, counter: str) -> list[str]:
         log = self.work_dir / "logs" / f"{run.run_id}.log"

@@ -158,9 +158,20 @@ class AblationSpec:
         return self.locator.line(tables[0] if row.name in self.declared else "ablation", None)
 
     def validate(self, runs_dir: Path) -> None:
-        """Resolve every row once, so that no run starts from a file that has a bad entry."""
+        """Resolve every row once, so that no run starts from a file that has a bad entry; two rows that
+        resolve to the same config (a toggle that changes nothing) are an error too."""
+        seen: dict[str, str] = {}
         for row in self.validation_rows():
-            self.resolve(row, self.seeds[0], runs_dir)
+            table = self.resolve(row, self.seeds[0], runs_dir).to_dict()
+            table["run"].pop("run_id")
+            key = repr(table)
+            if key in seen and seen[key] != row.name:
+                table_name = f"configs.{row.name}" if row.name in self.declared else "ablation"
+                raise AblationError(
+                    f"{self.path}:{self.locator.line(table_name, None)}: configurations '{seen[key]}' and '{row.name}' "
+                    "resolve to the same config: their features or overrides change nothing (a technique key "
+                    "missing from a feature's set?)")
+            seen.setdefault(key, row.name)
 
 
 def run_id(config_name: str, seed: int) -> str:
