@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from experiments_kit import ablation_toml
 from pgolf.errors import UserError
 from pgolf.experiments.ablate import run_ablation
 from pgolf.experiments.results import load_run
@@ -91,3 +92,27 @@ def test_a_changed_configuration_does_not_silently_reuse_old_results(finished_ab
     assert changed.read_text() != finished_ablation.file.read_text()
     with pytest.raises(UserError, match=r"was made with train.iterations=6 but the ablation now asks for 7"):
         run_ablation(changed, out=finished_ablation.folder, echo=lambda _: None)
+
+
+@pytest.mark.parametrize("design", ["forward", "leave_one_out"])
+def test_adaptive_and_leave_one_out_designs_reuse_the_same_runs(finished_ablation, small_dataset, tmp_path: Path,
+                                                                design: str) -> None:
+    folder = tmp_path / design
+    shutil.copytree(finished_ablation.folder, folder)
+    file = tmp_path / f"{design}.toml"
+    file.write_text(ablation_toml(small_dataset, design=design))
+    log: list[str] = []
+    outcome = run_ablation(file, out=folder, echo=log.append)
+    assert not any(" start " in line for line in log)  # feature sets name their runs canonically: all reused
+    base = statistics.fmean(s["val_bpb"] for s in _summaries(finished_ablation, "baseline"))
+    deeper = statistics.fmean(s["val_bpb"] for s in _summaries(finished_ablation, "deeper"))
+    text = (folder / "results.md").read_text()
+    if design == "forward":
+        expected = ["deeper"] if deeper < base else []
+        assert [r.added for r in outcome.rounds if r.added] == expected
+        assert outcome.rounds[1].candidates == {"deeper": pytest.approx(deeper)}
+        assert "## Greedy forward selection" in text
+    else:
+        assert "## Leave-one-out contribution of each feature" in text
+        row = next(line for line in text.splitlines() if line.startswith("| deeper | deeper vs baseline"))
+        assert f"{deeper - base:+,.4f}" in row

@@ -3,6 +3,7 @@ its own size is the code bytes it reports."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import site
@@ -10,14 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from pgolf.experiments.export import minify, module_closure, write_export
 from pgolf.pipeline import load_run_config
 
 # Only the venv's site-packages, without processing its .pth files: the editable pgolf is invisible.
-_BARE = ("import sys; sys.path[:0] = {paths!r}; import runpy; "
-         "runpy.run_path('train_gpt.py', run_name='__main__')")
+_RUN = ("import sys; sys.path[:0] = {paths!r}; import runpy; "
+        "runpy.run_path('train_gpt.py', run_name={run_name!r})")
 
 
 def _bare_python(folder: Path, code: str, **env: str) -> subprocess.CompletedProcess:
@@ -26,28 +25,45 @@ def _bare_python(folder: Path, code: str, **env: str) -> subprocess.CompletedPro
                           timeout=600)
 
 
-@pytest.mark.parametrize(("minified", "compressed"), [(False, False), (True, True)])
-def test_export_runs_alone_and_reproduces_the_run(finished_ablation, tmp_path: Path, minified: bool,
-                                                  compressed: bool) -> None:
+def test_export_runs_alone_and_reproduces_the_run(finished_ablation, tmp_path: Path) -> None:
     run = finished_ablation.run_dir("baseline-s2")
     original = json.loads((run / "summary.json").read_text())
     script = tmp_path / "train_gpt.py"
-    info = write_export(script, load_run_config(run), "test", "baseline-s2",
-                        original["manifest"]["code_sha256"], minified, compressed)
-    assert info.bytes == script.stat().st_size
+    info = write_export(script, load_run_config(run), "test", "baseline-s2", original["manifest"]["code_sha256"])
+    assert info.bytes == script.stat().st_size and info.form == "plain"
     paths = site.getsitepackages()
     probe = _bare_python(tmp_path, f"import sys; sys.path[:0] = {paths!r}\ntry:\n import pgolf\nexcept ImportError:\n"
                                    " print('absent')")
     assert probe.stdout.strip() == "absent", probe.stderr
 
-    result = _bare_python(tmp_path, _BARE.format(paths=paths), RUN_ID="exported")
+    result = _bare_python(tmp_path, _RUN.format(paths=paths, run_name="__main__"), RUN_ID="exported")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     rerun = json.loads((tmp_path / "runs" / "exported" / "summary.json").read_text())
     assert rerun["weights_sha256"] == original["weights_sha256"]
-    assert (rerun["val_bpb"], rerun["val_loss"], rerun["model_bytes"]) == (
-        original["val_bpb"], original["val_loss"], original["model_bytes"])
+    assert (rerun["val_bpb"], rerun["val_loss"], rerun["steps"]) == (original["val_bpb"], original["val_loss"],
+                                                                     original["steps"])
     assert rerun["code_bytes"] == script.stat().st_size == info.bytes  # the shipped bytes are the counted bytes
-    assert rerun["code_files"] == ["train_gpt.py"] or rerun["code_files"][0].endswith("train_gpt.py")
+    assert Path(rerun["code_files"][0]).name == "train_gpt.py" and len(rerun["code_files"]) == 1
+
+
+def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_ablation, tmp_path: Path) -> None:
+    run = finished_ablation.run_dir("baseline-s2")
+    cfg = load_run_config(run)
+    script = tmp_path / "train_gpt.py"
+    info = write_export(script, cfg, "test", "baseline-s2", "-", minified=True, compressed=True)
+    assert info.form == "minified+lzma" and info.bytes == script.stat().st_size < info.source_bytes / 2
+    # Run the wrapper as a module (not __main__): it unpacks itself; its import hook then serves pgolf.config.
+    check = (_RUN.format(paths=site.getsitepackages(), run_name="export_check").replace("runpy.run_path", "g = runpy.run_path")
+             + "; import hashlib, json; sys.meta_path.insert(0, g['_EmbeddedModules']()); import pgolf.config as c; "
+             "print(json.dumps({'modules': {k: hashlib.sha256(v[1].encode()).hexdigest() for k, v in g['MODULES'].items()}, "
+             "'config': c.load_config(base=c.tomllib.loads(g['CONFIG']), env={}).to_dict(), 'file': c.__file__}))")
+    result = _bare_python(tmp_path, check)
+    assert result.returncode == 0, result.stderr[-2000:]
+    unpacked = json.loads(result.stdout.strip().splitlines()[-1])
+    expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest() for name, path in module_closure().items()}
+    assert unpacked["modules"] == expected
+    assert unpacked["config"]["model"] == cfg.to_dict()["model"] and unpacked["config"]["run"]["run_id"] == ""
+    assert unpacked["file"].startswith(str(script))  # served from inside the shipped file
 
 
 def test_module_closure_is_what_training_imports() -> None:

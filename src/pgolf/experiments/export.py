@@ -165,19 +165,20 @@ def _literal(text: str) -> str:
     return repr(text)
 
 
-def export_config(cfg: Config) -> str:
-    """The config the script embeds: a fresh run id, runs/ beside the script, and concrete data paths
-    in place of `embedded:` (the shipped corpus is package data, not code)."""
+def export_config(cfg: Config, concrete_data: bool = True) -> str:
+    """The config the script embeds: a fresh run id, runs/ beside the script, and (with `concrete_data`)
+    real data paths in place of `embedded:` (the shipped corpus is package data, not code)."""
     table = cfg.to_dict()
     table["run"]["run_id"] = ""
     table["run"]["out_dir"] = "runs"
-    if cfg.data.dataset.startswith(EMBEDDED_PREFIX):
+    if concrete_data and cfg.data.dataset.startswith(EMBEDDED_PREFIX):
         paths = resolve_dataset(cfg)
         table["data"]["dataset"], table["data"]["tokenizer"] = str(paths.dataset_dir), str(paths.tokenizer_path)
     return tomli_w.dumps(table)
 
 
-def render_script(cfg: Config, title: str, run_id: str, code_sha256: str, minified: bool = False) -> tuple[str, tuple[str, ...]]:
+def render_script(cfg: Config, title: str, run_id: str, code_sha256: str, minified: bool = False,
+                  concrete_data: bool = True) -> tuple[str, tuple[str, ...]]:
     modules = module_closure()
     entries = []
     for name, path in modules.items():
@@ -186,14 +187,14 @@ def render_script(cfg: Config, title: str, run_id: str, code_sha256: str, minifi
             source = minify(source)
         entries.append(f"    {name!r}: ({path.name == '__init__.py'}, {_literal(source)}),")
     script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256, run_id=run_id,
-                              module_count=len(modules), config=_literal(export_config(cfg)),
+                              module_count=len(modules), config=_literal(export_config(cfg, concrete_data)),
                               modules="\n".join(entries))
     return script, tuple(modules)
 
 
 def write_export(path: Path, cfg: Config, title: str, run_id: str, code_sha256: str, minified: bool = False,
-                 compressed: bool = False) -> ExportInfo:
-    script, modules = render_script(cfg, title, run_id, code_sha256, minified)
+                 compressed: bool = False, concrete_data: bool = True) -> ExportInfo:
+    script, modules = render_script(cfg, title, run_id, code_sha256, minified, concrete_data)
     shipped = script
     if compressed:
         payload = base64.b85encode(lzma.compress(script.encode("utf-8"), preset=9 | lzma.PRESET_EXTREME)).decode("ascii")

@@ -95,8 +95,9 @@ def _forward_backward(ctx: _Context) -> Check:
 def _code_size(ctx: _Context) -> Check:
     assert ctx.cfg is not None
     with tempfile.TemporaryDirectory() as folder:
-        plain = write_export(Path(folder) / "plain.py", ctx.cfg, "preflight", "preflight", "-")
-        packed = write_export(Path(folder) / "packed.py", ctx.cfg, "preflight", "preflight", "-", True, True)
+        plain = write_export(Path(folder) / "plain.py", ctx.cfg, "preflight", "preflight", "-", concrete_data=False)
+        packed = write_export(Path(folder) / "packed.py", ctx.cfg, "preflight", "preflight", "-", minified=True,
+                              compressed=True, concrete_data=False)
     ctx.code_bytes, ctx.plain_code_bytes = packed.bytes, plain.bytes
     return Check("code size", plain.bytes < BUDGET_BYTES,
                  f"train_gpt.py export {plain.bytes:,} bytes ({len(plain.modules)} modules); "
