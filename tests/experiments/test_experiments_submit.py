@@ -22,7 +22,7 @@ def test_records_folder_has_every_file_with_the_runs_numbers(finished_ablation, 
     out = tmp_path / "records" / "tiny"
     assert main(["submit", *map(str, _runs(finished_ablation)), "--name", "Tiny test", "--author", "A. Author",
                  "--github-id", "aauthor", "--blurb", "Two seeds of a tiny model.", "--out", str(out),
-                 "--minify", "--compress"]) == 0
+                 "--track", "non_record_16mb", "--minify", "--compress"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "requirements.txt", "submission.json",
                                                      "train_gpt.py", "train_seed1.log", "train_seed2.log"]
     meta = json.loads((out / "submission.json").read_text())
@@ -54,14 +54,20 @@ def test_over_budget_and_missing_logs_are_refused_naming_the_run(finished_ablati
     (runs[1] / "summary.json").write_text(json.dumps(summary))
     out = tmp_path / "records" / "over"
     with pytest.raises(UserError, match=rf"run {runs[1]} is [\d,]+ bytes over the 16,000,000-byte cap"):
-        submit(runs, name="over", author="a", github_id="a", out=out)
+        submit(runs, name="over", author="a", github_id="a", out=out, track="non_record_16mb")
     assert not out.exists() and not list(out.parent.iterdir())  # nothing half-written
     (runs[0] / "train.log").unlink()
     with pytest.raises(UserError, match=rf"run {runs[0]} has no train.log"):
         submit(runs, name="nolog", author="a", github_id="a", out=tmp_path / "records" / "nolog")
 
 
+def test_a_prefix_score_is_not_a_record(finished_ablation, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"scored only the first 8,192 val tokens .* --track non_record_16mb"):
+        submit(_runs(finished_ablation), name="prefix", author="a", github_id="a", out=tmp_path / "prefix")
+    assert not (tmp_path / "prefix").exists()
+
+
 def test_runs_of_different_configurations_are_refused(finished_ablation, tmp_path: Path) -> None:
     mixed = [finished_ablation.run_dir("baseline-s1"), finished_ablation.run_dir("deeper-s2")]
     with pytest.raises(UserError, match=r"differ in model.num_layers \(2 vs 3\)"):
-        submit(mixed, name="mixed", author="a", github_id="a", out=tmp_path / "mixed")
+        submit(mixed, name="mixed", author="a", github_id="a", out=tmp_path / "mixed", track="non_record_16mb")

@@ -47,6 +47,9 @@ TECHNIQUE_SOURCES: dict[str, tuple[str, str]] = {
     "train.warmdown_iters": ("LR warm-down length", "§4.13; records/2026-04-01_Vocab4096_MLPMult4_WD085"),
     "train.iterations": ("iteration budget", "§3.6"),
     "train.max_wallclock_seconds": ("wallclock cap", "§5.2"),
+    "train.warmup_steps": ("compile-priming steps, rolled back", "§3.7"),
+    "train.grad_accum_steps": ("gradient accumulation", "§3.7"),
+    "eval.val_max_tokens": ("scored prefix of the val split: not a full-val score", "§1.6, §5.3"),
     "optim.matrix_lr": ("Muon learning rate", "§4.13"),
     "optim.scalar_lr": ("scalar learning rate", "§4.13"),
     "optim.tied_embed_lr": ("tied embedding learning rate", "§4.13"),
@@ -59,6 +62,7 @@ TECHNIQUE_SOURCES: dict[str, tuple[str, str]] = {
 # Settings that change how a run is executed or logged, not what it computes.
 _OPERATIONAL = {"train.device", "train.compile", "train.threads", "train.val_loss_every", "train.train_log_every",
                 "train.checkpoint_every", "eval.val_batch_size"}
+RECORD_TRACK = "10min_16mb"
 _RUNTIME_PACKAGES = ("torch", "numpy", "sentencepiece", "zstandard", "brotli", "tomli-w")
 
 
@@ -84,6 +88,14 @@ def _load_runs(paths: list[Path]) -> list[SubmissionRun]:
     if len(set(seeds)) != len(seeds):
         raise UserError(f"two runs share a seed ({seeds}): a record reports one run per seed")
     return sorted(runs, key=lambda r: r.seed)
+
+
+def _check_track(runs: list[SubmissionRun], track: str) -> None:
+    for run in runs:
+        if track == RECORD_TRACK and run.cfg.eval.val_max_tokens > 0:
+            raise UserError(f"run {run.result.run_dir} scored only the first {run.cfg.eval.val_max_tokens:,} val tokens "
+                            "(eval.val_max_tokens): a record is scored on the full validation split; re-run with "
+                            "eval.val_max_tokens=0 or submit to --track non_record_16mb")
 
 
 def _check_same(runs: list[SubmissionRun]) -> None:
@@ -205,8 +217,8 @@ def _readme(runs: list[SubmissionRun], export: ExportInfo, totals: list[int], me
     launcher = f"torchrun --standalone --nproc_per_node={world} train_gpt.py" if world > 1 else "python train_gpt.py"
     lines += ["", "## Reproduce", "", "```bash", "pip install -r requirements.txt",
               *(f"SEED={r.seed} RUN_ID=seed{r.seed} {launcher}" for r in runs), "```", "",
-              "Set DATA_PATH and TOKENIZER_PATH if the data is not where the config says "
-              f"(`{cfg.data.dataset}`). With pgolf installed, `pgolf reproduce runs/<id>/summary.json` re-runs one "
+              "Set DATA_PATH and TOKENIZER_PATH if the data is not where the embedded config says. "
+              "With pgolf installed, `pgolf reproduce runs/<id>/summary.json` re-runs one "
               "run from its manifest and compares the result.", "",
               "## Files", "",
               f"- `train_gpt.py`: {export.bytes:,} bytes ({export.form}; sha256 `{export.sha256[:16]}…`), pgolf "
@@ -230,11 +242,12 @@ def _slug(name: str) -> str:
 
 
 def submit(run_paths: list[Path], name: str, author: str, github_id: str, out: Path | None = None, blurb: str = "",
-           track: str = "10min_16mb", minified: bool = False, compressed: bool = False) -> Path:
+           track: str = RECORD_TRACK, minified: bool = False, compressed: bool = False) -> Path:
     """Write the records folder; return its path."""
     if not run_paths:
         raise UserError("pgolf submit needs at least one run directory")
     runs = _load_runs(run_paths)
+    _check_track(runs, track)
     _check_same(runs)
     folder = out if out is not None else Path("records") / f"{time.strftime('%Y-%m-%d')}_{_slug(name)}"
     if folder.exists():
