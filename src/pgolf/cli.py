@@ -1,7 +1,8 @@
 """`pgolf` command line: parse, resolve the config, call one stage function.
 
-Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure, 3 `pgolf verify` found a
-mode that breaks the legality policy.
+Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure, 3 a check that ran
+and failed (`pgolf verify` found a mode that breaks the legality policy, `pgolf preflight` red,
+`pgolf reproduce` mismatch).
 """
 
 from __future__ import annotations
@@ -251,6 +252,70 @@ def cmd_bench_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ablate(args: argparse.Namespace) -> int:
+    from pgolf.bench.ablate import bench_ablate
+
+    result = bench_ablate(args.file, folder=args.folder, out=args.out, jobs=args.jobs)
+    print(result["table"])
+    print(f"wallclock {result['wallclock_s']:.0f} s for {result['runs']} runs on {result['machine']} "
+          f"(load average {result['load_average_before']:.1f} → {result['load_average_after']:.1f})")
+    return 0
+
+
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from pgolf.experiments.ablate import run_ablation
+    from pgolf.experiments.spec import example_files
+
+    if args.list:
+        print("\n".join(str(path) for path in example_files()))
+        return 0
+    if args.file is None:
+        raise UserError("pgolf ablate needs FILE.toml (or --list for the shipped examples)")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()] if args.devices else []
+    run_ablation(args.file, out=args.out, jobs=args.jobs, devices=devices, plan_only=args.plan)
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from pgolf.experiments.stats import compare, load_sample, render
+
+    candidate = load_sample("candidate", args.runs)
+    reference = load_sample("reference", args.against) if args.against else None
+    comparison = compare(candidate, reference, target_delta_bpb=args.delta, power=args.power)
+    print(render(comparison))
+    if args.json:
+        print(json.dumps(comparison.to_dict()))
+    return 0
+
+
+CHECK_FAILED = 3
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pgolf.experiments.reproduce import reproduce
+
+    outcome = reproduce(Path(args.summary), out_dir=args.out_dir, tolerance=args.tolerance)
+    print(outcome.report())
+    return 0 if outcome.reproduced else CHECK_FAILED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from pgolf.experiments.submit import describe, submit
+
+    folder = submit([Path(r) for r in args.runs], name=args.name, author=args.author, github_id=args.github_id,
+                    out=args.out, blurb=args.blurb, track=args.track, minified=args.minify, compressed=args.compress)
+    print(describe(folder))
+    return 0
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    from pgolf.experiments.preflight import BASELINE_TFLOPS_PER_GPU, render, run_preflight
+
+    checks = run_preflight(lambda: _load(args), gpus=args.gpus, tflops=args.tflops or BASELINE_TFLOPS_PER_GPU)
+    print(render(checks))
+    return 0 if all(c.ok for c in checks) else CHECK_FAILED
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def _eval_mode_args(parser: argparse.ArgumentParser, adaptation: bool = True) -> None:
     parser.add_argument("--context", type=int, help="window length of sliding/TTT/SLOT scoring (eval.context; "
@@ -418,6 +483,65 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_eval)
+    bench = bench_sub.add_parser("ablate", help="an ablation file end to end: wallclock and the table it produced")
+    bench.add_argument("file", nargs="?", default="proteus_1425_phase2_cpu",
+                       help="ablation file or shipped example (default proteus_1425_phase2_cpu)")
+    bench.add_argument("--folder", type=Path, default=Path("ablations/bench"), help="ablation folder (runs, report)")
+    bench.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    bench.set_defaults(func=cmd_bench_ablate)
+
+    p = sub.add_parser("ablate", help="run a matrix of configurations × seeds (resumable) and write results.md/csv + plots",
+                       description="Run an ablation file: configurations (preset + overrides) × seeds, one after "
+                       "another or N at a time; finished runs are skipped, interrupted ones resumed.")
+    p.add_argument("file", nargs="?", help="ablation TOML file, or the name of a shipped example")
+    p.add_argument("--out", type=Path, help="ablation folder (default ablations/<name>)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
+    p.add_argument("--devices", help="comma-separated CUDA device ids, one run per device (sets --jobs)")
+    p.add_argument("--plan", action="store_true", help="validate every configuration and print the cost; run nothing")
+    p.add_argument("--list", action="store_true", help="list the shipped example ablation files")
+    p.set_defaults(func=cmd_ablate)
+
+    p = sub.add_parser("stats", help="mean, std and one-sided Welch tests under both record rules; seeds needed",
+                       description="Pool the runs given (independent reproductions included) and test them against "
+                       "--against under the record rule (≥ 0.005 nats at p < 0.01) and the frontier rule (p < 0.25).")
+    p.add_argument("runs", nargs="+", help="run directories, summary.json or submission.json files of the candidate")
+    p.add_argument("--against", nargs="+", help="the reference: run directories, summary.json or submission.json files")
+    p.add_argument("--delta", type=float, help="improvement in bpb to plan seeds for (default: the measured one)")
+    p.add_argument("--power", type=float, default=0.8, help="power for the seeds-needed estimate (default 0.8)")
+    p.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("reproduce", help="re-run a run from its summary.json manifest and compare the result",
+                       description="Re-run a finished run from the config, seed and data named in its manifest; "
+                       "exit 0 when it reproduces (identical weights or val_bpb within --tolerance), 3 when not.")
+    p.add_argument("summary", help="runs/<id>/summary.json (or the run directory)")
+    p.add_argument("--out-dir", type=Path, help="where the rerun goes (default: beside the original)")
+    p.add_argument("--tolerance", type=float, default=0.0, help="accepted |Δ val_bpb| when weights differ (default 0)")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("submit", help="write a records folder: README, submission.json, logs, single-file train_gpt.py",
+                       description="Package finished runs (one per seed, one configuration) as the challenge's records "
+                       "folder. The train_gpt.py export embeds the pgolf code and config; its bytes are the code bytes.")
+    p.add_argument("runs", nargs="+", help="run directories (one per seed)")
+    p.add_argument("--name", required=True, help="submission name (README title, submission.json name)")
+    p.add_argument("--author", required=True)
+    p.add_argument("--github-id", required=True)
+    p.add_argument("--blurb", default="", help="one-paragraph description")
+    p.add_argument("--track", default="10min_16mb", choices=("10min_16mb", "non_record_16mb"))
+    p.add_argument("--out", type=Path, help="folder to create (default records/<date>_<name>)")
+    p.add_argument("--minify", action="store_true", help="strip docstrings and comments from the embedded code")
+    p.add_argument("--compress", action="store_true", help="ship the self-extracting lzma + base85 form")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("preflight", help="CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time",
+                       description="Green/red checks: imports, config, model creation, forward/backward, code size, "
+                       "artifact-size projection, step-time projection for N GPUs, quantization error. Exit 3 if red.")
+    _config_args(p, preset_default="baseline")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs of the projected run (default 8)")
+    p.add_argument("--tflops", type=float, default=None,
+                   help="stated per-GPU throughput in TFLOP/s (default: the naive baseline's measured 196.5 on H100)")
+    p.set_defaults(func=cmd_preflight)
     return parser
 
 

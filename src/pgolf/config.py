@@ -94,6 +94,9 @@ class TrainConfig:
     dtype: str = "auto"  # auto | bf16 | fp32: the autocast compute dtype
     compile: str = "auto"  # auto | on | off
     threads: int = 0  # CPU intra-op threads (0 = torch default)
+    # Proxy mode: emulate a run on this many GPUs with fewer (0 = off). Keeps the global batch through
+    # gradient accumulation and scales the wallclock cap by proxy_world_size / world_size.
+    proxy_world_size: int = 0
 
 
 @dataclass
@@ -436,6 +439,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _require(cfg.data.train_shards >= 0, "data.train_shards", "must be ≥ 0 (0 = all)")
     _validate_data(cfg)
     _validate_eval(cfg)
+    _validate_proxy(cfg, world_size)
 
 
 def _validate_data(cfg: Config) -> None:
@@ -480,3 +484,13 @@ def _validate_eval(cfg: Config) -> None:
              f"must be a comma-separated subset of {','.join(LORA_TARGETS)}, got {e.ttt_lora_targets!r}")
     _require(e.slot == "off" or e.ttt in ("off", "full"), "eval.slot",
              f"SLOT composes with sliding windows and full TTT only, not with eval.ttt={e.ttt!r}")
+
+
+def _validate_proxy(cfg: Config, world_size: int) -> None:
+    target = cfg.train.proxy_world_size
+    if target == 0:
+        return
+    _require(target > 0, "train.proxy_world_size", "must be ≥ 0 (0 = off)")
+    _require(target % world_size == 0, "train.proxy_world_size",
+             f"{target} is not a multiple of the world size {world_size}: emulate a GPU count this run divides")
+    resolve_grad_accum(cfg, target)  # the emulated run's own accumulation must be defined

@@ -31,6 +31,7 @@ from pgolf.data.tokenizer import ByteCounter, check_vocab_size
 from pgolf.errors import ConfigError, UserError
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
+from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.factory import build_optimizers
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
@@ -239,7 +240,11 @@ def _run_train(cfg: Config, ctx: DistContext, resume_dir: Path | None) -> dict[s
             logger.log(provenance.code_text(), file_only=True)
             logger.log("=" * 100, file_only=True)
         logger.log(f"run:{run_dir} resume:{resume_dir is not None}")
+        cfg, proxy = apply_proxy(cfg, ctx.world_size)  # config.toml keeps the request; training uses this
+        if proxy is not None:
+            logger.log(proxy.describe())
         setup = prepare_training(cfg, ctx, run_dir, logger, clock)
+        setup.manifest["proxy"] = proxy.to_dict() if proxy is not None else None
         logger.log(f"manifest:{_compact_json(setup.manifest)}")
     trainer = setup.trainer
     if resume_dir is not None:
@@ -289,7 +294,8 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         "wallclock_s": state.training_time_ms / 1000.0, "stopped_early": state.stopped_early,
         "last_train_loss": state.last_train_loss, "seed": cfg.run.seed, "preset": cfg.run.preset,
         "run_id": cfg.run.run_id, "git_commit": manifest["git_commit"], "weights_sha256": sha,
-        "artifact_sha256": sha256_file(artifact_path), "phases": clock.to_dict(), "manifest": manifest,
+        "artifact_sha256": sha256_file(artifact_path), "phases": clock.to_dict(), "proxy": manifest.get("proxy"),
+        "manifest": manifest,
     }
     atomic_write_json(run_dir / "summary.json", summary)
     logger.close()

@@ -20,10 +20,16 @@ BUDGET_BYTES = 16_000_000
 
 
 def code_files(package: str = "pgolf") -> list[Path]:
-    """Sorted `.py` files inside `package`'s folder belonging to currently imported modules."""
+    """Sorted `.py` files inside `package`'s folder belonging to currently imported modules.
+
+    A single-file export declares the file it ships in `SHIPPED_CODE`; then that file is the code.
+    """
     root_module = sys.modules.get(package)
     if root_module is None or root_module.__file__ is None:
         raise ArtifactError(f"package {package!r} is not imported, so its code cannot be counted: import it first")
+    shipped = getattr(root_module, "SHIPPED_CODE", ())
+    if shipped:
+        return sorted(Path(p).resolve() for p in shipped)
     root = Path(root_module.__file__).resolve().parent
     files: set[Path] = set()
     for name, module in list(sys.modules.items()):

@@ -18,24 +18,30 @@ from pgolf.utils import sha256_file
 
 
 def package_files() -> list[Path]:
+    """The package's .py files, or the single file of a `pgolf submit` export that carries them all."""
+    if pgolf.SHIPPED_CODE:
+        return sorted(Path(p).resolve() for p in pgolf.SHIPPED_CODE)
     root = Path(pgolf.__file__).parent
     return sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
 
 
+def _label(path: Path) -> str:
+    root = Path(pgolf.__file__).parent
+    return f"pgolf/{path.relative_to(root)}" if path.is_relative_to(root) else path.name
+
+
 def code_hash() -> str:
     """sha256 over the package's .py files (relative path + content), independent of git."""
-    root = Path(pgolf.__file__).parent
     digest = hashlib.sha256()
     for path in package_files():
-        digest.update(str(path.relative_to(root)).encode())
+        digest.update(_label(path).removeprefix("pgolf/").encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def code_text() -> str:
     """Every source file of the package, concatenated with headers, for embedding in the log."""
-    root = Path(pgolf.__file__).parent
-    return "\n".join(f"# ==== pgolf/{p.relative_to(root)} ====\n{p.read_text(encoding='utf-8')}" for p in package_files())
+    return "\n".join(f"# ==== {_label(p)} ====\n{p.read_text(encoding='utf-8')}" for p in package_files())
 
 
 def git_commit() -> str:
