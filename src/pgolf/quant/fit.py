@@ -4,9 +4,9 @@
    alone (same clip rule, GPTQ when Hessians are given), put it into the float model and measure the
    mean loss increase on the calibration tokens (never validation data). Its size is estimated by the
    order-0 entropy of its codes and scales.
-2. `allocate_bits`: start every tensor at its widest candidate and, while the estimated total exceeds
-   the target, lower by one step the tensor with the smallest loss increase per byte saved (a greedy
-   multiple-choice knapsack; loss increases are assumed additive across tensors).
+2. `allocate_bits`: choose one width per tensor minimising the summed loss increase with the estimated
+   total within the target (an exact multiple-choice knapsack by dynamic programming over byte
+   buckets; loss increases are assumed additive across tensors).
 
 The caller closes the loop with real packing: it re-solves with a corrected target until the
 compressed artifact fits (see `pgolf.packing`).
@@ -15,9 +15,11 @@ compressed artifact fits (see `pgolf.packing`).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -27,6 +29,8 @@ from pgolf.quant.container import QuantizedTensor, dequantize_tensor
 from pgolf.quant.mixed import TensorQuantizer
 from pgolf.quant.policy import TensorFormat
 from pgolf.quant.report import estimated_bytes
+
+ALLOCATION_RESOLUTION = 8192  # byte buckets of the knapsack: target / 8192 granularity
 
 
 @dataclass(frozen=True)
@@ -86,30 +90,37 @@ def measure_sensitivity(model: GPT, state_dict: Mapping[str, Tensor], formats: M
     return result
 
 
-def allocate_bits(sensitivity: Sensitivity, target_bytes: float) -> dict[str, int]:
-    """Bits per tensor whose estimated total is ≤ target_bytes, greedily minimising the loss increase."""
-    widths = {name: sorted(options, reverse=True) for name, options in sensitivity.est_bytes.items()}
-    choice = {name: options[0] for name, options in widths.items()}
-    sizes, losses = sensitivity.est_bytes, sensitivity.loss_increase
-    total = sum(sizes[name][bits] for name, bits in choice.items())
-    while total > target_bytes:
-        best: tuple[float, str, int] | None = None
-        for name, bits in choice.items():
-            lower = [b for b in widths[name] if b < bits]
-            if not lower:
-                continue
-            saved = sizes[name][bits] - sizes[name][lower[0]]
-            if saved <= 0:
-                continue
-            cost = (losses[name][lower[0]] - losses[name][bits]) / saved
-            if best is None or cost < best[0]:
-                best = (cost, name, lower[0])
-        if best is None:
-            raise ArtifactError(
-                f"even at the narrowest candidate widths the quantized tensors need ≈{total:,.0f} bytes, "
-                f"over the {target_bytes:,.0f} available: allow fewer bits (quant.fit_bits), prune "
-                "(quant.prune_fraction) or shrink the model")
-        _, name, bits = best
-        total -= sizes[name][choice[name]] - sizes[name][bits]
+def allocate_bits(sensitivity: Sensitivity, target_bytes: float, resolution: int = ALLOCATION_RESOLUTION) -> dict[str, int]:
+    """Bits per tensor minimising the summed loss increase with estimated bytes ≤ target_bytes.
+
+    An exact multiple-choice knapsack by dynamic programming over `resolution` byte buckets; sizes are
+    rounded up to whole buckets, so the chosen total never exceeds the target.
+    """
+    names = list(sensitivity.est_bytes)
+    narrowest = sum(min(sensitivity.est_bytes[n].values()) for n in names)
+    if target_bytes <= 0 or narrowest > target_bytes:
+        raise ArtifactError(
+            f"even at the narrowest candidate widths the quantized tensors need ≈{narrowest:,.0f} bytes, "
+            f"over the {max(target_bytes, 0):,.0f} available: allow fewer bits (quant.fit_bits), prune "
+            "(quant.prune_fraction) or shrink the model")
+    unit = target_bytes / resolution
+    best = np.zeros(resolution + 1)  # best[c]: least loss of the tensors so far within c buckets
+    picks = []
+    for name in names:
+        options = sorted(sensitivity.est_bytes[name], reverse=True)
+        step = np.full((len(options), resolution + 1), np.inf)
+        for i, bits in enumerate(options):
+            cost = math.ceil(sensitivity.est_bytes[name][bits] / unit - 1e-9)
+            if cost <= resolution:
+                step[i, cost:] = best[: resolution + 1 - cost] + sensitivity.loss_increase[name][bits]
+        picks.append((name, options, step.argmin(axis=0)))
+        best = step.min(axis=0)
+    if not np.isfinite(best[resolution]):
+        raise ArtifactError(f"no allocation fits {target_bytes:,.0f} bytes at this resolution: raise the budget")
+    choice: dict[str, int] = {}
+    capacity = resolution
+    for name, options, argmins in reversed(picks):
+        bits = options[int(argmins[capacity])]
         choice[name] = bits
-    return choice
+        capacity -= math.ceil(sensitivity.est_bytes[name][bits] / unit - 1e-9)
+    return {name: choice[name] for name in names}
