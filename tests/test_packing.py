@@ -26,9 +26,18 @@ def pack(run: Path, out: Path, *args: str) -> int:
     return main(["pack", str(run), "--out", str(out), *args])
 
 
+def test_training_packs_with_the_configured_policy(tiny_run: Path) -> None:
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["quant"]["policy"] == "int6" and summary["quant"]["scheme"] == "policy"
+    model, meta = read_artifact(tiny_run / "artifact.pgolf")
+    assert model["blocks.0.mlp.fc.weight"].bits == 6 and meta["quant"]["policy"] == "int6"
+    assert "final_policy_zlib_roundtrip_exact" in (tiny_run / "train.log").read_text()
+    assert (tiny_run / "artifact.tensors.json").is_file()
+
+
 def test_int8_scheme_is_the_baseline_export_unchanged(tiny_run: Path) -> None:
     state, _ = load_packed_state(tiny_run / WEIGHTS_NAME)
-    packed = pack_weights(state, run_config(tiny_run), {}, torch.device("cpu"), lambda: [])
+    packed = pack_weights(state, run_config(tiny_run, "quant.scheme=int8"), {}, torch.device("cpu"), lambda: [])
     expected = quantize_state_dict_int8(state)
     assert packed.codec == "zlib" and packed.transform == "none"
     for name, qt in expected.items():

@@ -206,11 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="runs/<id>, final_model.pt or final_model.int8.ptz")
     _config_args(p)
     p.add_argument("--policy", metavar="P", help="mixed-precision policy: a shipped name (int6, int5mlp, proteus, "
-                   "sdclip) or a .toml file; sets quant.scheme=policy")
+                   "sdclip, int4) or a .toml file; sets quant.scheme=policy")
     p.add_argument("--fit", action="store_true", help="choose bit widths per tensor to fit quant.budget_bytes − "
                    "quant.budget_margin with the least measured loss increase (quant.scheme=fit)")
     p.add_argument("--gptq", action="store_true", help="full-Hessian GPTQ (calibration: quant.calibration)")
-    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "auto"))
+    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "auto"),
+                   help="payload compressor (auto keeps the smallest of all four)")
     p.add_argument("--transform", choices=("none", "byteplane", "bitpack", "auto"),
                    help="payload transform before the codec (auto keeps the smallest)")
     p.add_argument("--out", type=Path, help="artifact path (default: artifact.pgolf beside the input)")

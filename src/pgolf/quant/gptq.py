@@ -41,7 +41,7 @@ class _HessianSum:
 
     def mean(self) -> Tensor:
         assert self.total is not None
-        return (self.total / max(self.rows, 1)).cpu()
+        return self.total / max(self.rows, 1)
 
 
 @torch.no_grad()
@@ -91,14 +91,15 @@ def _upper_cholesky_of_inverse(h: Tensor) -> Tensor | None:
 
 def gptq_codes(weight: Tensor, hessian: Tensor, scale: Tensor, bits: int,
                block_size: int = DEFAULT_BLOCK_SIZE, damp: float = DEFAULT_DAMP) -> Tensor | None:
-    """int8 codes of a 2-D `weight` (rows × cols) on per-row `scale`, with GPTQ error compensation.
+    """int8 codes (on the CPU) of a 2-D `weight` (rows × cols) on per-row `scale`, with GPTQ error
+    compensation, computed on the Hessian's device (the GPU when calibration ran there).
 
     Returns None when H (after damping) is not positive definite, so the caller can fall back to
     round-to-nearest.
     """
     r = qmax(bits)
-    w = weight.detach().float().clone()
-    h = hessian.detach().float().clone().to(w.device)
+    h = hessian.detach().float().clone()
+    w = weight.detach().float().to(h.device).clone()
     cols = w.shape[1]
     if h.shape != (cols, cols):
         raise ValueError(f"Hessian of shape {tuple(h.shape)} does not fit a weight with {cols} columns")
@@ -125,7 +126,7 @@ def gptq_codes(weight: Tensor, hessian: Tensor, scale: Tensor, bits: int,
             block[:, j:] -= err * u[i1 + j, i1 + j : i2][None, :]
             errors[:, j : j + 1] = err
         w[:, i2:] -= errors @ u[i1:i2, i2:]
-    return codes[:, torch.argsort(perm)].to(torch.int8).contiguous()
+    return codes[:, torch.argsort(perm)].to(torch.int8).cpu().contiguous()
 
 
 def hessian_names(model: nn.Module) -> set[str]:
