@@ -167,7 +167,12 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
     best: Packed | None = None
     smallest_excess = None
     for round_index in range(FIT_ROUNDS):
-        bits = allocate_bits(sensitivity, target - fixed_est)
+        try:
+            bits = allocate_bits(sensitivity, target - fixed_est)
+        except ArtifactError:
+            if best is None:
+                raise
+            break
         tensors: dict[str, QuantizedTensor] = {}
         for name, tensor in state_dict.items():
             tensors[name] = fixed[name] if name in fixed else sensitivity.quantized[name][bits[name]]
