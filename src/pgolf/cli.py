@@ -73,7 +73,8 @@ def _print_result(summary: dict, as_json: bool) -> None:
         print(json.dumps({k: summary[k] for k in keys if k in summary}))
         return
     print(f"run:            runs/{summary['run_id']}" if "run_id" in summary else "")
-    print(f"val_bpb:        {summary['val_bpb']:.8f} (after int8+{summary.get('codec', 'zlib')} roundtrip; "
+    scheme = summary.get("quant", {}).get("policy") or "int8"
+    print(f"val_bpb:        {summary['val_bpb']:.8f} (after {scheme}+{summary.get('codec', 'zlib')} roundtrip; "
           f"before quantization {summary['pre_quant_val_bpb']:.8f})")
     print(f"val_loss:       {summary['val_loss']:.8f} nats/token over {summary['val_tokens']:,} tokens, "
           f"{summary['val_bytes']:,} bytes")
@@ -124,11 +125,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
+    from pgolf.quant.report import format_rows
     from pgolf.targets import pack_target
 
     report = pack_target(Path(args.target), args, _load)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "budget_report"}))
+        return 0
+    if report.get("tensor_rows"):
+        print(format_rows(report["tensor_rows"]))
     print(report["budget_report"])
-    print(f"artifact: {report['artifact']}")
+    print(f"artifact: {report['artifact']} (codec {report['codec']}, transform {report.get('transform', 'none')})")
+    if report.get("tensor_report"):
+        print(f"per-tensor report: {report['tensor_report']}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from pgolf.inspect_model import format_inspection, inspect_config
+
+    info = inspect_config(_load(args))
+    print(json.dumps(info) if args.json else format_inspection(info))
     return 0
 
 
@@ -225,6 +242,20 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
 
     result = bench_data(vocab_size=args.vocab_size, threads=args.workers, train_tokens_per_s=args.train_tokens_per_s,
                         out=args.out)
+    print(result["report"])
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "report"}))
+    return 0
+
+
+DEFAULT_BENCH_POLICIES = ("int8", "int6", "int6:gptq", "int5mlp", "int5mlp:gptq", "proteus", "sdclip:gptq")
+
+
+def cmd_bench_quant(args: argparse.Namespace) -> int:
+    from pgolf.bench.quant import bench_quant
+
+    result = bench_quant(Path(args.run), args.overrides, policies=args.policies.split(","),
+                         codecs=args.codecs.split(","), pack_params=args.pack_params, out=args.out)
     print(result["report"])
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "report"}))
@@ -380,9 +411,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pack", help="quantize and pack a run (or an official export) into a pgolf artifact")
     p.add_argument("target", help="runs/<id>, final_model.pt or final_model.int8.ptz")
     _config_args(p)
-    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "auto"))
+    p.add_argument("--policy", metavar="P", help="mixed-precision policy: a shipped name (int6, int5mlp, proteus, "
+                   "sdclip, int4) or a .toml file; sets quant.scheme=policy")
+    p.add_argument("--fit", action="store_true", help="choose bit widths per tensor to fit quant.budget_bytes − "
+                   "quant.budget_margin with the least measured loss increase (quant.scheme=fit)")
+    p.add_argument("--gptq", action="store_true", help="full-Hessian GPTQ (calibration: quant.calibration)")
+    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "auto"),
+                   help="payload compressor (auto keeps the smallest of all four)")
+    p.add_argument("--transform", choices=("none", "byteplane", "bitpack", "auto"),
+                   help="payload transform before the codec (auto keeps the smallest)")
     p.add_argument("--out", type=Path, help="artifact path (default: artifact.pgolf beside the input)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("inspect", help="parameters per module, FLOPs/token and projected artifact bytes, no training")
+    _config_args(p, preset_default="baseline")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("config", help="inspect configuration")
     config_sub = p.add_subparsers(dest="config_command", required=True)
@@ -542,6 +587,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tflops", type=float, default=None,
                    help="stated per-GPU throughput in TFLOP/s (default: the naive baseline's measured 196.5 on H100)")
     p.set_defaults(func=cmd_preflight)
+    quant = bench_sub.add_parser("quant", help="rate–distortion of a trained run: (policy, codec) → bytes, "
+                                 "post-quant val_bpb, quant gap")
+    quant.add_argument("run", help="runs/<id> of a finished training run")
+    quant.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override the run's config (e.g. eval.val_max_tokens, quant.calibration_seqs)")
+    quant.add_argument("--policies", default=",".join(DEFAULT_BENCH_POLICIES),
+                       help="comma-separated policies to measure; 'int8' is the baseline export, ':gptq' adds GPTQ, "
+                            "'fit' the budget fit")
+    quant.add_argument("--codecs", default="zlib,zstd,lzma,brotli,auto", help="comma-separated codecs")
+    quant.add_argument("--pack-params", type=int, default=30_000_000,
+                       help="also time packing a random model of about this many parameters (0 = skip)")
+    quant.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    quant.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    quant.set_defaults(func=cmd_bench_quant)
     return parser
 
 

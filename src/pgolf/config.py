@@ -99,11 +99,38 @@ class TrainConfig:
     proxy_world_size: int = 0
 
 
+# GPTQ / fit calibration sources and their legality under the challenge rules (TECHNIQUES §4.5.2);
+# recorded in every artifact that used one. Validation data is never a source.
+CALIBRATION_SOURCES: dict[str, str] = {
+    "ar": "legal: the trained model's own samples; no training or validation data is read after training",
+    "train": "legal only inside the training time budget: the calibration pass reads training shards and "
+             "must finish within train.max_wallclock_seconds (reserve the time), never after it",
+}
+FORBIDDEN_CALIBRATION: dict[str, str] = {
+    "val": "validation data may never be used for calibration (it is the test set)",
+    "validation": "validation data may never be used for calibration (it is the test set)",
+}
+
+
 @dataclass
 class QuantConfig:
-    scheme: str = "int8"
+    scheme: str = "int8"  # int8: the baseline's exact export | policy: quant.policy | fit: policy + bits fitted to the budget
+    policy: str = "int6"  # a shipped policy (pgolf/quant/policies) or a .toml path; used by schemes policy and fit
+    gptq: bool = False  # full-Hessian GPTQ for every int-k matrix with a Hessian (else round-to-nearest)
+    gptq_block_size: int = 128
+    gptq_damp: float = 0.01  # fraction of mean(diag H) added to the diagonal
+    calibration: str = "ar"  # GPTQ / fit calibration tokens: ar (self-generated) | train; see CALIBRATION_SOURCES
+    calibration_seqs: int = 64
+    calibration_seq_len: int = 0  # 0 = train.train_seq_len
+    calibration_temperature: float = 0.8  # sampling temperature of `ar`
+    calibration_seed: int = 1337
+    prune_fraction: float = 0.0  # zero this fraction of smallest-|w| entries of each int-k matrix first
+    fit_bits: str = "5,6,7,8"  # candidate widths of scheme fit
     codec: str = "zlib"
     codec_level: int = -1  # -1 = the codec's default (zlib 9, as the baseline)
+    transform: str = "none"  # payload transform before the codec: none | byteplane | bitpack | auto
+    budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
+    budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
 
 
 @dataclass
@@ -221,11 +248,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.dtype": ("auto", "bf16", "fp32"),
     "train.compile": ("auto", "on", "off"),
     "optim.muon_ns_dtype": ("auto", "bf16", "fp32"),
-    "quant.scheme": ("int8",),
+    "quant.scheme": ("int8", "policy", "fit"),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
     "data.loader": ("stream", "doc_aligned", "coprime"),
     "eval.ttt": ("off", "full", "lora", "phased"),
     "eval.slot": ("off", "context", "published"),
+    "quant.transform": ("none", "byteplane", "bitpack", "auto"),
 }
 
 
@@ -440,6 +468,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _validate_data(cfg)
     _validate_eval(cfg)
     _validate_proxy(cfg, world_size)
+    _validate_quant(cfg)
 
 
 def _validate_data(cfg: Config) -> None:
@@ -494,3 +523,37 @@ def _validate_proxy(cfg: Config, world_size: int) -> None:
     _require(target % world_size == 0, "train.proxy_world_size",
              f"{target} is not a multiple of the world size {world_size}: emulate a GPU count this run divides")
     resolve_grad_accum(cfg, target)  # the emulated run's own accumulation must be defined
+
+
+def parse_fit_bits(text: str) -> tuple[int, ...]:
+    """'5,6,7,8' → (8, 7, 6, 5); ConfigError unless every entry is an integer in 4..8."""
+    try:
+        bits = tuple(sorted({int(part) for part in text.split(",") if part.strip()}, reverse=True))
+    except ValueError:
+        bits = ()
+    _require(bool(bits) and all(4 <= b <= 8 for b in bits), "quant.fit_bits",
+             f"must be comma-separated bit widths in 4..8 (e.g. 5,6,7,8), got {text!r}")
+    return bits
+
+
+def _validate_quant(cfg: Config) -> None:
+    q = cfg.quant
+    source = q.calibration
+    _require(source not in FORBIDDEN_CALIBRATION, "quant.calibration", FORBIDDEN_CALIBRATION.get(source, ""))
+    _require(source in CALIBRATION_SOURCES, "quant.calibration",
+             f"must be one of {', '.join(CALIBRATION_SOURCES)} (never validation data), got {source!r}")
+    _require(q.calibration_seqs > 0, "quant.calibration_seqs", "must be positive")
+    _require(q.calibration_seq_len >= 0, "quant.calibration_seq_len", "must be ≥ 0 (0 = train.train_seq_len)")
+    _require(q.calibration_temperature > 0, "quant.calibration_temperature", "must be > 0")
+    _require(q.gptq_block_size > 0, "quant.gptq_block_size", "must be positive")
+    _require(0 < q.gptq_damp < 1, "quant.gptq_damp", "must be in (0, 1)")
+    _require(0 <= q.prune_fraction < 1, "quant.prune_fraction", "must be in [0, 1)")
+    _require(q.budget_bytes > 0, "quant.budget_bytes", "must be positive")
+    _require(0 <= q.budget_margin < q.budget_bytes, "quant.budget_margin", "must be in [0, quant.budget_bytes)")
+    parse_fit_bits(q.fit_bits)
+    _require(q.scheme != "int8" or not q.gptq, "quant.gptq",
+             "applies to int-k policies: set quant.scheme=policy (or fit) to use GPTQ")
+    if q.scheme != "int8":
+        from pgolf.quant.policy import load_policy  # lazy: config stays import-light
+
+        load_policy(q.policy)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pgolf.artifact.budget import Budget, code_files, count_code_bytes
-from pgolf.artifact.format import read_artifact, write_artifact
+from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, code_files, count_code_bytes
+from pgolf.artifact.format import read_artifact, save_artifact_bytes, write_artifact
 from pgolf.config import Config, config_from_dict, read_toml_file, resolve_grad_accum, validate
 from pgolf.data.build import DatasetPaths, embedded_dataset
 from pgolf.data.families import load_tokenizer
@@ -34,8 +35,8 @@ from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.factory import build_optimizers
+from pgolf.packing import pack_weights
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
-from pgolf.quant.int8 import quantize_state_dict_int8
 from pgolf.train import provenance
 from pgolf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, weights_sha256
 from pgolf.train.distributed import DistContext, barrier, init_distributed, seed_everything, shutdown
@@ -48,6 +49,7 @@ from pgolf.utils import atomic_write_json, atomic_write_text, sha256_file
 EMBEDDED_PREFIX = "embedded:"
 WEIGHTS_NAME = "weights.pgolf"
 ARTIFACT_NAME = "artifact.pgolf"
+TENSOR_REPORT_SUFFIX = ".tensors.json"  # artifact.pgolf → artifact.tensors.json
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -114,22 +116,42 @@ def float_weights(state_dict: dict[str, Tensor]) -> QuantizedModel:
                            for name, t in state_dict.items()})
 
 
-def pack_state_dict(state_dict: dict[str, Tensor], cfg: Config, path: Path, extra_meta: dict[str, Any]) -> dict[str, Any]:
-    """Quantize with the config's scheme, write the artifact, and return the packing report."""
-    quantized = quantize_state_dict_int8({k: v.detach().cpu() for k, v in state_dict.items()})
-    meta = {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta}
-    level = None if cfg.quant.codec_level < 0 else cfg.quant.codec_level
-    info = write_artifact(path, quantized, meta, codec=cfg.quant.codec, level=level)
-    return packing_report(path, info.codec, info.total_bytes) | {"payload_bytes": quantized.stats["payload_bytes"]}
+def pack_state_dict(state_dict: dict[str, Tensor], cfg: Config, path: Path, extra_meta: dict[str, Any],
+                    device: torch.device | None = None, enforce_budget: bool = False,
+                    log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Quantize with the config's scheme/policy, write the artifact and its per-tensor report.
+
+    With `enforce_budget`, an artifact that would put the submission over `quant.budget_bytes` is not
+    written: ArtifactError names the exact excess.
+    """
+    packed = pack_weights(state_dict, cfg, {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta},
+                          device or torch.device("cpu"), lambda: train_files(cfg, resolve_dataset(cfg)), log)
+    budget = measure_code_budget(len(packed.blob), cfg.quant.budget_bytes)
+    if enforce_budget:
+        check_budget(budget)
+    save_artifact_bytes(path, packed.blob)
+    report_path = path.with_name(path.stem + TENSOR_REPORT_SUFFIX)
+    quant = {k: v for k, v in packed.quant_meta.items() if k != "policy_rules"}
+    atomic_write_json(report_path, {"artifact": str(path), "quant": quant, "tensors": packed.rows})
+    return packing_report(path, packed.codec, budget) | {
+        "payload_bytes": packed.quantized.stats["payload_bytes"], "transform": packed.transform, "quant": quant,
+        "tensor_rows": packed.rows, "tensor_report": str(report_path), "pack_seconds": packed.seconds,
+        "warnings": packed.warnings}
 
 
-def packing_report(path: Path, codec: str, model_bytes: int) -> dict[str, Any]:
-    """Budget of an artifact: its bytes plus the bytes of the pgolf code imported in this process."""
+def measure_code_budget(model_bytes: int, limit: int = BUDGET_BYTES) -> Budget:
+    """Budget of `model_bytes` plus the bytes of the pgolf code imported in this process."""
     files = tuple(code_files())
-    budget = Budget(code_bytes=count_code_bytes(files), model_bytes=model_bytes, code_files=files)
+    return Budget(code_bytes=count_code_bytes(files), model_bytes=model_bytes, limit=limit, code_files=files)
+
+
+def packing_report(path: Path, codec: str, budget: Budget) -> dict[str, Any]:
+    """Budget numbers of an artifact as a plain dict (summary.json / CLI)."""
+    files = budget.code_files
     root = Path(files[0]).parent if files else Path(".")
-    return {"artifact": str(path), "codec": codec, "model_bytes": model_bytes, "code_bytes": budget.code_bytes,
+    return {"artifact": str(path), "codec": codec, "model_bytes": budget.model_bytes, "code_bytes": budget.code_bytes,
             "artifact_bytes": budget.total, "budget_margin": budget.margin, "fits_budget": budget.fits,
+            "budget_limit": budget.limit,
             "code_files": [str(Path(f).relative_to(root.parent)) if root.parent in Path(f).parents else str(f) for f in files],
             "budget_report": budget.report()}
 
@@ -266,7 +288,8 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
     with clock.phase("pack"):
         if ctx.is_main:
             write_artifact(run_dir / WEIGHTS_NAME, float_weights(state_dict), {"config": cfg.to_dict(), "kind": "float"})
-            packed = pack_state_dict(state_dict, cfg, artifact_path, {"weights_sha256": sha, "run_id": cfg.run.run_id})
+            packed = pack_state_dict(state_dict, cfg, artifact_path, {"weights_sha256": sha, "run_id": cfg.run.run_id},
+                                     device=ctx.device, log=logger.log)
             report = packed["budget_report"].splitlines()
             logger.log("\n".join(line for line in report if not line.startswith("  counted:")))
             logger.log("\n".join(line for line in report if line.startswith("  counted:")), file_only=True)
@@ -278,7 +301,8 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         restored, _ = load_packed_state(artifact_path)
         model.load_state_dict(restored, strict=True)
         post, _ = evaluate_model(model, eval_data, cfg, ctx)
-    logger.log(f"final_int8_zlib_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
+    label = "int8_zlib" if (cfg.quant.scheme, cfg.quant.codec) == ("int8", "zlib") else f"{cfg.quant.scheme}_{cfg.quant.codec}"
+    logger.log(f"final_{label}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
     logger.log(clock.table())
     if not ctx.is_main:
         return {}
@@ -289,6 +313,7 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         "quant_gap_bpb": post.val_bpb - pre.val_bpb,
         "artifact_bytes": packed["artifact_bytes"], "code_bytes": packed["code_bytes"], "model_bytes": packed["model_bytes"],
         "budget_margin": packed["budget_margin"], "fits_budget": packed["fits_budget"], "codec": packed["codec"],
+        "transform": packed["transform"], "quant": packed["quant"], "pack_seconds": packed["pack_seconds"],
         "code_files": packed["code_files"], "params": params, "steps": state.step, "train_tokens": state.train_tokens,
         "train_tokens_per_s": state.train_tokens / max(state.training_time_ms / 1000.0, 1e-9),
         "wallclock_s": state.training_time_ms / 1000.0, "stopped_early": state.stopped_early,

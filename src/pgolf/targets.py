@@ -9,6 +9,7 @@ The evaluation modes are imported only by the commands that run them, so the cod
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +18,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from pgolf.artifact.format import MAGIC, looks_like_zlib, read_artifact_meta, write_artifact
+from pgolf.artifact.budget import check_budget
+from pgolf.artifact.format import MAGIC, encode_artifact, looks_like_zlib, read_artifact_meta, save_artifact_bytes
 from pgolf.artifact.official import load_official_checkpoint, read_official_int8
 from pgolf.config import Config, eval_context
 from pgolf.data.build import DatasetPaths
 from pgolf.errors import UserError
 from pgolf.evaluate.ledger import LedgerResult
 from pgolf.model.gpt import GPT, build_model
-from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, EvalData, load_eval_data, load_packed_state,
-                            pack_state_dict, packing_report, resolve_dataset)
-from pgolf.train.distributed import DistContext, init_distributed, shutdown
+from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, EvalData, load_eval_data,
+                            load_packed_state, measure_code_budget, pack_state_dict, packing_report,
+                            resolve_dataset)
+from pgolf.train.distributed import DistContext, choose_device, init_distributed, shutdown
 from pgolf.train.runtime import autocast_dtype
 from pgolf.utils import atomic_write_bytes
 
@@ -186,21 +189,45 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _pack_overrides(args: argparse.Namespace) -> list[str]:
+    """`pgolf pack` flags as config overrides, so they are validated like any --set."""
+    extra = []
+    if getattr(args, "policy", None):
+        extra += ["quant.scheme=fit" if getattr(args, "fit", False) else "quant.scheme=policy",
+                  f"quant.policy={args.policy}"]
+    elif getattr(args, "fit", False):
+        extra.append("quant.scheme=fit")
+    if getattr(args, "gptq", False):
+        extra.append("quant.gptq=true")
+    for flag in ("codec", "transform"):
+        if getattr(args, flag, None):
+            extra.append(f"quant.{flag}={getattr(args, flag)}")
+    return extra
+
+
+def _stderr(message: str) -> None:
+    print(f"pgolf: {message}", file=sys.stderr, flush=True)
+
+
 def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+    """Quantize and pack a run's float weights (or an official export) per the config; refuse to write an
+    artifact that would exceed `quant.budget_bytes`."""
     kind, file = _describe(target)
     if kind == "run":
         file = target / WEIGHTS_NAME
         if not file.is_file():
             raise UserError(f"{target} has no {WEIGHTS_NAME}: the run did not finish training")
+    args.overrides = list(args.overrides) + _pack_overrides(args)
     cfg = _config_for(kind, file, target, args, load)
-    if getattr(args, "codec", None):
-        cfg.quant.codec = args.codec
     out = args.out or (target / ARTIFACT_NAME if kind == "run" else file.with_name(file.stem + ".pgolf"))
     if kind == "official" and _is_official_int8(file):
-        quantized = read_official_int8(file)
-        info = write_artifact(out, quantized, {"config": cfg.to_dict(), "source": f"official:{file.name}"},
-                              codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level)
-        return packing_report(out, info.codec, info.total_bytes)
+        blob, codec, _ = encode_artifact(read_official_int8(file), {"config": cfg.to_dict(), "source": f"official:{file.name}"},
+                                         codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level,
+                                         transform=cfg.quant.transform)
+        budget = measure_code_budget(len(blob), cfg.quant.budget_bytes)
+        check_budget(budget)
+        save_artifact_bytes(out, blob)
+        return packing_report(out, codec, budget)
     if kind == "official":
         state = load_official_checkpoint(file)
     else:
@@ -208,7 +235,8 @@ def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> d
         if meta.get("kind") != "float":
             raise UserError(f"{file} is already a quantized artifact: pack the run's {WEIGHTS_NAME} instead")
     _load_into_model(state, cfg, torch.device("cpu"))  # refuse weights that do not match the config
-    return pack_state_dict(state, cfg, out, {"source": f"{kind}:{file.name}"})
+    return pack_state_dict(state, cfg, out, {"source": f"{kind}:{file.name}"}, device=choose_device(cfg.train.device),
+                           enforce_budget=True, log=_stderr)
 
 
 def _is_official_int8(path: Path) -> bool:

@@ -83,10 +83,10 @@ def test_output_is_deterministic_and_header_is_documented(tmp_path: Path, model:
     assert a.sha256 == b.sha256
     blob = (tmp_path / "a.pgolf").read_bytes()
     magic, version, header_len, digest = struct.unpack_from("<6sHI32s", blob)
-    assert (magic, version) == (b"PGOLF\0", 1)
+    assert (magic, version) == (b"PGOLF\0", 2)
     header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
     assert hashlib.sha256(blob[PREFIX_BYTES : PREFIX_BYTES + header_len]).digest() == digest
-    assert header["codec"] == "zlib" and header["payload_bytes"] == len(blob) - PREFIX_BYTES - header_len
+    assert header["codec"] == "zlib" and header["transform"] == "none" and header["payload_bytes"] == len(blob) - PREFIX_BYTES - header_len
     first = header["tensors"][0]
     assert first["name"] == "tok_emb.weight" and first["scheme"] == "per_row" and first["bits"] == 8
     assert first["orig_dtype"] == "bfloat16" and first["data"] == {"dtype": "int8", "shape": [1100, 64], "offset": 0,

@@ -6,13 +6,15 @@ Layout (all integers little-endian)::
     format version        u16
     header length         u32
     sha256(header)        32 bytes
-    header                UTF-8 JSON (codec, tensor table, meta, payload lengths and digests)
-    payload               compressed concatenation of every tensor's raw little-endian bytes
+    header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests)
+    payload               codec(transform(concatenation of every tensor's raw little-endian bytes))
 
 Each tensor contributes its `data` bytes then its `scale` bytes, in model order; the header gives
-dtype, shape, offset and length of each region in the raw (decompressed) payload. Reading verifies
-magic, version, header digest, header schema, payload length and both payload digests before a single
-tensor is built, so a damaged or foreign file never reaches torch. The whole file counts as model bytes.
+dtype, shape, offset and length of each region in the raw payload. `transform` (version 2 onward;
+version 1 files have none) is a reversible per-region rewrite applied before the codec
+(`pgolf.artifact.transforms`). Reading verifies magic, version, header digest, header schema, payload
+length and digest, the transformed length, and the raw length and digest before a single tensor is
+built, so a damaged or foreign file never reaches torch. The whole file counts as model bytes.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ import torch
 from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
+from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, dtype_name
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
 MAGIC = b"PGOLF\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no payload transform
 _PREFIX = struct.Struct("<6sHI32s")
 PREFIX_BYTES = _PREFIX.size
 
@@ -52,6 +56,7 @@ class ArtifactInfo:
     header_bytes: int
     payload_bytes: int
     raw_payload_bytes: int
+    transform: str = "none"
 
 
 @dataclass(frozen=True)
@@ -111,22 +116,50 @@ def _encode_header(header: dict[str, Any]) -> bytes:
         raise ArtifactError(f"artifact meta is not plain JSON ({exc}): pass only str/int/float/bool/list/dict") from exc
 
 
-def write_artifact(
-    path: str | os.PathLike[str],
-    qm: QuantizedModel,
-    meta: dict[str, Any],
-    codec: str = "zlib",
-    level: int | None = None,
-) -> ArtifactInfo:
-    """Pack `qm` and `meta` into `path` atomically; `codec="auto"` keeps the smallest codec."""
+def _regions(table: list[dict[str, Any]]) -> list[Region]:
+    """Payload regions of a tensor table, in payload order, with int-k code widths marked."""
+    regions = []
+    for entry in table:
+        for key in ("data", "scale"):
+            region = entry.get(key)
+            if region is None:
+                continue
+            itemsize = DTYPES[region["dtype"]].itemsize
+            code_bits = entry["bits"] if key == "data" and region["dtype"] == "int8" else None
+            regions.append(Region(itemsize, region["nbytes"] // itemsize, code_bits))
+    return regions
+
+
+def _smallest_payload(raw: bytes, regions: list[Region], codec: str, level: int | None,
+                      transform: str) -> tuple[str, str, bytes]:
+    """(codec, transform, payload) of the smallest encoding among the requested candidates.
+
+    `auto` for either tries every option (codecs at their default level); ties keep the earlier one.
+    """
+    best: tuple[str, str, bytes] | None = None
+    for t in TRANSFORMS if transform == AUTO else (transform,):
+        coded = apply_transform(raw, regions, t)
+        name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
+        if best is None or len(payload) < len(best[2]):
+            best = (name, t, payload)
+    assert best is not None
+    return best
+
+
+def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib", level: int | None = None,
+                    transform: str = "none") -> tuple[bytes, str, str]:
+    """The artifact bytes of `qm` and `meta`, with the codec and transform actually used.
+
+    `codec="auto"` / `transform="auto"` keep the smallest result.
+    """
+    if transform != AUTO and transform not in TRANSFORMS:
+        raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
     table, raw = _serialize(qm)
-    if codec == AUTO:
-        codec, payload = compress_auto(raw)
-    else:
-        payload = compress(raw, codec, level)
+    codec, transform, payload = _smallest_payload(raw, _regions(table), codec, level, transform)
     header = _encode_header({
         "format_version": FORMAT_VERSION,
         "codec": codec,
+        "transform": transform,
         "raw_payload_bytes": len(raw),
         "raw_payload_sha256": sha256_bytes(raw),
         "payload_bytes": len(payload),
@@ -135,9 +168,29 @@ def write_artifact(
         "meta": meta,
     })
     prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), hashlib.sha256(header).digest())
-    blob = prefix + header + payload
+    return prefix + header + payload, codec, transform
+
+
+def write_artifact(
+    path: str | os.PathLike[str],
+    qm: QuantizedModel,
+    meta: dict[str, Any],
+    codec: str = "zlib",
+    level: int | None = None,
+    transform: str = "none",
+) -> ArtifactInfo:
+    """Pack `qm` and `meta` into `path` atomically; `auto` codec/transform keep the smallest result."""
+    blob, _, _ = encode_artifact(qm, meta, codec, level, transform)
+    return save_artifact_bytes(path, blob)
+
+
+def save_artifact_bytes(path: str | os.PathLike[str], blob: bytes) -> ArtifactInfo:
+    """Write bytes made by `encode_artifact` atomically and describe them."""
+    header_len = _PREFIX.unpack_from(blob)[2]
+    header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
     atomic_write_bytes(path, blob)
-    return ArtifactInfo(Path(path), len(blob), sha256_bytes(blob), codec, len(header), len(payload), len(raw))
+    return ArtifactInfo(Path(path), len(blob), sha256_bytes(blob), header["codec"], header_len,
+                        header["payload_bytes"], header["raw_payload_bytes"], header["transform"])
 
 
 # ----------------------------------------------------------------------------------------------- read
@@ -183,10 +236,10 @@ def _split(data: bytes, path: Path) -> tuple[bytes, bytes]:
     if len(data) < PREFIX_BYTES:
         raise _bad(path, f"truncated artifact ({len(data)} bytes, the fixed prefix alone is {PREFIX_BYTES})")
     _, version, header_len, header_digest = _PREFIX.unpack_from(data)
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ArtifactError(
-            f"{path}: artifact format version {version} is not supported (this pgolf reads version "
-            f"{FORMAT_VERSION}); use the pgolf release that wrote it"
+            f"{path}: artifact format version {version} is not supported (this pgolf reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}); use the pgolf release that wrote it"
         )
     header_end = PREFIX_BYTES + header_len
     if header_end > len(data):
@@ -252,6 +305,9 @@ def _parse_header(header_bytes: bytes) -> tuple[dict[str, Any], list[_Entry]]:
     if not isinstance(header, dict):
         raise ArtifactError("artifact header is not a JSON object; re-create the artifact")
     get_codec(_get(header, "codec", str, "header"))
+    if "transform" in header and header["transform"] not in TRANSFORMS:
+        raise ArtifactError(f"artifact header: unknown payload transform {header['transform']!r}; "
+                            "upgrade pgolf or re-pack")
     for key in ("raw_payload_bytes", "payload_bytes"):
         _get(header, key, int, "header")
     for key in ("raw_payload_sha256", "payload_sha256"):
@@ -294,12 +350,13 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[QuantizedModel, dict[st
     data = _read_file(path)
     header_bytes, payload = _split(data, path)
     header, entries = _parse_header(header_bytes)
+    transform = header.get("transform", "none")
     if len(payload) != header["payload_bytes"]:
         state = "truncated artifact" if len(payload) < header["payload_bytes"] else "trailing bytes after payload"
         raise _bad(path, f"{state} (payload {len(payload)} bytes, header says {header['payload_bytes']})")
     if sha256_bytes(payload) != header["payload_sha256"]:
         raise _bad(path, "payload checksum mismatch")
-    raw = decompress(payload, header["codec"])
+    raw = invert_transform(decompress(payload, header["codec"]), _regions(header["tensors"]), transform)
     if len(raw) != header["raw_payload_bytes"] or sha256_bytes(raw) != header["raw_payload_sha256"]:
         raise _bad(path, "decompressed payload does not match its recorded length/checksum")
     return _build_model(entries, raw), header["meta"]

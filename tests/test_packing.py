@@ -1,0 +1,130 @@
+"""Packing a run per the [quant] config: baseline int8, policies, GPTQ, budget fit, CLI, inspect, bench."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pgolf.artifact.format import read_artifact, read_artifact_meta
+from pgolf.bench.quant import bench_quant
+from pgolf.cli import main
+from pgolf.config import load_config, read_toml_file
+from pgolf.model.gpt import build_model, count_parameters, flops_per_token
+from pgolf.packing import pack_weights
+from pgolf.pipeline import WEIGHTS_NAME, load_packed_state
+from pgolf.quant.int8 import quantize_state_dict_int8
+
+
+def run_config(run: Path, *overrides: str):
+    return load_config(base=read_toml_file(run / "config.toml"), overrides=list(overrides), env={})
+
+
+def pack(run: Path, out: Path, *args: str) -> int:
+    return main(["pack", str(run), "--out", str(out), *args])
+
+
+def test_training_packs_with_the_configured_policy(tiny_run: Path) -> None:
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["quant"]["policy"] == "int6" and summary["quant"]["scheme"] == "policy"
+    model, meta = read_artifact(tiny_run / "artifact.pgolf")
+    assert model["blocks.0.mlp.fc.weight"].bits == 6 and meta["quant"]["policy"] == "int6"
+    assert "final_policy_zlib_roundtrip_exact" in (tiny_run / "train.log").read_text()
+    assert (tiny_run / "artifact.tensors.json").is_file()
+
+
+def test_int8_scheme_is_the_baseline_export_unchanged(tiny_run: Path) -> None:
+    state, _ = load_packed_state(tiny_run / WEIGHTS_NAME)
+    packed = pack_weights(state, run_config(tiny_run, "quant.scheme=int8"), {}, torch.device("cpu"), lambda: [])
+    expected = quantize_state_dict_int8(state)
+    assert packed.codec == "zlib" and packed.transform == "none"
+    for name, qt in expected.items():
+        got = packed.quantized[name]
+        assert torch.equal(got.data, qt.data) and got.scheme == qt.scheme
+        assert (qt.scale is None and got.scale is None) or torch.equal(got.scale, qt.scale)
+
+
+def test_pack_with_policy_and_auto_codec_then_eval(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "int6.pgolf"
+    assert pack(tiny_run, out, "--policy", "int6", "--codec", "auto", "--transform", "auto") == 0
+    printed = capsys.readouterr().out
+    assert "blocks.1.mlp.fc.weight" in printed and "int6/search" in printed and "margin:" in printed
+    report = json.loads((tmp_path / "int6.tensors.json").read_text())
+    rows = {r["name"]: r for r in report["tensors"]}
+    assert rows["blocks.0.attn.c_q.weight"]["bits"] == 6 and rows["tok_emb.weight"]["bits"] == 8
+    assert rows["blocks.0.attn_scale"]["format"] == "fp32" and rows["blocks.0.attn_scale"]["rel_error"] == 0.0
+    assert 0 < rows["blocks.0.mlp.proj.weight"]["rel_error"] < 0.1
+    model, meta = read_artifact(out)
+    assert meta["quant"]["policy"] == "int6" and meta["quant"]["methods"]["blocks.0.mlp.fc.weight"] == "rtn"
+    assert main(["eval", str(out), "--json"]) == 0
+    post = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    pre = json.loads((tiny_run / "summary.json").read_text())["pre_quant_val_bpb"]
+    assert abs(post["val_bpb"] - pre) < 0.02
+
+
+def test_gptq_records_its_legal_calibration_source(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "gptq.pgolf"
+    assert pack(tiny_run, out, "--policy", "int5mlp", "--gptq", "--set", "quant.calibration_seqs=4",
+                "--set", "quant.calibration_seq_len=32") == 0
+    assert "calibration: 128 tokens from ar (legal" in capsys.readouterr().err
+    quant = read_artifact_meta(out)["quant"]
+    assert quant["calibration"]["source"] == "ar" and quant["calibration"]["legality"].startswith("legal:")
+    assert quant["methods"]["blocks.0.mlp.fc.weight"] == "gptq" and quant["methods"]["tok_emb.weight"] == "gptq"
+
+
+def test_fit_lands_within_the_budget_with_mixed_widths(tiny_run: Path, tmp_path: Path) -> None:
+    state, _ = load_packed_state(tiny_run / WEIGHTS_NAME)
+    sizes = {}
+    for bits in (8, 4):
+        cfg = run_config(tiny_run, "quant.scheme=policy", "quant.policy=int6")
+        sizes[bits] = len(pack_weights(state, cfg, {}, torch.device("cpu"), lambda: [], uniform_bits=bits).blob)
+    code = json.loads((tiny_run / "summary.json").read_text())["code_bytes"]  # close to this process's code
+    budget = code + (sizes[8] + sizes[4]) // 2
+    out = tmp_path / "fit.pgolf"
+    assert pack(tiny_run, out, "--fit", "--policy", "int6", "--set", f"quant.budget_bytes={budget + 40_000}",
+                "--set", "quant.budget_margin=40000", "--set", "quant.fit_bits=4,6,8", "--set",
+                "quant.calibration=train", "--set", "quant.calibration_seqs=4", "--set", "quant.calibration_seq_len=64") == 0
+    quant = read_artifact_meta(out)["quant"]
+    assert quant["calibration"]["source"] == "train" and "inside the training time budget" in quant["calibration"]["legality"]
+    widths = set(quant["fit_bits"].values())
+    assert len(widths) > 1 and widths <= {4, 6, 8}
+    assert out.stat().st_size <= quant["fit_available_bytes"]
+    model, _ = read_artifact(out)
+    assert {model[n].bits for n in quant["fit_bits"]} == widths
+
+
+def test_over_budget_is_refused_with_the_excess_and_nothing_written(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "big.pgolf"
+    assert pack(tiny_run, out, "--policy", "int6", "--set", "quant.budget_bytes=100000") == 2
+    err = capsys.readouterr().err
+    assert "bytes over the 100,000-byte cap" in err and not out.exists()
+    assert pack(tiny_run, out, "--set", "quant.calibration=val") == 2
+    assert "never be used for calibration" in capsys.readouterr().err
+
+
+def test_inspect_projects_without_training(capsys) -> None:
+    small = ["--set", "model.num_layers=2", "--set", "model.model_dim=128"]
+    assert main(["inspect", "--preset", "tiny", *small, "--set", "quant.scheme=policy", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    cfg = load_config("tiny", overrides=["model.num_layers=2", "model.model_dim=128"], env={})
+    assert info["params"] == count_parameters(build_model(cfg.model, torch.device("cpu")))
+    assert info["flops_per_token"] == flops_per_token(cfg.model, cfg.train.train_seq_len)
+    assert sum(info["params_per_module"].values()) == info["params"] and "blocks.1.mlp" in info["params_per_module"]
+    assert 0 < info["model_bytes"] < info["raw_payload_bytes"]
+    assert info["projected_total_bytes"] == info["model_bytes"] + info["code_bytes"]
+    assert main(["inspect", "--preset", "tiny", *small, "--set", "quant.scheme=fit"]) == 0
+    assert "fit range:" in capsys.readouterr().out
+
+
+def test_bench_quant_table(tiny_run: Path, tmp_path: Path) -> None:
+    result = bench_quant(tiny_run, ["eval.val_max_tokens=4096", "quant.calibration_seqs=4",
+                                    "quant.calibration_seq_len=32"], ["int8", "int6", "int6:gptq"], ["zlib", "auto"],
+                         out=tmp_path / "bench.json")
+    table = result["table"]
+    assert [(r["policy"], r["codec"].split("→")[0]) for r in table] == [
+        ("int8", "zlib"), ("int8", "auto"), ("int6", "zlib"), ("int6", "auto"), ("int6:gptq", "zlib"), ("int6:gptq", "auto")]
+    assert result["targets"]["auto_never_worse_than_best_single_codec"] is True
+    assert all(r["quant_gap_bpb"] == pytest.approx(r["val_bpb"] - result["pre_quant_val_bpb"]) for r in table)
+    assert json.loads((tmp_path / "bench.json").read_text())["table"] == table
