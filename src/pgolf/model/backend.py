@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +16,22 @@ from torch import Tensor
 FlashFn = Callable[..., Tensor]
 
 
-@lru_cache(maxsize=1)
+_KERNEL: tuple[str, FlashFn | None] | None = None
+
+
 def _flash_kernel() -> tuple[str, FlashFn | None]:
+    """The first importable FlashAttention, resolved once.
+
+    Kept in a module global (not an lru_cache): once resolved, compiled code reads a constant instead of
+    tracing `importlib`, which `torch.compile(fullgraph=True)` refuses.
+    """
+    global _KERNEL
+    if _KERNEL is None:
+        _KERNEL = _find_flash_kernel()
+    return _KERNEL
+
+
+def _find_flash_kernel() -> tuple[str, FlashFn | None]:
     for module_name, label in (("flash_attn_interface", "flash_attn_3"), ("flash_attn", "flash_attn_2")):
         try:
             module = importlib.import_module(module_name)
@@ -38,10 +51,11 @@ def attention_backend_name(device: torch.device | str) -> str:
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Causal attention on (batch, seq, heads, head_dim) tensors; k/v may have fewer heads (GQA)."""
-    label, flash = _flash_kernel()
-    if flash is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
-        out = flash(q, k, v, causal=True)
-        return out[0] if isinstance(out, tuple) else out
+    if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+        flash = _flash_kernel()[1]
+        if flash is not None:
+            out = flash(q, k, v, causal=True)
+            return out[0] if isinstance(out, tuple) else out
     y = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
         is_causal=True, enable_gqa=k.size(2) != q.size(2),
