@@ -31,6 +31,7 @@ from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.averaging import Averagers
 from pgolf.optim.factory import build_optimizers, qat_bits_for
+from pgolf.optim.muon import newton_schulz
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
 from pgolf.quant.int8 import quantize_state_dict_int8
@@ -209,7 +210,11 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
     }
     dtype = autocast_dtype(cfg, ctx.device)
     model = build_model(cfg.model, ctx.device, low_precision_storage=ctx.device.type == "cuda")
-    optimizers, muon = build_optimizers(model, cfg, ctx.device)
+    # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
+    orthogonalize, _ = maybe_compile(newton_schulz, compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,
+                                     backend=cfg.train.compile_backend,
+                                     on_fallback=lambda why: logger.log(f"newton_schulz_compile:{why}"))
+    optimizers, muon = build_optimizers(model, cfg, ctx.device, orthogonalize=orthogonalize)
     switches = SwitchTensors(ctx.device)
     forward, ddp, compile_info = _wrap_for_training(model, cfg, ctx, logger, switches)
     t = cfg.train

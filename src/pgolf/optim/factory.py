@@ -12,7 +12,7 @@ from torch import nn
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
 from pgolf.model.layers import is_control_name
-from pgolf.optim.muon import Muon, newton_schulz
+from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.precision import autocast_dtype
 from pgolf.quant.qat import BitsFor, bits_from_mapping
@@ -56,7 +56,7 @@ def qat_bits_for(model: GPT, bits: int) -> BitsFor:
 
 
 def build_optimizers(model: GPT, cfg: Config, device: torch.device,
-                     orthogonalize=newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
+                     orthogonalize: Orthogonalizer = newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
     """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
     named_matrix, scalar = partition(model)
     matrix = list(named_matrix.values())

@@ -16,7 +16,7 @@ single process the same code runs with W = 1 (no communication, batched Newtonâ€
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -126,12 +126,12 @@ class ParallelMuon(torch.optim.Optimizer):
     def sync_gradients(self) -> None:
         """Launch the banks' reduce-scatters and average the replicated gradients (blocking)."""
         for bank in self.banks:
-            stacked = self.stacked_or_shard(bank)
-            bank.grad_shard = stacked
+            bank.grad_shard = self._launch_reduce_scatter(bank)
         if self.world_size > 1:
             average_gradients(self.replicated, self.world_size)
 
-    def stacked_or_shard(self, bank: Bank) -> Tensor:
+    def _launch_reduce_scatter(self, bank: Bank) -> Tensor:
+        """This rank's (summed, in flight) gradient shard; the whole stack in a single process."""
         stacked = bank.stacked_grads()
         if self.world_size == 1:
             return stacked
