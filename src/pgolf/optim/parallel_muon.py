@@ -43,6 +43,7 @@ class Bank:
     world_size: int
     grad_shard: Tensor | None = None
     pending: Any = None  # async work handle of the reduce-scatter
+    in_flight: list[Tensor] | None = None  # buffers an async collective reads or writes: alive until its wait
     gathered: Tensor | None = None
     gather_work: Any = None
 
@@ -137,6 +138,7 @@ class ParallelMuon(torch.optim.Optimizer):
             return stacked
         shard = torch.empty(bank.shard, bank.rows, bank.cols, device=stacked.device, dtype=stacked.dtype)
         bank.pending = dist.reduce_scatter_tensor(shard, stacked, op=dist.ReduceOp.SUM, async_op=True)
+        bank.in_flight = [stacked]
         return shard
 
     def _wait_grad(self, bank: Bank) -> Tensor:
@@ -174,7 +176,9 @@ class ParallelMuon(torch.optim.Optimizer):
             update = self._orthogonal_shard(bank, group)
             if self.world_size > 1:
                 bank.gathered = torch.empty(bank.padded, bank.rows, bank.cols, device=update.device, dtype=update.dtype)
-                bank.gather_work = dist.all_gather_into_tensor(bank.gathered, update.contiguous(), async_op=True)
+                send = update.contiguous()
+                bank.gather_work = dist.all_gather_into_tensor(bank.gathered, send, async_op=True)
+                bank.in_flight = [send]
             else:
                 bank.gathered = update
             if previous is not None:
@@ -199,7 +203,7 @@ class ParallelMuon(torch.optim.Optimizer):
             bank.gather_work.wait()
         for p, update in zip(bank.params, bank.gathered, strict=False):
             apply_update(p, update, group["lr"], group["weight_decay"])
-        bank.grad_shard = bank.gathered = bank.gather_work = None
+        bank.grad_shard = bank.gathered = bank.gather_work = bank.in_flight = None
 
     # ---- checkpoints: momentum is saved whole, so a checkpoint does not depend on the world size ----
     def state_dict(self) -> dict[str, Any]:  # type: ignore[override]
