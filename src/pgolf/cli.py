@@ -248,6 +248,18 @@ def cmd_bench_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_optim(args: argparse.Namespace) -> int:
+    from pgolf.bench.optim import bench_optim
+
+    cfg = _load(args)
+    result = bench_optim(cfg, world_size=args.world_size, repeats=args.repeats, ns_batch=args.ns_batch,
+                         qat_steps=args.qat_steps, qat_threshold=args.qat_threshold, skip_qat=args.skip_qat, out=args.out)
+    print(result["report"])
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items() if k != "report"}))
+    return 0
+
+
 DEFAULT_BENCH_POLICIES = ("int8", "int6", "int6:gptq", "int5mlp", "int5mlp:gptq", "proteus", "sdclip:gptq")
 
 
@@ -601,6 +613,18 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--out", type=Path, help="also write the JSON result to this file")
     quant.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     quant.set_defaults(func=cmd_bench_quant)
+    bench = bench_sub.add_parser("optim", help="Muon vs Parallel Muon step time, Newton–Schulz kernel, quant gap with late QAT")
+    _config_args(bench, preset_default="tiny")
+    bench.add_argument("--world-size", type=int, default=2, help="gloo processes for the multi-process step timing (CPU)")
+    bench.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
+    bench.add_argument("--ns-batch", type=int, help="matrices per record shape in the kernel timing (default: all on "
+                       "GPU, 4 on CPU)")
+    bench.add_argument("--qat-steps", type=int, default=150, help="training steps of each late-QAT comparison run")
+    bench.add_argument("--qat-threshold", type=float, default=0.15, help="LR multiplier below which late QAT is on")
+    bench.add_argument("--skip-qat", action="store_true", help="skip the two training runs of the quant-gap comparison")
+    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    bench.set_defaults(func=cmd_bench_optim)
     return parser
 
 

@@ -76,11 +76,21 @@ class OptimConfig:
     beta2: float = 0.95
     adam_eps: float = 1e-8
     grad_clip_norm: float = 0.0
+    # Muon variants of the records (defaults = the baseline's Muon)
+    muon_impl: str = "round_robin"  # round_robin (baseline, behind DDP) | parallel (banks, no DDP)
+    muon_ns_variant: str = "classic"  # classic quintic | polar_express (per-iteration coefficients, ≤ 5 steps)
+    muon_nesterov: bool = True
+    muon_row_normalize: bool = False  # MuonEq-R: each row of the direction to unit norm before Newton–Schulz
+    muon_weight_decay: float = 0.0  # decoupled: W ← W·(1 − lr_t·wd) before each Muon update
+    wd_taper_start_frac: float = 1.0  # Muon WD ×1 until this progress, then linear to wd_taper_final_mult
+    wd_taper_final_mult: float = 1.0
+    embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
+    adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
 
 
 @dataclass
 class TrainConfig:
-    iterations: int = 20000
+    iterations: int = 20000  # 0 = no step cap (the wallclock cap ends the run)
     warmdown_iters: int = 1200
     warmup_steps: int = 20  # compile-priming steps whose effects are rolled back
     train_batch_tokens: int = 524_288
@@ -97,6 +107,20 @@ class TrainConfig:
     # Proxy mode: emulate a run on this many GPUs with fewer (0 = off). Keeps the global batch through
     # gradient accumulation and scales the wallclock cap by proxy_world_size / world_size.
     proxy_world_size: int = 0
+    # schedules: progress = elapsed / wallclock cap, or step / iterations without a cap
+    warmdown_frac: float = 0.0  # > 0: linear warmdown over this final fraction of the run (replaces warmdown_iters)
+    min_lr_scale: float = 0.0  # floor of the LR multiplier during warmdown (the records' MIN_LR)
+    late_qat_threshold: float = 0.0  # fake-quantize Muon matrices while the LR multiplier is below this (0 = off)
+    qat_bits: int = 6  # int-k of late QAT (per-row symmetric)
+    recurrence_start_step: int = 0  # switch the model's depth recurrence on at this step (0 = not by step)
+    recurrence_start_frac: float = 0.0  # ... or at this progress (0 = not by progress)
+    # weight averaging; the averaged weights are evaluated, then packed (EMA if on, else SWA)
+    ema_decay: float = 0.0  # 0 = off; records 0.997 / 0.9965
+    ema_start_step: int = 0
+    swa_every: int = 0  # snapshot every N steps while the LR multiplier is below swa_max_lr_scale (0 = off)
+    swa_max_lr_scale: float = 0.5
+    compile_backend: str = "inductor"  # inductor | aot_eager | eager (the last two: debugging, tests)
+    max_recompiles: int = 8  # graphs compiled after warm-up before the run stops
 
 
 # GPTQ / fit calibration sources and their legality under the challenge rules (TECHNIQUES §4.5.2);
@@ -248,6 +272,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.dtype": ("auto", "bf16", "fp32"),
     "train.compile": ("auto", "on", "off"),
     "optim.muon_ns_dtype": ("auto", "bf16", "fp32"),
+    "optim.muon_impl": ("round_robin", "parallel"),
+    "optim.muon_ns_variant": ("classic", "polar_express"),
+    "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "quant.scheme": ("int8", "policy", "fit"),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
     "data.loader": ("stream", "doc_aligned", "coprime"),
@@ -451,7 +478,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _require(0 <= o.beta1 < 1 and 0 <= o.beta2 < 1, "optim.beta1", "Adam betas must be in [0, 1)")
     _require(o.adam_eps > 0, "optim.adam_eps", "must be > 0")
     _require(o.grad_clip_norm >= 0, "optim.grad_clip_norm", "must be ≥ 0 (0 disables clipping)")
-    _require(t.iterations > 0, "train.iterations", "must be positive")
+    _require(t.iterations >= 0, "train.iterations", "must be ≥ 0 (0 = no step cap; needs a wallclock cap)")
     _require(t.max_wallclock_seconds >= 0, "train.max_wallclock_seconds", "must be ≥ 0 (0 disables the cap)")
     _require(t.train_seq_len > 0, "train.train_seq_len", "must be positive")
     _require(t.warmup_steps >= 0 and t.warmdown_iters >= 0, "train.warmup_steps", "warmup/warmdown must be ≥ 0")
@@ -469,6 +496,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _validate_eval(cfg)
     _validate_proxy(cfg, world_size)
     _validate_quant(cfg)
+    _validate_training_dynamics(cfg)
 
 
 def _validate_data(cfg: Config) -> None:
@@ -557,3 +585,39 @@ def _validate_quant(cfg: Config) -> None:
         from pgolf.quant.policy import load_policy  # lazy: config stays import-light
 
         load_policy(q.policy)
+
+
+def _in_unit(value: float, low_open: bool = False, high_open: bool = False) -> bool:
+    above = value > 0 if low_open else value >= 0
+    below = value < 1 if high_open else value <= 1
+    return math.isfinite(value) and above and below
+
+
+def _validate_training_dynamics(cfg: Config) -> None:
+    """Muon variants, schedules, averaging, late QAT and compile limits (issue 4)."""
+    t, o = cfg.train, cfg.optim
+    _require(t.iterations > 0 or t.max_wallclock_seconds > 0, "train.iterations",
+             "the schedule can never end: set train.iterations or train.max_wallclock_seconds")
+    _require(o.muon_ns_variant != "polar_express" or o.muon_backend_steps <= 5, "optim.muon_backend_steps",
+             f"polar_express defines 5 Newton–Schulz iterations, got {o.muon_backend_steps}")
+    for key in ("muon_weight_decay", "embed_weight_decay", "adam_weight_decay"):
+        value = getattr(o, key)
+        _require(math.isfinite(value) and value >= 0, f"optim.{key}", f"must be ≥ 0 (0 = no decay), got {value}")
+    _require(_in_unit(o.wd_taper_start_frac), "optim.wd_taper_start_frac", "must be in [0, 1] (1 = no taper)")
+    _require(_in_unit(o.wd_taper_final_mult), "optim.wd_taper_final_mult", "must be in [0, 1]")
+    _require(_in_unit(t.warmdown_frac), "train.warmdown_frac", "must be in [0, 1] (0 = use train.warmdown_iters)")
+    _require(_in_unit(t.min_lr_scale, high_open=True), "train.min_lr_scale", "must be in [0, 1)")
+    _require(_in_unit(t.late_qat_threshold), "train.late_qat_threshold", "must be in [0, 1] (0 = off)")
+    _require(t.late_qat_threshold == 0 or t.min_lr_scale < t.late_qat_threshold, "train.late_qat_threshold",
+             f"late QAT would never switch on: the LR multiplier never falls below train.min_lr_scale={t.min_lr_scale}")
+    _require(2 <= t.qat_bits <= 8, "train.qat_bits",
+             f"per-row int-k fake quantization supports 2..8 bits, got {t.qat_bits}")
+    _require(t.ema_decay == 0 or 0 < t.ema_decay < 1, "train.ema_decay",
+             f"must be in (0, 1) (0 = EMA off), got {t.ema_decay}")
+    _require(t.ema_start_step >= 0, "train.ema_start_step", "must be ≥ 0")
+    _require(t.swa_every >= 0, "train.swa_every", "must be ≥ 0 (0 = SWA off)")
+    _require(_in_unit(t.swa_max_lr_scale, low_open=True), "train.swa_max_lr_scale", "must be in (0, 1]")
+    _require(t.recurrence_start_step >= 0, "train.recurrence_start_step", "must be ≥ 0 (0 = not by step)")
+    _require(_in_unit(t.recurrence_start_frac, high_open=True), "train.recurrence_start_frac",
+             "must be in [0, 1) (0 = not by progress)")
+    _require(t.max_recompiles >= 0, "train.max_recompiles", "must be ≥ 0")

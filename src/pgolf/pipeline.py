@@ -34,15 +34,20 @@ from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
-from pgolf.optim.factory import build_optimizers
+from pgolf.optim.averaging import Averagers
+from pgolf.optim.factory import build_optimizers, qat_bits_for
+from pgolf.optim.muon import newton_schulz
+from pgolf.optim.schedule import SwitchTensors
 from pgolf.packing import pack_weights
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
+from pgolf.quant.qat import QATForward
 from pgolf.train import provenance
 from pgolf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, weights_sha256
 from pgolf.train.distributed import DistContext, barrier, init_distributed, seed_everything, shutdown
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
-from pgolf.train.runtime import autocast_dtype, compile_enabled, maybe_compile
+from pgolf.train.runtime import RecompileCounter, autocast_dtype, compile_enabled, maybe_compile
+from pgolf.train.averaged_weights import apply_averaged_weights
 from pgolf.train.trainer import Trainer, TrainerParts
 from pgolf.utils import atomic_write_json, atomic_write_text, sha256_file
 
@@ -173,12 +178,20 @@ def load_run_config(run_dir: Path) -> Config:
     return config_from_dict(read_toml_file(run_dir / "config.toml"), f"{run_dir}/config.toml")
 
 
-def _wrap_for_training(model: GPT, cfg: Config, ctx: DistContext, logger: RunLogger):
+def _wrap_for_training(model: GPT, cfg: Config, ctx: DistContext, logger: RunLogger, switches: SwitchTensors):
+    """The training loss function: [late-QAT fake quantization] → [torch.compile] → [DDP].
+
+    Parallel Muon synchronises gradients itself, so it needs no DDP wrapper.
+    """
+    module: nn.Module = model
+    if cfg.train.late_qat_threshold > 0:
+        module = QATForward(model, qat_bits_for(model, cfg.train.qat_bits), switches.qat)
     use_compile = compile_enabled(cfg, ctx.device)
-    forward, compile_info = maybe_compile(model, use_compile, dynamic=False, fullgraph=True)
+    forward, compile_info = maybe_compile(module, use_compile, on_fallback=lambda why: logger.log(f"torch_compile:{why}"),
+                                          dynamic=False, fullgraph=True, backend=cfg.train.compile_backend)
     logger.log(f"torch_compile:{compile_info.enabled} ({compile_info.reason})")
     ddp = None
-    if ctx.distributed:
+    if ctx.distributed and cfg.optim.muon_impl != "parallel":
         device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
         ddp = DistributedDataParallel(forward, device_ids=device_ids, broadcast_buffers=False)
         forward = ddp
@@ -226,8 +239,15 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
     }
     dtype = autocast_dtype(cfg, ctx.device)
     model = build_model(cfg.model, ctx.device, low_precision_storage=ctx.device.type == "cuda")
-    optimizers, muon = build_optimizers(model, cfg, ctx.device)
-    forward, ddp, _ = _wrap_for_training(model, cfg, ctx, logger)
+    # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
+    orthogonalize, _ = maybe_compile(newton_schulz, compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,
+                                     backend=cfg.train.compile_backend,
+                                     on_fallback=lambda why: logger.log(f"newton_schulz_compile:{why}"))
+    optimizers, muon = build_optimizers(model, cfg, ctx.device, orthogonalize=orthogonalize)
+    switches = SwitchTensors(ctx.device)
+    forward, ddp, compile_info = _wrap_for_training(model, cfg, ctx, logger, switches)
+    t = cfg.train
+    averagers = Averagers.for_model(model, t.ema_decay, t.ema_start_step, t.swa_every, t.swa_max_lr_scale)
     eval_data = load_eval_data(cfg, paths, cfg.train.train_seq_len)
     params = count_parameters(model)
     logger.log(f"model_params:{params} world_size:{ctx.world_size} grad_accum_steps:{accum} "
@@ -240,6 +260,8 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
         evaluate=lambda: evaluate_model(model, eval_data, cfg, ctx)[0],
         logger=logger, clock=clock,
         checkpoint_path=run_dir / CHECKPOINT_NAME if run_dir is not None and cfg.train.checkpoint_every > 0 else None,
+        switches=switches, averagers=averagers if averagers.enabled else None,
+        recompiles=RecompileCounter(t.max_recompiles) if compile_info.enabled else None,
     )
     return TrainingSetup(Trainer(parts), model, eval_data, params, manifest)
 
@@ -282,6 +304,11 @@ def _run_train(cfg: Config, ctx: DistContext, resume_dir: Path | None) -> dict[s
 def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, logger: RunLogger,
             clock: PhaseClock, state: Any) -> dict[str, Any]:
     model, eval_data, manifest, params = setup.model, setup.eval_data, setup.manifest, setup.params
+    averaged = None
+    if setup.trainer.p.averagers is not None:
+        with clock.phase("eval_averages", "eval"):
+            averaged = apply_averaged_weights(model, setup.trainer.p.averagers,
+                                              lambda: evaluate_model(model, eval_data, cfg, ctx)[0], logger)
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     sha = weights_sha256(state_dict)
     artifact_path = run_dir / ARTIFACT_NAME
@@ -294,8 +321,11 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
             logger.log("\n".join(line for line in report if not line.startswith("  counted:")))
             logger.log("\n".join(line for line in report if line.startswith("  counted:")), file_only=True)
         barrier(ctx)
-    with clock.phase("eval_float", "eval"):
-        pre, _ = evaluate_model(model, eval_data, cfg, ctx)
+    if averaged is not None and averaged.applied in averaged.scores:
+        pre = averaged.scores[averaged.applied]
+    else:
+        with clock.phase("eval_float", "eval"):
+            pre, _ = evaluate_model(model, eval_data, cfg, ctx)
     logger.log(f"pre_quant val_loss:{pre.val_loss:.8f} val_bpb:{pre.val_bpb:.8f}")
     with clock.phase("eval_artifact", "eval"):
         restored, _ = load_packed_state(artifact_path)
@@ -320,7 +350,9 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         "last_train_loss": state.last_train_loss, "seed": cfg.run.seed, "preset": cfg.run.preset,
         "run_id": cfg.run.run_id, "git_commit": manifest["git_commit"], "weights_sha256": sha,
         "artifact_sha256": sha256_file(artifact_path), "phases": clock.to_dict(), "proxy": manifest.get("proxy"),
-        "manifest": manifest,
+        "artifact_sha256": sha256_file(artifact_path), "manifest": manifest,
+        "recompiles_after_warmup": state.recompiles,
+        **(averaged.summary() if averaged is not None else {}),
     }
     atomic_write_json(run_dir / "summary.json", summary)
     logger.close()

@@ -1,4 +1,8 @@
-"""torchrun with 2 gloo processes trains exactly like 1 process with the same global batch."""
+"""torchrun with 2 gloo processes trains exactly like 1 process with the same global batch.
+
+Both Muon flavours are checked against the same single-process run of the baseline's Muon: the
+round-robin one behind DDP, and Parallel Muon (banks, reduce-scatter / all-gather, no DDP).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
+from pgolf.pipeline import WEIGHTS_NAME, load_packed_state
 from testkit import read_metrics, tiny_overrides
+
+STEPS = 5
 
 
 def _run(nproc: int, sets: list[str]) -> subprocess.CompletedProcess:
@@ -18,14 +28,34 @@ def _run(nproc: int, sets: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_two_gloo_ranks_match_one_process(small_dataset, tmp_path: Path) -> None:
-    base = {"train.iterations": 5, "run.out_dir": str(tmp_path), "train.train_batch_tokens": 1024, "train.threads": 1}
-    one = _run(1, tiny_overrides(small_dataset, **base, **{"run.run_id": "one", "train.grad_accum_steps": 2}))
+def _base(tmp: Path) -> dict[str, object]:
+    # weight decay and MuonEq-R on, so the test also covers them on the sharded path
+    return {"train.iterations": STEPS, "run.out_dir": str(tmp), "train.train_batch_tokens": 1024, "train.threads": 1,
+            "optim.muon_weight_decay": 0.5, "optim.muon_row_normalize": True}
+
+
+@pytest.fixture(scope="module")
+def single_process_run(small_dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("single")
+    one = _run(1, tiny_overrides(small_dataset, **_base(tmp), **{"run.run_id": "one", "train.grad_accum_steps": 2}))
     assert one.returncode == 0, one.stderr[-2000:]
-    two = _run(2, tiny_overrides(small_dataset, **base, **{"run.run_id": "two", "train.grad_accum_steps": 1}))
+    return tmp / "one"
+
+
+@pytest.mark.parametrize("muon_impl", ["round_robin", "parallel"])
+def test_two_gloo_ranks_match_one_process(small_dataset, single_process_run: Path, tmp_path: Path,
+                                          muon_impl: str) -> None:
+    sets = tiny_overrides(small_dataset, **_base(tmp_path),
+                          **{"run.run_id": "two", "train.grad_accum_steps": 1, "optim.muon_impl": muon_impl})
+    two = _run(2, sets)
     assert two.returncode == 0, two.stderr[-2000:]
-    single = [m["train_loss"] for m in read_metrics(tmp_path / "one") if "train_loss" in m]
+    single = [m["train_loss"] for m in read_metrics(single_process_run) if "train_loss" in m]
     double = [m["train_loss"] for m in read_metrics(tmp_path / "two") if "train_loss" in m]
-    assert len(single) == len(double) == 5
+    assert len(single) == len(double) == STEPS
     assert max(abs(a - b) for a, b in zip(single, double)) < 1e-5
-    assert len({round(x, 5) for x in single}) == 5  # the weights really changed every step
+    assert len({round(x, 5) for x in single}) == STEPS  # the weights really changed every step
+    reference, _ = load_packed_state(single_process_run / WEIGHTS_NAME)
+    weights, _ = load_packed_state(tmp_path / "two" / WEIGHTS_NAME)
+    assert reference.keys() == weights.keys()
+    for name in reference:
+        torch.testing.assert_close(weights[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)

@@ -36,7 +36,10 @@ def _train(sets: list[str], extra: list[str] = ()) -> subprocess.CompletedProces
 
 
 def test_resume_after_kill_is_bit_identical(small_dataset, tmp_path: Path) -> None:
-    common = dict(**{"train.iterations": 40, "train.checkpoint_every": 4, "run.out_dir": str(tmp_path)})
+    # averaging, late QAT and weight decay on, so their state and switches are part of what must resume exactly
+    common = dict(**{"train.iterations": 40, "train.checkpoint_every": 4, "run.out_dir": str(tmp_path),
+                     "train.ema_decay": 0.9, "train.swa_every": 2, "train.swa_max_lr_scale": 0.9,
+                     "train.late_qat_threshold": 0.5, "optim.muon_weight_decay": 0.1})
     full = _train(tiny_overrides(small_dataset, **common, **{"run.run_id": "full"}))
     assert full.returncode == 0, full.stderr
     reference = json.loads(full.stdout.strip().splitlines()[-1])

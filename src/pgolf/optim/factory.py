@@ -1,4 +1,8 @@
-"""The baseline's parameter partition: Adam for embeddings, head and control tensors, Muon for matrices."""
+"""The baseline's parameter partition: Adam for embeddings, head and control tensors, Muon for matrices.
+
+`optim.muon_impl` picks the Muon flavour: `round_robin` (the baseline's, behind DDP) or `parallel`
+(shape banks, batched Newton–Schulz, reduce-scatter / all-gather, no DDP).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +12,20 @@ from torch import nn
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
 from pgolf.model.layers import is_control_name
-from pgolf.optim.muon import Muon
+from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
+from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.precision import autocast_dtype
+from pgolf.quant.qat import BitsFor, bits_from_mapping
+
+MuonLike = Muon | ParallelMuon
 
 
-def _adam(params: list[torch.Tensor], lr: float, cfg: Config, fused: bool) -> torch.optim.Adam:
-    group = {"params": params, "lr": lr, "base_lr": lr}
+def _adam(params: list[torch.Tensor], lr: float, weight_decay: float, cfg: Config, fused: bool) -> torch.optim.Adam:
+    """Adam as the baseline (no decay), or AdamW-style decoupled decay scaled by the scheduled LR."""
+    group = {"params": params, "lr": lr, "base_lr": lr, "base_weight_decay": weight_decay}
     o = cfg.optim
-    return torch.optim.Adam([group], betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused)
+    return torch.optim.Adam([group], betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused,
+                            weight_decay=weight_decay, decoupled_weight_decay=weight_decay > 0)
 
 
 def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
@@ -26,25 +36,49 @@ def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
 
-def build_optimizers(model: GPT, cfg: Config, device: torch.device) -> tuple[list[torch.optim.Optimizer], Muon]:
-    """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
-    matrix: list[nn.Parameter] = []
+def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
+    """({name: Muon matrix}, control/scalar parameters) of the blocks; skip weights count as scalars."""
+    matrix: dict[str, nn.Parameter] = {}
     scalar: list[nn.Parameter] = []
-    for name, p in model.blocks.named_parameters():
-        (matrix if p.ndim == 2 and not is_control_name(name) else scalar).append(p)
+    for name, p in model.blocks.named_parameters(prefix="blocks"):
+        if p.ndim == 2 and not is_control_name(name):
+            matrix[name] = p
+        else:
+            scalar.append(p)
     if model.skip_weights.numel() > 0:
         scalar.append(model.skip_weights)
+    return matrix, scalar
+
+
+def qat_bits_for(model: GPT, bits: int) -> BitsFor:
+    """Late QAT's default policy: every Muon matrix at `bits` (the quantization policy may refine it)."""
+    return bits_from_mapping({name: bits for name in partition(model)[0]})
+
+
+def build_optimizers(model: GPT, cfg: Config, device: torch.device,
+                     orthogonalize: Orthogonalizer = newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
+    """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
+    named_matrix, scalar = partition(model)
+    matrix = list(named_matrix.values())
     fused = device.type == "cuda"
     o = cfg.optim
     token_lr = o.tied_embed_lr if cfg.model.tie_embeddings else o.embed_lr
-    optimizers: list[torch.optim.Optimizer] = [_adam([model.tok_emb.weight], token_lr, cfg, fused)]
+    optimizers: list[torch.optim.Optimizer] = [_adam([model.tok_emb.weight], token_lr, o.embed_weight_decay, cfg, fused)]
     if model.lm_head is not None:
-        optimizers.append(_adam([model.lm_head.weight], o.head_lr, cfg, fused))
-    muon = Muon(matrix, lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
-                ns_dtype=ns_dtype(cfg, device))
+        optimizers.append(_adam([model.lm_head.weight], o.head_lr, o.embed_weight_decay, cfg, fused))
+    options = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
+                   nesterov=o.muon_nesterov, ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
+                   row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay, orthogonalize=orthogonalize)
+    if o.muon_impl == "parallel":
+        matrix_ids = {id(p) for p in matrix}
+        replicated = [p for p in model.parameters() if id(p) not in matrix_ids]
+        muon: MuonLike = ParallelMuon(matrix, replicated=replicated, **options)
+    else:
+        muon = Muon(matrix, **options)
     for group in muon.param_groups:
         group["base_lr"] = o.matrix_lr
-    optimizers += [muon, _adam(scalar, o.scalar_lr, cfg, fused)]
+        group["base_weight_decay"] = o.muon_weight_decay
+    optimizers += [muon, _adam(scalar, o.scalar_lr, o.adam_weight_decay, cfg, fused)]
     return optimizers, muon
 
 
@@ -52,3 +86,9 @@ def set_learning_rates(optimizers: list[torch.optim.Optimizer], multiplier: floa
     for opt in optimizers:
         for group in opt.param_groups:
             group["lr"] = group["base_lr"] * multiplier
+
+
+def set_muon_weight_decay(muon: MuonLike, multiplier: float) -> None:
+    """The WD taper scales Muon's decoupled decay (Adam decay is not tapered, as in the records)."""
+    for group in muon.param_groups:
+        group["weight_decay"] = group["base_weight_decay"] * multiplier

@@ -1,34 +1,98 @@
-"""Muon: momentum SGD whose matrix updates are orthogonalised by a Newton–Schulz iteration."""
+"""Muon: momentum SGD whose matrix updates are orthogonalised by a Newton–Schulz iteration.
+
+The pieces shared by every Muon flavour live here as functions (Nesterov momentum, MuonEq-R row
+normalisation, the Newton–Schulz variants, decoupled weight decay), so the baseline's round-robin
+`Muon` and the banked `ParallelMuon` apply exactly the same update rule.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
-# Quintic Newton–Schulz coefficients of the baseline (tuned for speed of convergence, not exactness).
-NS5_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NSCoefficients = tuple[float, float, float]
+
+# Quintic coefficients of the baseline, the same tuple every iteration (fast, not exact: the singular
+# values land roughly in 0.7–1.2).
+CLASSIC_COEFFICIENTS: NSCoefficients = (3.4445, -4.7750, 2.0315)
+# Polar Express: one tuple per iteration (five defined), which lands the singular values closer to 1.
+POLAR_EXPRESS_COEFFICIENTS: tuple[NSCoefficients, ...] = (
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+)
+NS_VARIANTS = ("classic", "polar_express")
 
 
-def newton_schulz5(grad: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16, eps: float = 1e-7) -> Tensor:
-    """Approximately orthogonalise a 2-D matrix (its singular values are pushed towards 1)."""
-    a, b, c = NS5_COEFFICIENTS
+def ns_coefficients(variant: str, steps: int) -> tuple[NSCoefficients, ...]:
+    """The (a, b, c) tuple of each iteration."""
+    if variant == "classic":
+        return (CLASSIC_COEFFICIENTS,) * steps
+    if variant == "polar_express":
+        if steps > len(POLAR_EXPRESS_COEFFICIENTS):
+            raise ValueError(f"polar_express defines {len(POLAR_EXPRESS_COEFFICIENTS)} iterations, {steps} asked")
+        return POLAR_EXPRESS_COEFFICIENTS[:steps]
+    raise ValueError(f"unknown Newton–Schulz variant {variant!r}; choose one of {', '.join(NS_VARIANTS)}")
+
+
+def newton_schulz(grad: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16, variant: str = "classic",
+                  eps: float = 1e-7) -> Tensor:
+    """Approximately orthogonalise a matrix, or each matrix of a (batch, rows, cols) stack.
+
+    Each iteration is X ← aX + (bA + cA²)X with A = XXᵀ, on the wide orientation (rows ≤ cols) of the
+    Frobenius-normalised input.
+    """
     x = grad.to(dtype)
-    x = x / (x.norm() + eps)
-    transposed = grad.size(0) > grad.size(1)
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
+    transposed = grad.size(-2) > grad.size(-1)
     if transposed:
-        x = x.T
-    for _ in range(steps):
-        gram = x @ x.T
+        x = x.mT
+    for a, b, c in ns_coefficients(variant, steps):
+        gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
-    return x.T if transposed else x
+    return x.mT if transposed else x
+
+
+def momentum_direction(grad: Tensor, buf: Tensor, momentum: float, nesterov: bool, row_normalize: bool) -> Tensor:
+    """Update the momentum buffer in place and return the direction to orthogonalise.
+
+    MuonEq-R (`row_normalize`) divides each output row by its fp32 L2 norm before Newton–Schulz, so
+    a few rows with large gradients do not dominate the polar factor.
+    """
+    buf.mul_(momentum).add_(grad)
+    direction = grad.add(buf, alpha=momentum) if nesterov else buf
+    if row_normalize:
+        norms = direction.float().norm(dim=-1, keepdim=True).clamp_min(1e-7)
+        direction = (direction.float() / norms).to(direction.dtype)
+    return direction
+
+
+def aspect_scale(rows: int, cols: int) -> float:
+    """sqrt(max(1, rows/cols)): tall matrices get proportionally larger updates."""
+    return max(1.0, rows / cols) ** 0.5
+
+
+def apply_update(p: Tensor, update: Tensor, lr: float, weight_decay: float) -> None:
+    """Decoupled weight decay with the scheduled LR, then the (already scaled) orthogonal step."""
+    if weight_decay > 0:
+        p.mul_(1.0 - lr * weight_decay)
+    p.add_(update.to(p.dtype), alpha=-lr)
+
+
+Orthogonalizer = Callable[[Tensor, int, torch.dtype, str], Tensor]
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon as the baseline runs it.
+    """Muon as the baseline runs it, plus the records' options (Polar Express, MuonEq-R, weight decay).
 
-    Under torch.distributed the matrices are assigned round-robin to ranks; each rank
-    orthogonalises its share and one all-reduce of a flat buffer shares every update.
+    Under torch.distributed (after DDP has averaged the gradients) the matrices are assigned
+    round-robin to ranks; each rank orthogonalises its share and one all-reduce of a flat buffer
+    shares every update.
     """
 
     def __init__(
@@ -39,10 +103,17 @@ class Muon(torch.optim.Optimizer):
         backend_steps: int,
         nesterov: bool = True,
         ns_dtype: torch.dtype = torch.bfloat16,
+        ns_variant: str = "classic",
+        row_normalize: bool = False,
+        weight_decay: float = 0.0,
+        orthogonalize: Orthogonalizer = newton_schulz,
     ) -> None:
-        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov)
+        ns_coefficients(ns_variant, backend_steps)  # reject impossible variants before the first step
+        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
+                        ns_variant=ns_variant, row_normalize=row_normalize, weight_decay=weight_decay)
         super().__init__(params, defaults)
         self.ns_dtype = ns_dtype
+        self.orthogonalize = orthogonalize
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
@@ -64,18 +135,15 @@ class Muon(torch.optim.Optimizer):
                 dist.all_reduce(updates, op=dist.ReduceOp.SUM)
             offset = 0
             for p in params:
-                p.add_(updates[offset : offset + p.numel()].view_as(p).to(p.dtype), alpha=-group["lr"])
+                apply_update(p, updates[offset : offset + p.numel()].view_as(p), group["lr"], group["weight_decay"])
                 offset += p.numel()
         return None
 
     def _update(self, p: Tensor, group: dict) -> Tensor:
-        grad = p.grad
         state = self.state[p]
         if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(grad)
-        buf = state["momentum_buffer"]
-        buf.mul_(group["momentum"]).add_(grad)
-        if group["nesterov"]:
-            grad = grad.add(buf, alpha=group["momentum"])
-        update = newton_schulz5(grad, group["backend_steps"], self.ns_dtype)
-        return update * max(1.0, update.size(0) / update.size(1)) ** 0.5
+            state["momentum_buffer"] = torch.zeros_like(p.grad)
+        direction = momentum_direction(p.grad, state["momentum_buffer"], group["momentum"], group["nesterov"],
+                                       group["row_normalize"])
+        update = self.orthogonalize(direction, group["backend_steps"], self.ns_dtype, group["ns_variant"])
+        return update * aspect_scale(update.size(0), update.size(1))

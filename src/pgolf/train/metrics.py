@@ -46,7 +46,7 @@ class RunLogger:
 class Progress:
     """A progress bar on a terminal; on a pipe, nothing (the log lines already report progress)."""
 
-    def __init__(self, total: int, enabled: bool, initial: int = 0, desc: str = "train") -> None:
+    def __init__(self, total: int | None, enabled: bool, initial: int = 0, desc: str = "train") -> None:
         interactive = enabled and sys.stderr.isatty()
         self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not interactive, leave=False, dynamic_ncols=True)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -24,13 +25,15 @@ from pgolf.config import Config
 from pgolf.data.loader import DistributedTokenLoader
 from pgolf.errors import NonFiniteLossError
 from pgolf.evaluate.bpb import BPBResult
-from pgolf.optim.factory import set_learning_rates
-from pgolf.optim.muon import Muon
-from pgolf.optim.schedule import Schedule
+from pgolf.optim.averaging import Averagers
+from pgolf.optim.factory import MuonLike, set_learning_rates, set_muon_weight_decay
+from pgolf.optim.parallel_muon import ParallelMuon
+from pgolf.optim.schedule import Schedule, StepValues, SwitchTensors
 from pgolf.train.checkpoint import capture_rng, restore_rng, save_checkpoint
 from pgolf.train.distributed import DistContext, any_rank
 from pgolf.train.metrics import Progress, RunLogger
 from pgolf.train.phases import PhaseClock
+from pgolf.train.runtime import RecompileCounter
 
 
 @dataclass
@@ -40,6 +43,7 @@ class TrainState:
     stopped_early: bool = False
     train_tokens: int = 0
     last_train_loss: float = float("nan")
+    recompiles: int = 0
 
 
 @dataclass
@@ -50,7 +54,7 @@ class TrainerParts:
     forward: Callable[[Tensor, Tensor], Tensor]  # compiled/DDP-wrapped loss function
     ddp: DistributedDataParallel | None
     optimizers: list[torch.optim.Optimizer]
-    muon: Muon
+    muon: MuonLike  # ParallelMuon also synchronises all gradients (then `ddp` is None)
     make_loader: Callable[[], DistributedTokenLoader]
     grad_accum_steps: int
     autocast_dtype: torch.dtype | None
@@ -58,6 +62,9 @@ class TrainerParts:
     logger: RunLogger
     clock: PhaseClock
     checkpoint_path: Path | None
+    switches: SwitchTensors | None = None  # schedule values read by compiled code
+    averagers: Averagers | None = None
+    recompiles: RecompileCounter | None = None
 
 
 class Trainer:
@@ -66,6 +73,10 @@ class Trainer:
         self.schedule = Schedule.from_config(parts.cfg)
         self.loader = parts.make_loader()
         self.state = TrainState()
+        self.switches = parts.switches or SwitchTensors(parts.ctx.device)
+        self._recurrence_on = False
+        self._warm = False
+        self._last_values: StepValues | None = None
 
     # ---- one optimizer step -------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -84,22 +95,40 @@ class Trainer:
             (loss / self.p.grad_accum_steps).backward()
         return loss.detach()
 
-    def _step(self, step: int, lr_scale: float) -> Tensor:
+    def _apply_switches(self, values: StepValues) -> None:
+        """Schedule values into the tensors compiled code reads; recurrence through the model's own switch."""
+        self.switches.write(values)
+        if values.recurrence_active != self._recurrence_on:
+            setter = getattr(self.p.model, "set_recurrence_active", None)
+            if setter is not None:
+                setter(values.recurrence_active)
+            self._recurrence_on = values.recurrence_active
+
+    def _step(self, step: int, values: StepValues) -> Tensor:
+        self._apply_switches(values)
         for opt in self.p.optimizers:
             opt.zero_grad(set_to_none=True)
         train_loss = torch.zeros((), device=self.p.ctx.device)
         for micro in range(self.p.grad_accum_steps):
             train_loss += self._micro_step(micro)
         train_loss /= self.p.grad_accum_steps
+        parallel = isinstance(self.p.muon, ParallelMuon)
+        if parallel:
+            self.p.muon.sync_gradients()
         if self.p.ctx.distributed:
             dist.all_reduce(train_loss, op=dist.ReduceOp.AVG)
         if not math.isfinite(float(train_loss)):
             raise NonFiniteLossError(self._non_finite_message(step, float(train_loss)))
         for group in self.p.muon.param_groups:
-            group["momentum"] = self.schedule.muon_momentum(step)
-        set_learning_rates(self.p.optimizers, lr_scale)
-        if self.p.cfg.optim.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.p.model.parameters(), self.p.cfg.optim.grad_clip_norm)
+            group["momentum"] = values.muon_momentum
+        set_learning_rates(self.p.optimizers, values.lr_scale)
+        set_muon_weight_decay(self.p.muon, values.muon_wd_scale)
+        clip = self.p.cfg.optim.grad_clip_norm
+        if clip > 0:
+            if parallel:
+                self.p.muon.clip_grad_norm_(clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.p.model.parameters(), clip)
         for opt in self.p.optimizers:
             opt.step()
         for opt in self.p.optimizers:
@@ -117,19 +146,33 @@ class Trainer:
 
     # ---- priming, checkpoints -----------------------------------------------------------
     def prime(self) -> None:
-        """Run `warmup_steps` real steps to trigger compilation, then roll everything back."""
+        """Run `warmup_steps` real steps to trigger compilation, then roll everything back.
+
+        The second half of the steps runs with every scheduled switch on (late QAT, recurrence), so
+        each graph variant the run will need is compiled before the timer starts.
+        """
         steps = self.p.cfg.train.warmup_steps
         if steps <= 0:
             return
         model_state = {k: v.detach().clone() for k, v in self.p.model.state_dict().items()}
         opt_states = [copy.deepcopy(opt.state_dict()) for opt in self.p.optimizers]
+        first = self.schedule.at(0, 0.0)
+        variants = (first, dataclasses.replace(first, qat_active=self.schedule.late_qat_threshold > 0,
+                                               recurrence_active=self.schedule.recurrence_active(1 << 62, 1.0)))
         for i in range(steps):
-            self._step(0, 1.0)
+            self._step(0, variants[0] if i < (steps + 1) // 2 else variants[1])
             self.p.logger.log(f"warmup_step:{i + 1}/{steps}")
+        self._apply_switches(first)
         self.p.model.load_state_dict(model_state, strict=True)
         for opt, state in zip(self.p.optimizers, opt_states, strict=True):
             opt.load_state_dict(state)
         self.loader = self.p.make_loader()
+        self._mark_warm()
+
+    def _mark_warm(self) -> None:
+        if self.p.recompiles is not None:
+            self.p.recompiles.mark_warm()
+        self._warm = True
 
     def checkpoint_payload(self) -> dict[str, Any]:
         s = self.state
@@ -139,6 +182,7 @@ class Trainer:
             "optimizers": [opt.state_dict() for opt in self.p.optimizers],
             "loader": self.loader.state_dict(),
             "rng": capture_rng(),
+            "averaging": self.p.averagers.state_dict() if self.p.averagers is not None else {},
         }
 
     def restore(self, payload: dict[str, Any]) -> None:
@@ -147,6 +191,8 @@ class Trainer:
             opt.load_state_dict(state)
         self.loader.load_state_dict(payload["loader"])
         restore_rng(payload["rng"])
+        if self.p.averagers is not None:
+            self.p.averagers.load_state_dict(payload["averaging"])
         self.state = TrainState(step=payload["step"], training_time_ms=payload["training_time_ms"],
                                 train_tokens=payload["train_tokens"])
 
@@ -177,38 +223,68 @@ class Trainer:
         tokens_per_step = t.train_batch_tokens
         cap_ms = 1000.0 * t.max_wallclock_seconds if t.max_wallclock_seconds > 0 else None
         sync = self.p.clock.sync
-        progress = Progress(t.iterations, self.p.ctx.is_main, initial=s.step)
+        step_cap = t.iterations if t.iterations > 0 else math.inf  # 0: only the wallclock cap ends the run
+        progress = Progress(t.iterations or None, self.p.ctx.is_main, initial=s.step)
         self.p.model.train()
         try:
-            while s.step < t.iterations and not s.stopped_early:
+            while s.step < step_cap and not s.stopped_early:
                 if t.val_loss_every > 0 and s.step > 0 and s.step % t.val_loss_every == 0:
                     self._validate(s.step)
                 sync()
                 start = time.perf_counter()
-                lr_scale = self.schedule.lr_multiplier(s.step, s.training_time_ms)
-                loss = self._step(s.step, lr_scale)
+                values = self.schedule.at(s.step, s.training_time_ms)
+                self._log_switch_changes(values)
+                loss = self._step(s.step, values)
+                if self.p.averagers is not None:
+                    self.p.averagers.update(self.p.model, s.step + 1, values.lr_scale)
                 sync()
                 s.training_time_ms += 1000.0 * (time.perf_counter() - start)
                 s.step += 1
                 s.train_tokens += tokens_per_step
-                self._log_step(loss, lr_scale, progress)
-                if t.checkpoint_every > 0 and s.step % t.checkpoint_every == 0 and s.step < t.iterations:
+                self._count_recompiles()
+                self._log_step(loss, values, progress)
+                if t.checkpoint_every > 0 and s.step % t.checkpoint_every == 0 and s.step < step_cap:
                     self._save_checkpoint()
-                if any_rank(self.p.ctx, cap_ms is not None and s.training_time_ms >= cap_ms) and s.step < t.iterations:
+                if any_rank(self.p.ctx, cap_ms is not None and s.training_time_ms >= cap_ms) and s.step < step_cap:
                     s.stopped_early = True
                     self.p.logger.log(f"stopping_early: wallclock_cap train_time:{s.training_time_ms:.0f}ms "
                                       f"step:{s.step}/{t.iterations}")
         finally:
             progress.close()
         self.p.clock.add("train", s.training_time_ms / 1000.0, "train")
+        if self.p.recompiles is not None:
+            self.p.logger.log(f"recompiles_after_warmup:{s.recompiles} (limit {self.p.recompiles.limit})")
         return s
 
-    def _log_step(self, loss: Tensor, lr_scale: float, progress: Progress) -> None:
+    def _count_recompiles(self) -> None:
+        """The first step compiles the graphs when no priming ran; later graphs are recompilations."""
+        if self.p.recompiles is None:
+            return
+        if not self._warm:
+            self._mark_warm()
+            return
+        count = self.p.recompiles.check(self.state.step)
+        if count > self.state.recompiles:
+            self.p.logger.log(f"recompile: {count - self.state.recompiles} new graph(s) at step {self.state.step}, "
+                              f"{count} since warm-up")
+            self.state.recompiles = count
+
+    def _log_switch_changes(self, values: StepValues) -> None:
+        previous, self._last_values = self._last_values, values
+        for name in ("qat_active", "recurrence_active"):
+            now = getattr(values, name)
+            if previous is None or now != getattr(previous, name):
+                if now or previous is not None:
+                    self.p.logger.log(f"switch:{name}={now} step:{self.state.step} lr_scale:{values.lr_scale:.4f} "
+                                      f"progress:{values.progress:.4f}")
+
+    def _log_step(self, loss: Tensor, values: StepValues, progress: Progress) -> None:
         s, t = self.state, self.p.cfg.train
         value = float(loss)
         s.last_train_loss = value
-        record = {"step": s.step, "train_loss": value, "lr_scale": lr_scale,
-                  "train_time_ms": round(s.training_time_ms, 3), "tokens": s.train_tokens}
+        record = {"step": s.step, "train_loss": value, "lr_scale": values.lr_scale,
+                  "train_time_ms": round(s.training_time_ms, 3), "tokens": s.train_tokens,
+                  "qat": values.qat_active, "recurrence": values.recurrence_active, "recompiles": s.recompiles}
         progress.update(s.step, loss=value)
         if t.train_log_every > 0 and (s.step <= 10 or s.step % t.train_log_every == 0 or s.step == t.iterations):
             self.p.logger.log(f"step:{s.step}/{t.iterations} train_loss:{value:.4f} "

@@ -1,0 +1,70 @@
+"""Quantization-aware training: per-row symmetric int-k fake quantization with a straight-through estimator.
+
+The forward pass sees `w + active · stopgrad(q(w) − w)`: with `active = 1` the weights the network uses
+are exactly the int-k round-to-nearest grid values (codes in [−(2^(k−1)−1), 2^(k−1)−1], one scale per
+output row = row max |w| / (2^(k−1)−1)); gradients flow to the float weights unchanged. `active` is a
+0-d tensor, so late QAT can switch on inside a compiled graph without a recompile and without being
+constant-folded away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+QAT_MIN_BITS = 2
+QAT_MAX_BITS = 8
+BitsFor = Callable[[str, Tensor], int | None]  # bit width of a named tensor, None = not fake-quantized
+
+
+def fake_quantize_per_row(w: Tensor, bits: int) -> Tensor:
+    """Round each row of a 2-D tensor to its symmetric int-`bits` grid (values, not codes)."""
+    if not QAT_MIN_BITS <= bits <= QAT_MAX_BITS:
+        raise ValueError(f"per-row fake quantization supports {QAT_MIN_BITS}..{QAT_MAX_BITS} bits, got {bits}")
+    qmax = 2 ** (bits - 1) - 1
+    w32 = w.float()
+    scale = (w32.abs().amax(dim=-1, keepdim=True) / qmax).clamp_min(torch.finfo(torch.float32).tiny)
+    return (torch.clamp(torch.round(w32 / scale), -qmax, qmax) * scale).to(w.dtype)
+
+
+def fake_quant_ste(w: Tensor, bits: int, active: Tensor) -> Tensor:
+    """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1."""
+    return w + active.to(w.dtype) * (fake_quantize_per_row(w, bits) - w).detach()
+
+
+def bits_from_mapping(mapping: Mapping[str, int]) -> BitsFor:
+    return lambda name, tensor: mapping.get(name)
+
+
+class QATForward(nn.Module):
+    """The model's training loss with selected weights fake-quantized while `active` is 1.
+
+    Uses `functional_call`, so the model's parameters, names and state dict are untouched; the
+    gradient of each substituted weight reaches the real parameter.
+    """
+
+    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor) -> None:
+        super().__init__()
+        self.model = model
+        self.active = active
+        self.bits = {name: b for name, p in model.named_parameters() if (b := bits_for(name, p)) is not None}
+        if not self.bits:
+            raise ValueError("late QAT selected no tensors to fake-quantize")
+
+    def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
+        params = dict(self.model.named_parameters())
+        swapped = {name: fake_quant_ste(params[name], bits, self.active) for name, bits in self.bits.items()}
+        return functional_call(self.model, swapped, (input_ids, target_ids))
+
+
+@torch.no_grad()
+def roundtrip_state_dict(state_dict: Mapping[str, Tensor], bits_for: BitsFor) -> dict[str, Tensor]:
+    """The weights after an int-k round-to-nearest roundtrip of the selected tensors (others unchanged)."""
+    out = {}
+    for name, tensor in state_dict.items():
+        bits = bits_for(name, tensor)
+        out[name] = fake_quantize_per_row(tensor, bits) if bits is not None else tensor
+    return out
