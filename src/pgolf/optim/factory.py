@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
-from pgolf.model.layers import is_control_name
 from pgolf.optim.muon import Muon
 from pgolf.precision import autocast_dtype
 
@@ -28,18 +26,14 @@ def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
 
 def build_optimizers(model: GPT, cfg: Config, device: torch.device) -> tuple[list[torch.optim.Optimizer], Muon]:
     """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
-    matrix: list[nn.Parameter] = []
-    scalar: list[nn.Parameter] = []
-    for name, p in model.blocks.named_parameters():
-        (matrix if p.ndim == 2 and not is_control_name(name) else scalar).append(p)
-    if model.skip_weights.numel() > 0:
-        scalar.append(model.skip_weights)
+    groups = model.optimizer_groups()  # the partition lives with the model, which knows its techniques
+    matrix, scalar = groups.matrix, groups.scalar
     fused = device.type == "cuda"
     o = cfg.optim
     token_lr = o.tied_embed_lr if cfg.model.tie_embeddings else o.embed_lr
-    optimizers: list[torch.optim.Optimizer] = [_adam([model.tok_emb.weight], token_lr, cfg, fused)]
-    if model.lm_head is not None:
-        optimizers.append(_adam([model.lm_head.weight], o.head_lr, cfg, fused))
+    optimizers: list[torch.optim.Optimizer] = [_adam(groups.token, token_lr, cfg, fused)]
+    if groups.head:
+        optimizers.append(_adam(groups.head, o.head_lr, cfg, fused))
     muon = Muon(matrix, lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
                 ns_dtype=ns_dtype(cfg, device))
     for group in muon.param_groups:
