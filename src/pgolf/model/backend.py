@@ -30,6 +30,11 @@ def _flash_kernel() -> tuple[str, FlashFn | None]:
     return "sdpa", None
 
 
+# Resolved once at import: `causal_attention` reads a constant, so torch.compile (fullgraph) never
+# traces the import machinery.
+_FLASH = _flash_kernel()[1]
+
+
 def attention_backend_name(device: torch.device | str) -> str:
     """What `causal_attention` will use on this device for bf16 inputs."""
     label, fn = _flash_kernel()
@@ -38,9 +43,8 @@ def attention_backend_name(device: torch.device | str) -> str:
 
 def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
     """Causal attention on (batch, seq, heads, head_dim) tensors; k/v may have fewer heads (GQA)."""
-    label, flash = _flash_kernel()
-    if flash is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
-        out = flash(q, k, v, causal=True)
+    if _FLASH is not None and q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+        out = _FLASH(q, k, v, causal=True)
         return out[0] if isinstance(out, tuple) else out
     y = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
