@@ -147,6 +147,21 @@ def cmd_bench_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_ablate(args: argparse.Namespace) -> int:
+    from pgolf.bench.ablate import bench_ablate_cpu, markdown_table
+
+    if args.seeds < 1 or args.seconds <= 0:
+        raise UserError("--seeds must be ≥ 1 and --seconds > 0")
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else []
+    result = bench_ablate_cpu(args.preset, seconds=args.seconds, seeds=[1337 + i for i in range(args.seeds)],
+                              val_tokens=args.val_tokens, threads=args.threads, only=only, out=args.out,
+                              progress=lambda line: print(line, flush=True))
+    print(markdown_table(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf toolkit: train, pack, score.")
@@ -218,6 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_train)
+    ablate = bench_sub.add_parser(
+        "ablate-cpu", help="train the preset with each model technique alone and all together, equal wallclock, CPU")
+    ablate.add_argument("--preset", default="tiny", help="base preset (default tiny)")
+    ablate.add_argument("--seconds", type=float, default=30.0, help="training seconds per run (equal wallclock)")
+    ablate.add_argument("--seeds", type=int, default=2, help="seeds per configuration (1337, 1338, ...)")
+    ablate.add_argument("--val-tokens", type=int, default=32768, help="score this prefix of the val split")
+    ablate.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch default)")
+    ablate.add_argument("--only", help="comma-separated technique names (default: the whole catalog)")
+    ablate.add_argument("--out", type=Path, help="write the JSON here (and the markdown table beside it, .md)")
+    ablate.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ablate.set_defaults(func=cmd_bench_ablate)
     return parser
 
 
