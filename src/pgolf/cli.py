@@ -154,7 +154,7 @@ def cmd_bench_ablate(args: argparse.Namespace) -> int:
         raise UserError("--seeds must be ≥ 1 and --seconds > 0")
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else []
     result = bench_ablate_cpu(args.preset, seconds=args.seconds, seeds=[1337 + i for i in range(args.seeds)],
-                              val_tokens=args.val_tokens, threads=args.threads, only=only, out=args.out,
+                              val_tokens=args.val_tokens, threads=args.threads, jobs=args.jobs, only=only, out=args.out,
                               progress=lambda line: print(line, flush=True))
     print(markdown_table(result))
     if args.json:
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--seeds", type=int, default=2, help="seeds per configuration (1337, 1338, ...)")
     ablate.add_argument("--val-tokens", type=int, default=32768, help="score this prefix of the val split")
     ablate.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch default)")
+    ablate.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
     ablate.add_argument("--only", help="comma-separated technique names (default: the whole catalog)")
     ablate.add_argument("--out", type=Path, help="write the JSON here (and the markdown table beside it, .md)")
     ablate.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -44,3 +44,10 @@ def test_compatible_settings_pass() -> None:
         "model.recur_loops=2", "model.recur_start=1", "model.recur_end=1", "model.parallel_residual=record",
         "model.parallel_start=2", "model.rope_dims=4", "model.xsa_last_n=-1", "model.value_embed_layers=2,3"])
     assert cfg.model.parallel_start == 2
+
+
+def test_activation_choices_are_the_registry() -> None:
+    from pgolf.config import _CHOICES
+    from pgolf.model.mlp import ACTIVATIONS
+
+    assert set(_CHOICES["model.activation"]) == set(ACTIVATIONS)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import multiprocessing
 import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +81,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"# ablate-cpu on `{result['preset']}` ({result['machine']}, {result['threads']} threads, torch {result['torch']})",
         "",
-        f"{result['seconds']:.0f} s of training per run, seeds {result['seeds']}, val_bpb after the int8 roundtrip "
+        f"{result['seconds']:.0f} s of training per run ({result['jobs']} at a time), seeds {result['seeds']}, "
+        f"val_bpb after the int8 roundtrip "
         f"on the first {result['val_tokens']:,} val tokens. Δ and × are against `baseline` in the same run.",
         "",
         "| technique | val_bpb (mean ± std) | Δ bpb | tokens/s | × tokens/s | steps | params | artifact bytes |",
@@ -94,23 +97,27 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def bench_ablate_cpu(preset: str = "tiny", seconds: float = 30.0, seeds: Sequence[int] = (1337, 1338),
-                     val_tokens: int = 32768, threads: int = 0, only: Sequence[str] = (), out: Path | None = None,
-                     progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the matrix; with `out`, the JSON (and a .md table beside it) is rewritten after every row."""
+                     val_tokens: int = 32768, threads: int = 0, jobs: int = 1, only: Sequence[str] = (),
+                     out: Path | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the matrix; with `out`, the JSON (and a .md table beside it) is rewritten after every row.
+
+    `jobs` > 1 trains that many runs at once in separate processes (the seeds of one configuration
+    side by side, so they share the machine's conditions); give each `threads` = cores / jobs.
+    """
     matrix = ablation_matrix(preset, only)
     result: dict[str, Any] = {
         "benchmark": "ablate-cpu", "preset": preset, "machine": f"cpu-{os.cpu_count()}core",
-        "threads": threads or torch.get_num_threads(), "torch": torch.__version__, "seconds": seconds, "seeds": list(seeds),
-        "val_tokens": val_tokens, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": [],
+        "threads": threads or torch.get_num_threads(), "jobs": jobs, "torch": torch.__version__, "seconds": seconds,
+        "seeds": list(seeds), "val_tokens": val_tokens, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": [],
     }
-    with tempfile.TemporaryDirectory(prefix="pgolf-ablate-") as tmp:
-        for name, summary, overrides in matrix:
-            runs = []
-            for seed in seeds:
-                runs.append(_train_one(preset, overrides, seed, seconds, val_tokens, threads, Path(tmp),
-                                       f"{name}-{seed}"))
-                progress(f"{name} seed {seed}: val_bpb {runs[-1]['val_bpb']:.4f}, "
-                         f"{runs[-1]['train_tokens_per_s']:,.0f} tokens/s, {runs[-1]['steps']} steps")
+    with tempfile.TemporaryDirectory(prefix="pgolf-ablate-") as tmp, _executor(jobs) as pool:
+        pending = [[pool.submit(_train_one, preset, overrides, seed, seconds, val_tokens, threads, Path(tmp),
+                                f"{name}-{seed}") for seed in seeds] for name, _, overrides in matrix]
+        for (name, summary, overrides), futures in zip(matrix, pending, strict=True):
+            runs = [f.result() for f in futures]
+            for run in runs:
+                progress(f"{name} seed {run['seed']}: val_bpb {run['val_bpb']:.4f}, "
+                         f"{run['train_tokens_per_s']:,.0f} tokens/s, {run['steps']} steps")
             result["rows"].append(_row(name, summary, overrides, runs))
             _with_baseline_ratios(result["rows"])
             if out is not None:
@@ -120,3 +127,18 @@ def bench_ablate_cpu(preset: str = "tiny", seconds: float = 30.0, seeds: Sequenc
     if out is not None:
         atomic_write_json(out, result)
     return result
+
+
+class _InProcess(Executor):
+    """Runs each submitted call at once, in this process (jobs = 1)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+def _executor(jobs: int) -> Executor:
+    if jobs <= 1:
+        return _InProcess()
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
