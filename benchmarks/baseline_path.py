@@ -3,7 +3,7 @@
 Loads `src/pgolf/model` as it was at a git ref (default: the commit before the techniques landed)
 under another package name, builds both models from the same config and seed, checks that they
 are the same network (identical initial weights, bit-identical loss and gradients) and times their
-forward+backward back to back, alternating, on the same batch.
+forward+backward back to back, alternating, on the same batch (tokens/s from the median step).
 
     PYTHONPATH=src python benchmarks/baseline_path.py --preset tiny --ref 9a72d5f \
         --out benchmarks/results/baseline_path_tiny_cpu-2core.json
@@ -16,6 +16,7 @@ import contextlib
 import importlib
 import io
 import json
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -87,19 +88,21 @@ def main() -> None:
     _, loss_new = step(new)
     same_loss = torch.equal(loss_old, loss_new)
     same_grads = all(torch.equal(a, p.grad) for a, p in zip(grads_old, new.parameters(), strict=True))
-    times = {"before": 0.0, "after": 0.0}
+    times: dict[str, list[float]] = {"before": [], "after": []}
     for i in range(args.rounds):
         for name, model in (("before", old), ("after", new)) if i % 2 == 0 else (("after", new), ("before", old)):
-            times[name] += step(model)[0]
-    tokens = args.rounds * batch * cfg.train.train_seq_len
+            times[name].append(step(model)[0])
+    tokens = batch * cfg.train.train_seq_len  # per step; medians resist load spikes of a shared machine
+    median = {name: statistics.median(values) for name, values in times.items()}
     result = {
         "benchmark": "baseline_path", "preset": args.preset, "before_ref": args.ref, "machine": "cpu-2core",
         "threads": torch.get_num_threads(), "torch": torch.__version__, "dtype": str(dtype),
         "identical_state_dict_names": same_names, "identical_initial_weights": same_init,
         "bit_identical_loss": same_loss, "bit_identical_gradients": same_grads,
         "loss": float(loss_new), "rounds": args.rounds,
-        "fwd_bwd_tokens_per_s_before": tokens / times["before"], "fwd_bwd_tokens_per_s_after": tokens / times["after"],
-        "after_over_before": times["before"] / times["after"],
+        "fwd_bwd_tokens_per_s_before": tokens / median["before"], "fwd_bwd_tokens_per_s_after": tokens / median["after"],
+        "after_over_before": median["before"] / median["after"],
+        "step_seconds_before": times["before"], "step_seconds_after": times["after"],
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     print(json.dumps(result, indent=2))
