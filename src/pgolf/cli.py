@@ -359,6 +359,21 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else CHECK_FAILED
 
 
+def cmd_bench_ablate_cpu(args: argparse.Namespace) -> int:
+    from pgolf.bench.ablate_cpu import bench_ablate_cpu, markdown_table
+
+    if args.seeds < 1 or args.seconds <= 0:
+        raise UserError("--seeds must be ≥ 1 and --seconds > 0")
+    only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else []
+    result = bench_ablate_cpu(args.preset, seconds=args.seconds, seeds=[1337 + i for i in range(args.seeds)],
+                              val_tokens=args.val_tokens, threads=args.threads, jobs=args.jobs, only=only, out=args.out,
+                              progress=lambda line: print(line, flush=True))
+    print(markdown_table(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
 def _eval_mode_args(parser: argparse.ArgumentParser, adaptation: bool = True) -> None:
     parser.add_argument("--context", type=int, help="window length of sliding/TTT/SLOT scoring (eval.context; "
@@ -625,6 +640,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_optim)
+    ablate = bench_sub.add_parser(
+        "ablate-cpu", help="train the preset with each model technique alone and all together, equal wallclock, CPU")
+    ablate.add_argument("--preset", default="tiny", help="base preset (default tiny)")
+    ablate.add_argument("--seconds", type=float, default=30.0, help="training seconds per run (equal wallclock)")
+    ablate.add_argument("--seeds", type=int, default=2, help="seeds per configuration (1337, 1338, ...)")
+    ablate.add_argument("--val-tokens", type=int, default=32768, help="score this prefix of the val split")
+    ablate.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch default)")
+    ablate.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
+    ablate.add_argument("--only", help="comma-separated technique names (default: the whole catalog)")
+    ablate.add_argument("--out", type=Path, help="write the JSON here (and the markdown table beside it, .md)")
+    ablate.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ablate.set_defaults(func=cmd_bench_ablate_cpu)
     return parser
 
 

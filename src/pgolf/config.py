@@ -58,6 +58,32 @@ class ModelConfig:
     logit_softcap: float = 30.0
     qk_gain_init: float = 1.5
     tied_embed_init_std: float = 0.005
+    bos_id: int = 1  # document separator: token-mixing features never cross it
+    # Techniques of the records (TECHNIQUES.md §4.14–4.21). The defaults are the official baseline.
+    leaky_slope: float = 0.5  # negative slope of activation = "leaky_relu2"
+    rope_dims: int = 0  # partial RoPE: rotate only the first N dims of each head (0 = the whole head)
+    ln_scale: bool = False  # scale the sublayer inputs of physical layer i by 1/sqrt(i+1)
+    xsa_last_n: int = 0  # exclusive self attention on the last N layers (-1 = all, 0 = off)
+    attn_gate: str = "off"  # off | dense | sparse | out: per-head gate on the attention output
+    attn_gate_window: int = 12  # input channels of the sparse/out gates
+    attn_gate_scale: float = 1.0  # α of the sparse gate σ(α·W·x[:window])
+    doc_isolated_attention: bool = False  # tokens attend only inside their own BOS-delimited document
+    smear_gate: str = "off"  # off | v1 | v2 (always masked at BOS)
+    smear_window: int = 12  # input channels of the v2 gate
+    bigram_vocab: int = 0  # BigramHash buckets (0 = off)
+    bigram_dim: int = 128
+    trigram: bool = False  # add a trigram hash looked up in the bigram table
+    value_embed_layers: str = ""  # comma-separated physical layers that add value embeddings ("" = off)
+    value_embed_dim: int = 128
+    value_residual: bool = False  # v ← λ0·v_first + λ1·v from the second layer on
+    unet_skips: bool = True
+    skip_gates: bool = False  # decoder input = lerp(w⊙skip, x, σ(g)) instead of x + w⊙skip
+    ortho_init: bool = False
+    parallel_residual: str = "off"  # off | record | proteus
+    parallel_start: int = 0  # first physical layer with parallel lanes
+    recur_start: int = 0  # depth recurrence: physical layers recur_start..recur_end (inclusive) ...
+    recur_end: int = 0
+    recur_loops: int = 0  # ... run this many extra times (0 = off)
 
 
 @dataclass
@@ -276,6 +302,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "optim.muon_ns_variant": ("classic", "polar_express"),
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "quant.scheme": ("int8", "policy", "fit"),
+    "model.activation": ("relu2", "leaky_relu2"),
+    "model.attn_gate": ("off", "dense", "sparse", "out"),
+    "model.smear_gate": ("off", "v1", "v2"),
+    "model.parallel_residual": ("off", "record", "proteus"),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
     "data.loader": ("stream", "doc_aligned", "coprime"),
     "eval.ttt": ("off", "full", "lora", "phased"),
@@ -497,6 +527,7 @@ def validate(cfg: Config, world_size: int = 1) -> None:
     _validate_proxy(cfg, world_size)
     _validate_quant(cfg)
     _validate_training_dynamics(cfg)
+    _validate_model_techniques(cfg)
 
 
 def _validate_data(cfg: Config) -> None:
@@ -621,3 +652,50 @@ def _validate_training_dynamics(cfg: Config) -> None:
     _require(_in_unit(t.recurrence_start_frac, high_open=True), "train.recurrence_start_frac",
              "must be in [0, 1) (0 = not by progress)")
     _require(t.max_recompiles >= 0, "train.max_recompiles", "must be ≥ 0")
+
+
+def parse_layer_list(text: str) -> list[int]:
+    """"9,10" → [9, 10]; "" → []. Raises ValueError on anything else."""
+    return [int(part) for part in text.replace(" ", "").split(",") if part]
+
+
+def _validate_model_techniques(cfg: Config) -> None:
+    m, t = cfg.model, cfg.train
+    head_dim = m.model_dim // m.num_heads
+    _require(m.bos_id >= 0 and m.bos_id < m.vocab_size, "model.bos_id", f"must be a token id below {m.vocab_size}")
+    _require(m.leaky_slope >= 0, "model.leaky_slope", "must be ≥ 0")
+    _require(m.rope_dims >= 0 and m.rope_dims % 2 == 0 and m.rope_dims <= head_dim, "model.rope_dims",
+             f"must be even and ≤ the head dim {head_dim} (0 = the whole head), got {m.rope_dims}")
+    _require(-1 <= m.xsa_last_n <= m.num_layers, "model.xsa_last_n",
+             f"must be -1 (all), 0 (off) or at most model.num_layers={m.num_layers}, got {m.xsa_last_n}")
+    if m.attn_gate in ("sparse", "out"):
+        _require(0 < m.attn_gate_window <= m.model_dim, "model.attn_gate_window",
+                 f"must be in 1..model_dim={m.model_dim}")
+    if m.smear_gate == "v2":
+        _require(0 < m.smear_window <= m.model_dim, "model.smear_window", f"must be in 1..model_dim={m.model_dim}")
+    _require(m.bigram_vocab == 0 or m.bigram_vocab >= 2, "model.bigram_vocab",
+             "must be 0 (off) or ≥ 2 (one bucket is reserved for positions without a predecessor)")
+    _require(m.bigram_dim > 0, "model.bigram_dim", "must be positive")
+    _require(not m.trigram or m.bigram_vocab > 0, "model.trigram", "needs model.bigram_vocab > 0 (shared table)")
+    try:
+        ve_layers = parse_layer_list(m.value_embed_layers)
+    except ValueError:
+        raise ConfigError(f"model.value_embed_layers: must be comma-separated layer indices like \"9,10\", "
+                          f"got {m.value_embed_layers!r}") from None
+    _require(all(0 <= i < m.num_layers for i in ve_layers) and len(set(ve_layers)) == len(ve_layers),
+             "model.value_embed_layers", f"layers must be distinct and in 0..{m.num_layers - 1}, got {ve_layers}")
+    _require(m.value_embed_dim > 0, "model.value_embed_dim", "must be positive")
+    _require(not m.skip_gates or m.unet_skips, "model.skip_gates", "needs model.unet_skips = true")
+    _require(m.recur_loops >= 0, "model.recur_loops", "must be ≥ 0 (0 = off)")
+    if m.recur_loops > 0:
+        _require(0 <= m.recur_start <= m.recur_end < m.num_layers, "model.recur_start",
+                 f"recurrence range {m.recur_start}..{m.recur_end} must lie in 0..{m.num_layers - 1} "
+                 "with recur_start ≤ recur_end")
+    if m.parallel_residual != "off":
+        _require(m.num_layers // 2 <= m.parallel_start < m.num_layers, "model.parallel_start",
+                 f"must be in {m.num_layers // 2}..{m.num_layers - 1}: parallel lanes start in the decoder half "
+                 f"and at or before the last layer, got {m.parallel_start}")
+        _require(m.recur_loops == 0 or m.parallel_start > m.recur_end, "model.parallel_start",
+                 f"must be after the recurrence range (> model.recur_end={m.recur_end})")
+    _require(t.recurrence_start_step == 0 or t.recurrence_start_frac == 0.0, "train.recurrence_start_frac",
+             "set either train.recurrence_start_step or train.recurrence_start_frac, not both")

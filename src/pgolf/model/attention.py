@@ -1,16 +1,29 @@
-"""Grouped-query causal self-attention with RoPE, QK-norm and a learnable per-head query gain."""
+"""Grouped-query causal self-attention with RoPE, QK-norm and a learnable per-head query gain.
+
+Optional techniques are parts plugged in at construction, never flags tested in `forward`:
+value mixers (value embeddings, value residual) edit v before attention, output transforms (XSA,
+output gates) edit the per-head output before the projection, and the attention core is either the
+plain causal kernel or the document-isolated one.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from pgolf.model.backend import causal_attention
+from pgolf.model.backend import causal_attention, masked_attention
+from pgolf.model.context import ForwardContext
 from pgolf.model.layers import CastedLinear, rms_norm
+
+ValueMixer = Callable[[Tensor, ForwardContext], Tensor]  # (v, ctx) → v, v: (batch, seq, kv_heads, head_dim)
+OutputTransform = Callable[[Tensor, Tensor, Tensor], Tensor]  # (y, v, x) → y, y: (batch, seq, heads, head_dim)
 
 
 class Rotary(nn.Module):
-    """RoPE tables in the "half split" convention, cached per sequence length and device."""
+    """RoPE tables in the "half split" convention over `dim` rotated dims, cached per length and device."""
 
     def __init__(self, dim: int, base: float) -> None:
         super().__init__()
@@ -33,8 +46,22 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     return torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
 
 
+def apply_partial_rotary(x: Tensor, cos: Tensor, sin: Tensor, dims: int) -> Tensor:
+    """Partial RoPE: rotate the first `dims` dims of each head (half split within them); the rest pass."""
+    return torch.cat((apply_rotary(x[..., :dims], cos, sin), x[..., dims:]), dim=-1)
+
+
+def _causal_core(q: Tensor, k: Tensor, v: Tensor, ctx: ForwardContext) -> Tensor:
+    return causal_attention(q, k, v)
+
+
+def _document_core(q: Tensor, k: Tensor, v: Tensor, ctx: ForwardContext) -> Tensor:
+    return masked_attention(q, k, v, ctx.attn_mask)
+
+
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float) -> None:
+    def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
+                 rope_dims: int = 0) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -45,16 +72,43 @@ class CausalSelfAttention(nn.Module):
         self.c_v = CastedLinear(dim, kv_dim)
         self.proj = CastedLinear(dim, dim, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
-        self.rotary = Rotary(self.head_dim, rope_base)
+        rotated = rope_dims or self.head_dim
+        self.rotary = Rotary(rotated, rope_base)
+        self._rotate = apply_rotary if rotated == self.head_dim else partial(apply_partial_rotary, dims=rotated)
+        self._core = _causal_core
+        self._value_mixers: list[ValueMixer] = []
+        self._output_transforms: list[OutputTransform] = []
 
-    def forward(self, x: Tensor) -> Tensor:
+    # ---- construction-time parts ----------------------------------------------------------------
+    def add_value_mixer(self, name: str, mixer: ValueMixer) -> None:
+        """Plug in a v → v step (applied in order); `nn.Module` mixers are registered under `name`."""
+        if isinstance(mixer, nn.Module):
+            self.add_module(name, mixer)
+        self._value_mixers.append(mixer)
+
+    def add_output_transform(self, name: str, transform: OutputTransform) -> None:
+        """Plug in a y → y step on the per-head output (applied in order, before the projection)."""
+        if isinstance(transform, nn.Module):
+            self.add_module(name, transform)
+        self._output_transforms.append(transform)
+
+    def isolate_documents(self) -> None:
+        """Attend only inside the current document (the mask comes from `ForwardContext.attn_mask`)."""
+        self._core = _document_core
+
+    # ---- forward --------------------------------------------------------------------------------
+    def forward(self, x: Tensor, ctx: ForwardContext) -> Tensor:
         bsz, seq_len, dim = x.shape
         q = self.c_q(x).view(bsz, seq_len, self.num_heads, self.head_dim)
         k = self.c_k(x).view(bsz, seq_len, self.num_kv_heads, self.head_dim)
         v = self.c_v(x).view(bsz, seq_len, self.num_kv_heads, self.head_dim)
+        for mix in self._value_mixers:
+            v = mix(v, ctx)
         q, k = rms_norm(q), rms_norm(k)
         cos, sin = self.rotary(seq_len, x.device, q.dtype)
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
         q = q * self.q_gain.to(q.dtype)[None, None, :, None]
-        y = causal_attention(q, k, v)
+        y = self._core(q, k, v, ctx)
+        for transform in self._output_transforms:
+            y = transform(y, v, x)
         return self.proj(y.reshape(bsz, seq_len, dim))

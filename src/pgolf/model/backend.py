@@ -48,3 +48,25 @@ def causal_attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         is_causal=True, enable_gqa=k.size(2) != q.size(2),
     )
     return y.transpose(1, 2)
+
+
+def document_causal_mask(input_ids: Tensor, bos_id: int) -> Tensor:
+    """(batch, 1, seq, seq) bool: position i may attend j iff j ≤ i and no BOS lies in (j, i].
+
+    A BOS token opens a document, so it belongs to the document it starts; a row that begins
+    mid-document treats its first tokens as one more document.
+    """
+    doc = torch.cumsum((input_ids == bos_id).to(torch.int32), dim=1)
+    same_doc = doc[:, :, None] == doc[:, None, :]
+    seq = input_ids.size(1)
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=input_ids.device).tril()
+    return (same_doc & causal)[:, None, :, :]
+
+
+def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+    """Attention under an explicit boolean mask (SDPA on every device; (batch, seq, heads, head_dim))."""
+    y = F.scaled_dot_product_attention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+        attn_mask=mask, enable_gqa=k.size(2) != q.size(2),
+    )
+    return y.transpose(1, 2)

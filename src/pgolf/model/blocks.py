@@ -1,28 +1,99 @@
-"""Transformer blocks: pre-norm attention and MLP with learned residual mixing and output scales."""
+"""Transformer blocks: the baseline's serial block and the two published parallel-residual forms.
+
+A block maps a residual state to a new one. The serial state is one tensor; parallel blocks keep
+two lanes (an attention lane and an MLP lane) and accept a single tensor at the first parallel
+layer, which they split into two equal lanes. In both parallel forms attention and MLP read the
+lanes as they were when the block started, so neither sublayer sees the other's output of the same
+layer (TECHNIQUES.md §4.20).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
 from pgolf.model.attention import CausalSelfAttention
+from pgolf.model.context import ForwardContext
 from pgolf.model.layers import rms_norm, row_scale
 from pgolf.model.mlp import MLP
 
+Lanes = tuple[Tensor, Tensor]
+State = Tensor | Lanes
+Norm = Callable[[Tensor], Tensor]
+
+
+def _mix(mix: Tensor, x: Tensor, x0: Tensor) -> Tensor:
+    """mix[0]⊙x + mix[1]⊙x0 for a (2, d) parameter."""
+    m = mix.to(x.dtype)
+    return m[0][None, None, :] * x + m[1][None, None, :] * x0
+
+
+def _lanes(state: State) -> Lanes:
+    return state if isinstance(state, tuple) else (state, state)
+
 
 class Block(nn.Module):
-    """x ← mix(x, x0); x ← x + a ⊙ Attn(rms(x)); x ← x + m ⊙ MLP(rms(x))."""
+    """x ← mix(x, x0); x ← x + a ⊙ Attn(norm(x)); x ← x + m ⊙ MLP(norm(x))."""
 
-    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int) -> None:
+    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
         super().__init__()
         self.attn = attn
         self.mlp = mlp
+        self.norm = norm
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
 
-    def forward(self, x: Tensor, x0: Tensor) -> Tensor:
-        mix = self.resid_mix.to(x.dtype)
-        x = mix[0][None, None, :] * x + mix[1][None, None, :] * x0
-        x = x + row_scale(self.attn_scale, x) * self.attn(rms_norm(x))
-        return x + row_scale(self.mlp_scale, x) * self.mlp(rms_norm(x))
+    def forward(self, x: Tensor, ctx: ForwardContext) -> Tensor:
+        x = _mix(self.resid_mix, x, ctx.x0)
+        x = x + row_scale(self.attn_scale, x) * self.attn(self.norm(x), ctx)
+        return x + row_scale(self.mlp_scale, x) * self.mlp(self.norm(x))
+
+
+class RecordParallelBlock(Block):
+    """Form (E) of PR #1529/#1530 and the SOTA: two lanes, attention from mix(lane0, x0), MLP from lane1,
+    both outputs written into both lanes:
+
+        lane_k ← ρ[k]·lane_k + π[0, k]·a + π[1, k]·m      ρ = parallel_resid (init 1.1), π = parallel_post (init 1)
+    """
+
+    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
+        super().__init__(attn, mlp, dim, norm)
+        self.parallel_resid = nn.Parameter(torch.full((2,), 1.1, dtype=torch.float32))
+        self.parallel_post = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))  # [sublayer, lane]
+
+    def forward(self, state: State, ctx: ForwardContext) -> Lanes:
+        lane0, lane1 = _lanes(state)
+        a = row_scale(self.attn_scale, lane0) * self.attn(self.norm(_mix(self.resid_mix, lane0, ctx.x0)), ctx)
+        m = row_scale(self.mlp_scale, lane1) * self.mlp(self.norm(lane1))
+        rho = self.parallel_resid.to(lane0.dtype)
+        post = self.parallel_post.to(lane0.dtype)
+        return (rho[0] * lane0 + post[0, 0] * a + post[1, 0] * m,
+                rho[1] * lane1 + post[0, 1] * a + post[1, 1] * m)
+
+
+class ProteusParallelBlock(Block):
+    """Form (B), PROTEUS (PR #1289): attention reads mix(x_attn, x0), the MLP reads mix_mlp(x_mlp, x0)
+    (`resid_mix_mlp`, per dimension, init (1, 0)); a 4-element `lane_route` r (init 1) routes the outputs:
+
+        x_attn ← mix(x_attn) + r0·Δa + r2·Δm      x_mlp ← mix_mlp(x_mlp) + r1·Δa + r3·Δm
+    """
+
+    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
+        super().__init__(attn, mlp, dim, norm)
+        self.resid_mix_mlp = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+        self.lane_route = nn.Parameter(torch.ones(4, dtype=torch.float32))
+
+    def forward(self, state: State, ctx: ForwardContext) -> Lanes:
+        x_attn, x_mlp = _lanes(state)
+        attn_in = _mix(self.resid_mix, x_attn, ctx.x0)
+        mlp_in = _mix(self.resid_mix_mlp, x_mlp, ctx.x0)
+        da = row_scale(self.attn_scale, attn_in) * self.attn(self.norm(attn_in), ctx)
+        dm = row_scale(self.mlp_scale, mlp_in) * self.mlp(self.norm(mlp_in))
+        r = self.lane_route.to(attn_in.dtype)
+        return attn_in + r[0] * da + r[2] * dm, mlp_in + r[1] * da + r[3] * dm
+
+
+PARALLEL_BLOCKS: dict[str, type[Block]] = {"record": RecordParallelBlock, "proteus": ProteusParallelBlock}

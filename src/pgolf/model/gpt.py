@@ -1,58 +1,181 @@
-"""The GPT of the official baseline, assembled from config.
+"""The GPT of the official baseline and of the records, assembled from config.
 
-Parameter names match the official `train_gpt.py` state dict exactly, so its checkpoints load
-with `strict=True`.
+Every technique is a part chosen here at construction (TECHNIQUES.md §4.14–4.21): input features
+(BigramHash, SmearGate), attention parts (partial RoPE, XSA, gates, value embeddings, value
+residual, document isolation), block kinds (serial, two parallel-residual forms), the U-Net skip
+policy, depth recurrence and the final lane merge. With every technique off the model is the
+official baseline: parameter names match `train_gpt.py`'s state dict (its checkpoints load with
+`strict=True`), initialisation draws the same random numbers and the forward runs the same ops.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pgolf.config import ModelConfig
+from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.model.attention import CausalSelfAttention
-from pgolf.model.blocks import Block
-from pgolf.model.layers import CastedLinear, restore_fp32_controls, rms_norm, row_scale
+from pgolf.model.backend import document_causal_mask
+from pgolf.model.blocks import PARALLEL_BLOCKS, Block, State
+from pgolf.model.context import ForwardContext
+from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
+from pgolf.model.gates import build_attention_gate
+from pgolf.model.init import orthogonal_init
+from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
+from pgolf.model.layers import CastedLinear, is_control_name, restore_fp32_controls, rms_norm, sublayer_norm
 from pgolf.model.mlp import MLP
+from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
+from pgolf.model.values import ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
+from pgolf.model.xsa import xsa_transform
 
 
-def build_block(cfg: ModelConfig) -> Block:
-    attn = CausalSelfAttention(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init)
-    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation)
-    return Block(attn, mlp, cfg.model_dim)
+def xsa_layers(cfg: ModelConfig) -> range:
+    """Physical layers with XSA: the last `xsa_last_n` (-1 = all)."""
+    count = cfg.num_layers if cfg.xsa_last_n < 0 else cfg.xsa_last_n
+    return range(cfg.num_layers - count, cfg.num_layers)
+
+
+def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
+    attn = CausalSelfAttention(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
+                               rope_dims=cfg.rope_dims)
+    if layer in parse_layer_list(cfg.value_embed_layers):
+        attn.add_value_mixer("value_embed_mix", ValueEmbeddingMix())
+    if cfg.value_residual:
+        attn.add_value_mixer("value_residual", keep_first_values if layer == 0 else ValueResidualMix())
+    if cfg.doc_isolated_attention:
+        attn.isolate_documents()
+    if layer in xsa_layers(cfg):
+        attn.add_output_transform("xsa", xsa_transform)
+    if cfg.attn_gate != "off":
+        attn.add_output_transform("gate", build_attention_gate(
+            cfg.attn_gate, cfg.num_heads, cfg.model_dim, cfg.attn_gate_window, cfg.attn_gate_scale))
+    return attn
+
+
+def build_block(cfg: ModelConfig, layer: int = 0) -> Block:
+    attn = build_attention(cfg, layer)
+    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope)
+    parallel = cfg.parallel_residual != "off" and layer >= cfg.parallel_start
+    block_cls = PARALLEL_BLOCKS[cfg.parallel_residual] if parallel else Block
+    return block_cls(attn, mlp, cfg.model_dim, sublayer_norm(layer, cfg.ln_scale))
+
+
+@dataclass
+class ParamGroups:
+    """The optimizer partition: Adam for token tables and the head, Muon for matrices, Adam for the rest."""
+
+    token: list[nn.Parameter] = field(default_factory=list)  # tok_emb and the hashed/value embedding tables
+    head: list[nn.Parameter] = field(default_factory=list)  # the untied lm_head
+    matrix: list[nn.Parameter] = field(default_factory=list)  # 2-D weights (Muon)
+    scalar: list[nn.Parameter] = field(default_factory=list)  # control tensors, gates, lambdas, skips
 
 
 class GPT(nn.Module):
-    """Embedding → U-Net of blocks (encoder half pushes skips, decoder half pops them) → tied head."""
+    """Embedding (+ features) → U-Net of blocks over the virtual layer order → final norm → tied head."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
         self.logit_softcap = cfg.logit_softcap
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
-        self.num_encoder_layers = cfg.num_layers // 2
-        self.num_decoder_layers = cfg.num_layers - self.num_encoder_layers
-        num_skips = min(self.num_encoder_layers, self.num_decoder_layers)
-        self.skip_weights = nn.Parameter(torch.ones(num_skips, cfg.model_dim, dtype=torch.float32))
-        self.blocks = nn.ModuleList(build_block(cfg) for _ in range(cfg.num_layers))
+        self.unet = cfg.unet_skips
+        self._base_order = list(range(cfg.num_layers))
+        self._looped_order = (virtual_layers(cfg.num_layers, cfg.recur_start, cfg.recur_end, cfg.recur_loops)
+                              if cfg.recur_loops > 0 else self._base_order)
+        encoder, decoder = split_encoder_decoder(self._looped_order, self.unet)
+        num_skips = min(len(encoder), len(decoder))
+        if self.unet:
+            self.skip_weights = nn.Parameter(torch.ones(num_skips, cfg.model_dim, dtype=torch.float32))
+        else:
+            self.register_parameter("skip_weights", None)
+        self.blocks = nn.ModuleList(build_block(cfg, i) for i in range(cfg.num_layers))
         self.lm_head = None if cfg.tie_embeddings else CastedLinear(cfg.model_dim, cfg.vocab_size, zero_init=True)
         if cfg.tie_embeddings:
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=cfg.tied_embed_init_std)
+        self._build_techniques(cfg, num_skips)
+        self.set_recurrence_active(True)
+
+    def _build_techniques(self, cfg: ModelConfig, num_skips: int) -> None:
+        """Parts beyond the baseline, created after it so that the baseline's random draws are unchanged."""
+        if cfg.skip_gates:
+            self.skip_gates = nn.Parameter(torch.zeros(num_skips, cfg.model_dim, dtype=torch.float32))
+        else:
+            self.register_parameter("skip_gates", None)
+        self._embed_features: list[nn.Module] = []  # on the raw embedding, before the first norm
+        self._stream_features: list[nn.Module] = []  # on the normalised stream
+        if cfg.bigram_vocab > 0:
+            self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, cfg.bos_id, cfg.trigram)
+            self._embed_features.append(self.bigram)
+        if cfg.smear_gate == "v2":
+            self.smear = SmearGateV2(cfg.smear_window, cfg.bos_id)
+            self._embed_features.append(self.smear)
+        elif cfg.smear_gate == "v1":
+            self.smear = SmearGateV1(cfg.model_dim, cfg.bos_id)
+            self._stream_features.append(self.smear)
+        kv_dim = cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
+        self.value_embed = (ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim)
+                            if cfg.value_embed_layers else None)
+        self._skip_policy = SKIP_POLICIES[cfg.parallel_residual]
+        if cfg.parallel_residual == "proteus":
+            self.lane_merge = LaneMerge()
+            self._final_merge = self.lane_merge
+        else:
+            self._final_merge = mean_of_lanes if cfg.parallel_residual == "record" else single_lane
+        if cfg.ortho_init:
+            orthogonal_init(self)
+
+    # ---- depth recurrence -----------------------------------------------------------------------
+    def set_recurrence_active(self, active: bool) -> None:
+        """Switch the virtual layer order between the looped and the plain one.
+
+        The order is a plain attribute read by `hidden`: torch.compile guards on it, so switching
+        recompiles (or reuses a graph primed in warm-up) instead of silently keeping the old graph.
+        """
+        order = self._looped_order if active else self._base_order
+        self._encoder, self._decoder = split_encoder_decoder(order, self.unet)
+        self.recurrence_active = active
+
+    @property
+    def layer_order(self) -> list[int]:
+        """Physical block index of every virtual layer in the current mode."""
+        return self._encoder + self._decoder
+
+    # ---- forward --------------------------------------------------------------------------------
+    def _context(self, x0: Tensor, input_ids: Tensor) -> ForwardContext:
+        ctx = ForwardContext(x0=x0)
+        if self.cfg.doc_isolated_attention:
+            ctx.attn_mask = document_causal_mask(input_ids, self.cfg.bos_id)
+        if self.value_embed is not None:
+            ctx.value_embed = self.value_embed(input_ids, x0.dtype)
+        return ctx
+
+    def _skip(self, state: State, skip: Tensor, index: int) -> State:
+        gate = None if self.skip_gates is None else self.skip_gates[index]
+        weight = self.skip_weights[index]
+        return self._skip_policy(state, lambda x: add_skip(x, skip, weight, gate))
 
     def hidden(self, input_ids: Tensor) -> Tensor:
         """Final-normed hidden states (batch, seq, dim)."""
-        x = rms_norm(self.tok_emb(input_ids))
-        x0 = x
+        e = self.tok_emb(input_ids)
+        for feature in self._embed_features:
+            e = feature(e, input_ids)
+        x = rms_norm(e)
+        for feature in self._stream_features:
+            x = feature(x, input_ids)
+        ctx = self._context(x, input_ids)
+        state: State = x
         skips: list[Tensor] = []
-        for block in self.blocks[: self.num_encoder_layers]:
-            x = block(x, x0)
-            skips.append(x)
-        for i, block in enumerate(self.blocks[self.num_encoder_layers :]):
+        for layer in self._encoder:
+            state = self.blocks[layer](state, ctx)
+            skips.append(state)
+        for j, layer in enumerate(self._decoder):
             if skips:
-                x = x + row_scale(self.skip_weights[i], x) * skips.pop()
-            x = block(x, x0)
-        return rms_norm(x)
+                state = self._skip(state, skips.pop(), j)
+            state = self.blocks[layer](state, ctx)
+        return rms_norm(self._final_merge(state))
 
     def logits(self, hidden: Tensor) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
@@ -70,12 +193,30 @@ class GPT(nn.Module):
         logits = self.logits(self.hidden(input_ids)).float()
         return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1))
 
+    # ---- optimizer partition --------------------------------------------------------------------
+    def optimizer_groups(self) -> ParamGroups:
+        """Block parameters first (the baseline's order), then the model-level ones."""
+        groups = ParamGroups()
+        named = list(self.blocks.named_parameters(prefix="blocks"))
+        named += [(n, p) for n, p in self.named_parameters() if not n.startswith("blocks.")]
+        head = None if self.lm_head is None else self.lm_head.weight
+        for name, p in named:
+            if p is self.tok_emb.weight or name.endswith(".table"):
+                groups.token.append(p)
+            elif p is head:
+                groups.head.append(p)
+            elif p.ndim == 2 and not is_control_name(name):
+                groups.matrix.append(p)
+            else:
+                groups.scalar.append(p)
+        return groups
+
 
 def build_model(cfg: ModelConfig, device: torch.device, low_precision_storage: bool = False) -> GPT:
     """Create the model on `device`.
 
     `low_precision_storage` reproduces the baseline's GPU layout: the module is cast to bf16, then
-    Linear weights and control tensors are restored to fp32 (so only the embedding stays bf16).
+    Linear weights and control tensors are restored to fp32 (so only the embedding tables stay bf16).
     """
     model = GPT(cfg).to(device)
     if low_precision_storage:
@@ -93,12 +234,17 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
 
     Attention: per layer, QKᵀ and AV each cost 2·S·d multiply-adds per token for a full window;
     causal masking halves that on average, and backward doubles forward: 3 × 2 × 2 × (S/2) × d.
+    Blocks count once per virtual layer (depth recurrence active); feature projections once.
     """
     d = cfg.model_dim
     head_dim = d // cfg.num_heads
     kv_dim = cfg.num_kv_heads * head_dim
     hidden = int(cfg.mlp_mult * d)
     per_block = d * d * 2 + d * kv_dim * 2 + 2 * d * hidden
-    matmul_params = cfg.num_layers * per_block + cfg.vocab_size * d
-    attention = cfg.num_layers * 6 * seq_len * d
+    if cfg.attn_gate != "off":
+        per_block += cfg.num_heads * (d if cfg.attn_gate == "dense" else cfg.attn_gate_window)
+    layers = cfg.num_layers + cfg.recur_loops * (cfg.recur_end - cfg.recur_start + 1)
+    features = (cfg.bigram_dim * d if cfg.bigram_vocab else 0) + (cfg.value_embed_dim * kv_dim if cfg.value_embed_layers else 0)
+    matmul_params = layers * per_block + cfg.vocab_size * d + features
+    attention = layers * 6 * seq_len * d
     return 6 * matmul_params + attention

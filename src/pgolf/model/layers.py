@@ -7,10 +7,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # Parameters whose names contain one of these substrings are "control" tensors: they go to Adam
-# (not Muon), stay fp32 even when the body runs in bf16, and are exported as float.
+# (not Muon), stay fp32 even when the body runs in bf16, and are exported as float. The first nine
+# are the baseline's; the rest name the small gates and mixing weights of the record techniques.
 CONTROL_TENSOR_NAME_PATTERNS: tuple[str, ...] = (
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
     "q_gain", "skip_weight", "skip_weights",
+    "skip_gates", "attn_gate_w", "smear_", "parallel_resid", "parallel_post", "lane_route", "lane_merge",
+    "vr_lambda", "ve_scale", "ve_layer_scale", "bigram_scale",
 )
 
 
@@ -21,6 +24,21 @@ def is_control_name(name: str) -> bool:
 def rms_norm(x: Tensor) -> Tensor:
     """RMS normalisation over the last dimension, with no learnable weight."""
     return F.rms_norm(x, (x.size(-1),))
+
+
+class ScaledRMSNorm:
+    """`rms_norm(x) · scale`: the "LN scale" of the records, 1/sqrt(i+1) for physical layer i."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, (x.size(-1),)) * self.scale
+
+
+def sublayer_norm(layer: int, ln_scale: bool):
+    """The norm feeding a block's sublayers: plain RMSNorm unless LN scale is on."""
+    return ScaledRMSNorm(1.0 / (layer + 1) ** 0.5) if ln_scale else rms_norm
 
 
 class CastedLinear(nn.Linear):

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
@@ -37,17 +36,11 @@ def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
 
 
 def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
-    """({name: Muon matrix}, control/scalar parameters) of the blocks; skip weights count as scalars."""
-    matrix: dict[str, nn.Parameter] = {}
-    scalar: list[nn.Parameter] = []
-    for name, p in model.blocks.named_parameters(prefix="blocks"):
-        if p.ndim == 2 and not is_control_name(name):
-            matrix[name] = p
-        else:
-            scalar.append(p)
-    if model.skip_weights.numel() > 0:
-        scalar.append(model.skip_weights)
-    return matrix, scalar
+    """({name: Muon matrix}, Adam-trained control/scalar parameters), from the model's own partition."""
+    groups = model.optimizer_groups()  # the model knows which of its technique parameters are matrices
+    matrix_ids = {id(p) for p in groups.matrix}
+    matrix = {name: p for name, p in model.named_parameters() if id(p) in matrix_ids}
+    return matrix, groups.scalar
 
 
 def qat_bits_for(model: GPT, bits: int) -> BitsFor:
@@ -63,9 +56,10 @@ def build_optimizers(model: GPT, cfg: Config, device: torch.device,
     fused = device.type == "cuda"
     o = cfg.optim
     token_lr = o.tied_embed_lr if cfg.model.tie_embeddings else o.embed_lr
-    optimizers: list[torch.optim.Optimizer] = [_adam([model.tok_emb.weight], token_lr, o.embed_weight_decay, cfg, fused)]
-    if model.lm_head is not None:
-        optimizers.append(_adam([model.lm_head.weight], o.head_lr, o.embed_weight_decay, cfg, fused))
+    groups = model.optimizer_groups()
+    optimizers: list[torch.optim.Optimizer] = [_adam(groups.token, token_lr, o.embed_weight_decay, cfg, fused)]
+    if groups.head:
+        optimizers.append(_adam(groups.head, o.head_lr, o.embed_weight_decay, cfg, fused))
     options = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
                    nesterov=o.muon_nesterov, ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
                    row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay, orthogonalize=orthogonalize)

@@ -125,6 +125,9 @@ class Schedule:
         return self.late_qat_threshold > 0 and lr_scale < self.late_qat_threshold
 
     def recurrence_active(self, step: int, progress: float) -> bool:
+        """Depth recurrence runs from the first step unless a start step or fraction is set."""
+        if self.recurrence_start_step == 0 and self.recurrence_start_frac == 0:
+            return True
         by_step = self.recurrence_start_step > 0 and step >= self.recurrence_start_step
         by_progress = self.recurrence_start_frac > 0 and progress >= self.recurrence_start_frac
         return by_step or by_progress

@@ -74,7 +74,7 @@ class Trainer:
         self.loader = parts.make_loader()
         self.state = TrainState()
         self.switches = parts.switches or SwitchTensors(parts.ctx.device)
-        self._recurrence_on = False
+        self._recurrence_on = None  # unknown until the first step sets it
         self._warm = False
         self._last_values: StepValues | None = None
 
