@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +36,12 @@ from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.averaging import Averagers
-from pgolf.optim.factory import build_optimizers, qat_bits_for
+from pgolf.optim.factory import build_optimizers, late_qat_bits
 from pgolf.optim.muon import newton_schulz
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.packing import pack_weights
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
-from pgolf.quant.qat import QATForward
+from pgolf.quant.qat import QATForward, bits_from_mapping
 from pgolf.train import provenance
 from pgolf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, weights_sha256
 from pgolf.train.distributed import DistContext, barrier, init_distributed, seed_everything, shutdown
@@ -185,7 +186,11 @@ def _wrap_for_training(model: GPT, cfg: Config, ctx: DistContext, logger: RunLog
     """
     module: nn.Module = model
     if cfg.train.late_qat_threshold > 0:
-        module = QATForward(model, qat_bits_for(model, cfg.train.qat_bits), switches.qat)
+        bits = late_qat_bits(model, cfg)
+        widths = Counter(bits.values())
+        logger.log("late_qat: " + " ".join(f"int{b}:{n}" for b, n in sorted(widths.items()))
+                   + f" matrices (quant.scheme={cfg.quant.scheme})")
+        module = QATForward(model, bits_from_mapping(bits), switches.qat)
     use_compile = compile_enabled(cfg, ctx.device)
     forward, compile_info = maybe_compile(module, use_compile, on_fallback=lambda why: logger.log(f"torch_compile:{why}"),
                                           dynamic=False, fullgraph=True, backend=cfg.train.compile_backend)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import torch
 
 from pgolf.config import Config
+from pgolf.errors import ConfigError
 from pgolf.model.gpt import GPT
 from pgolf.model.layers import is_control_name
 from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.precision import autocast_dtype
+from pgolf.quant.policy import assign_formats, load_policy
 from pgolf.quant.qat import BitsFor, bits_from_mapping
 
 MuonLike = Muon | ParallelMuon
@@ -44,8 +46,26 @@ def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
 
 
 def qat_bits_for(model: GPT, bits: int) -> BitsFor:
-    """Late QAT's default policy: every Muon matrix at `bits` (the quantization policy may refine it)."""
+    """Every Muon matrix fake-quantized at `bits`."""
     return bits_from_mapping({name: bits for name in partition(model)[0]})
+
+
+def late_qat_bits(model: GPT, cfg: Config) -> dict[str, int]:
+    """{Muon matrix name: int width} that late QAT rehearses: the run's own quantization.
+
+    With `quant.scheme = "policy"` each matrix gets the int-k its policy rule stores it at (a matrix the policy
+    keeps in float is not fake-quantized); the int8 and fit schemes have no fixed per-tensor width, so every
+    matrix takes `train.qat_bits`.
+    """
+    matrices = partition(model)[0]
+    if cfg.quant.scheme != "policy":
+        return {name: cfg.train.qat_bits for name in matrices}
+    formats = assign_formats(load_policy(cfg.quant.policy), model.state_dict()).formats
+    bits = {name: b for name in matrices if (b := formats[name].bits) is not None}
+    if not bits:
+        raise ConfigError(f"train.late_qat_threshold: quant policy {cfg.quant.policy!r} stores no Muon matrix as "
+                          "int-k, so late QAT has nothing to rehearse; set it to 0 or pick an int policy")
+    return bits
 
 
 def build_optimizers(model: GPT, cfg: Config, device: torch.device,
