@@ -68,14 +68,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _print_result(summary: dict, as_json: bool) -> None:
     if as_json:
-        keys = ("val_loss", "val_bpb", "val_tokens", "val_bytes", "pre_quant_val_bpb", "post_quant_val_bpb",
+        keys = ("val_loss", "val_bpb", "eval_stage", "val_tokens", "val_bytes", "pre_quant_val_bpb", "post_quant_val_bpb",
                 "artifact_bytes", "code_bytes", "model_bytes", "params", "steps", "weights_sha256", "run_id")
         print(json.dumps({k: summary[k] for k in keys if k in summary}))
         return
     print(f"run:            runs/{summary['run_id']}" if "run_id" in summary else "")
     scheme = summary.get("quant", {}).get("policy") or "int8"
-    print(f"val_bpb:        {summary['val_bpb']:.8f} (after {scheme}+{summary.get('codec', 'zlib')} roundtrip; "
-          f"before quantization {summary['pre_quant_val_bpb']:.8f})")
+    print(f"val_bpb:        {summary['post_quant_val_bpb']:.8f} (after {scheme}+{summary.get('codec', 'zlib')} "
+          f"roundtrip; before quantization {summary['pre_quant_val_bpb']:.8f})")
+    for stage in summary.get("eval_stages", []):
+        legality = stage["legality"]
+        flag = "" if legality["compliant"] else f" [{legality['label']}: {legality['reason']}]"
+        print(f"  {stage['stage']}: val_bpb {stage['val_bpb']:.8f} (eval {stage['elapsed_s']:.1f}s){flag}")
     print(f"val_loss:       {summary['val_loss']:.8f} nats/token over {summary['val_tokens']:,} tokens, "
           f"{summary['val_bytes']:,} bytes")
     print(f"artifact bytes: {summary['artifact_bytes']:,} = model {summary['model_bytes']:,} + code "

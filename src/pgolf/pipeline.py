@@ -32,6 +32,8 @@ from pgolf.data.sidecar import eval_byte_counter
 from pgolf.data.tokenizer import ByteCounter, check_vocab_size
 from pgolf.errors import ConfigError, UserError
 from pgolf.evaluate.bpb import BPBResult
+from pgolf.evaluate.legality import ruling
+from pgolf.evaluate.modes import eval_stages, run_stages
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
@@ -338,11 +340,15 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         post, _ = evaluate_model(model, eval_data, cfg, ctx)
     label = "int8_zlib" if (cfg.quant.scheme, cfg.quant.codec) == ("int8", "zlib") else f"{cfg.quant.scheme}_{cfg.quant.codec}"
     logger.log(f"final_{label}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
+    stages = _run_eval_stages(model, eval_data, cfg, ctx, logger, clock)
+    headline = stages[-1] if stages else {"stage": "plain", **post.to_dict(), "legality": ruling("plain")}
     logger.log(clock.table())
     if not ctx.is_main:
         return {}
     summary = {
-        "val_loss": post.val_loss, "val_bpb": post.val_bpb, "val_tokens": post.val_tokens, "val_bytes": post.val_bytes,
+        "val_loss": headline["val_loss"], "val_bpb": headline["val_bpb"], "val_tokens": headline["val_tokens"],
+        "val_bytes": headline["val_bytes"], "eval_stage": headline["stage"], "legality": headline["legality"],
+        "eval_stages": stages,
         "pre_quant_val_loss": pre.val_loss, "pre_quant_val_bpb": pre.val_bpb,
         "post_quant_val_loss": post.val_loss, "post_quant_val_bpb": post.val_bpb,
         "quant_gap_bpb": post.val_bpb - pre.val_bpb,
@@ -355,13 +361,34 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         "last_train_loss": state.last_train_loss, "seed": cfg.run.seed, "preset": cfg.run.preset,
         "run_id": cfg.run.run_id, "git_commit": manifest["git_commit"], "weights_sha256": sha,
         "artifact_sha256": sha256_file(artifact_path), "phases": clock.to_dict(), "proxy": manifest.get("proxy"),
-        "artifact_sha256": sha256_file(artifact_path), "manifest": manifest,
+        "manifest": manifest,
         "recompiles_after_warmup": state.recompiles,
         **(averaged.summary() if averaged is not None else {}),
     }
     atomic_write_json(run_dir / "summary.json", summary)
     logger.close()
     return summary
+
+
+def _run_eval_stages(model: GPT, eval_data: EvalData, cfg: Config, ctx: DistContext, logger: RunLogger,
+                     clock: PhaseClock) -> list[dict[str, Any]]:
+    """The eval stages the config asks for beyond plain (sliding, TTT, SLOT), on the artifact's weights.
+
+    The last one is the run's headline val_bpb, as in the records' scripts; none runs by default.
+    """
+    extra = eval_stages(cfg)[1:]
+    if not extra:
+        return []
+    with clock.phase("eval_stages", "eval"):
+        results = run_stages(model, extra, cfg, eval_data.tokens, eval_data.lut, ctx, autocast_dtype(cfg, ctx.device))
+    reports = [report for report, _ in results]
+    for report in reports:
+        legality = report["legality"]
+        note = "" if legality["compliant"] else f" {legality['label']}: {legality['reason']}"
+        note += "" if report["complete"] else f" INCOMPLETE: {report['val_tokens']:,} of {report['targets']:,} targets"
+        logger.log(f"final_{report['stage']}_exact val_loss:{report['val_loss']:.8f} val_bpb:{report['val_bpb']:.8f} "
+                   f"eval_time:{report['elapsed_s']:.1f}s{note}")
+    return reports
 
 
 def _compact_json(obj: Any) -> str:

@@ -118,3 +118,24 @@ def test_config_show_and_doctor(capsys) -> None:
     assert main(["doctor", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["will_use"]["attention"] == "sdpa" and info["gloo"] is True
+
+
+def test_train_scores_the_configured_eval_stages_and_eval_reproduces_them(small_dataset, tmp_path: Path,
+                                                                         capsys) -> None:
+    """A run with sliding + SLOT reports its last stage as val_bpb, labelled; no track takes a NON-COMPLIANT score."""
+    sets = tiny_overrides(small_dataset, **{"run.out_dir": str(tmp_path), "run.run_id": "staged", "eval.stride": 32,
+                                            "eval.slot": "published", "eval.slot_steps": 2})
+    assert main(["train", *_sets(sets)]) == 0
+    summary = json.loads((tmp_path / "staged" / "summary.json").read_text())
+    assert [s["stage"] for s in summary["eval_stages"]] == ["sliding", "sliding+slot-published"]
+    assert summary["eval_stage"] == "sliding+slot-published"
+    assert summary["val_bpb"] == summary["eval_stages"][-1]["val_bpb"] != summary["post_quant_val_bpb"]
+    assert summary["legality"]["label"] == "NON-COMPLIANT"
+    assert "final_sliding+slot-published_exact" in (tmp_path / "staged" / "train.log").read_text()
+    replay = _eval_json(capsys, [str(tmp_path / "staged")])  # the stages ran on the artifact's weights
+    assert [s["val_bpb"] for s in replay["stages"]] == [summary["post_quant_val_bpb"],
+                                                         *(s["val_bpb"] for s in summary["eval_stages"])]
+    capsys.readouterr()
+    code = main(["submit", str(tmp_path / "staged"), "--name", "x", "--author", "a", "--github-id", "g",
+                 "--track", "non_record_16mb", "--out", str(tmp_path / "rec")])
+    assert code == 2 and "NON-COMPLIANT" in capsys.readouterr().err and not (tmp_path / "rec").exists()

@@ -8,6 +8,7 @@ import pytest
 
 from pgolf.cli import main
 from pgolf.experiments.spec import AblationError, example_files, load_ablation
+from pgolf.quant.policy import load_policy
 
 HEAD = """[ablation]
 preset = "tiny"
@@ -123,10 +124,26 @@ def test_cli_refuses_a_bad_file_before_any_run(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "out" / "runs").exists()
 
 
-def test_shipped_cpu_examples_validate(tmp_path: Path) -> None:
-    cpu = [p for p in example_files() if p.stem.endswith("_cpu")]
-    assert {p.stem for p in cpu} == {"proteus_1425_phase1_cpu", "proteus_1425_phase2_cpu"}
-    for path in cpu:
+def test_shipped_examples_validate_and_each_feature_changes_its_technique(tmp_path: Path) -> None:
+    files = example_files()
+    assert {p.stem for p in files} == {f"proteus_1425_phase{n}{cpu}" for n in (1, 2) for cpu in ("", "_cpu")}
+    for path in files:
         spec = load_ablation(path)
         spec.validate(tmp_path)
         assert spec.seeds and len(spec.configurations()) in (3, 7)
+        rows = {row.name: spec.resolve(row, 42, tmp_path) for row in spec.configurations()}
+        base = rows[spec.baseline]
+        assert base.model.parallel_residual == "off" and base.eval.slot == "off"
+        for name, cfg in rows.items():
+            features = set(next(r for r in spec.configurations() if r.name == name).features)
+            assert (cfg.model.parallel_residual == "proteus") == ("parallel" in features)
+            assert (cfg.eval.slot == "published") == ("slot" in features)
+            assert (cfg.quant.policy != base.quant.policy) == bool(features & {"int5", "int5_n8"})
+            assert load_policy(cfg.quant.policy).rules  # relative policy files resolve beside the ablation file
+
+
+def test_phase2_int5_policies_put_int5_on_the_stated_number_of_mlp_layers() -> None:
+    folder = example_files()[0].parent / "policies"
+    for count in (2, 6, 10):
+        rule = next(r for r in load_policy(str(folder / f"proteus_int5x{count}.toml")).rules if r.fmt.name == "int5")
+        assert len(rule.layers) == count and set(rule.layers) <= set(range(11))

@@ -14,6 +14,7 @@ from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.pipeline import run_train
 
 RECORD_PRESETS = ["pr635", "pr1291", "proteus_v16", "proteus_ablation", "sota"]
+CPU_EVAL_SIZES = ("val_batch_size", "val_max_tokens")
 SIZE_KEYS = {"vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "rope_dims",
              "xsa_last_n", "bigram_vocab", "bigram_dim", "value_embed_layers", "value_embed_dim", "parallel_start",
              "recur_start", "recur_end", "tied_embed_init_std", "smear_window", "attn_gate_window"}
@@ -50,6 +51,19 @@ def _switched_on(m: ModelConfig) -> dict[str, object]:
             if f.name not in SIZE_KEYS and getattr(m, f.name) != getattr(default, f.name)}
 
 
+def _without(section: object, *keys: str) -> dict[str, object]:
+    return {k: v for k, v in dataclasses.asdict(section).items() if k not in keys}
+
+
+def _technique_switches(cfg) -> dict[str, object]:
+    """Optimizer and training-dynamics techniques (step counts and learning rates aside)."""
+    o, t = cfg.optim, cfg.train
+    return {"muon_impl": o.muon_impl, "ns": o.muon_ns_variant, "row_norm": o.muon_row_normalize,
+            "muon_wd": o.muon_weight_decay, "embed_wd": o.embed_weight_decay, "adam_wd": o.adam_weight_decay,
+            "ema": t.ema_decay, "swa": t.swa_every > 0, "late_qat": t.late_qat_threshold, "qat_bits": t.qat_bits,
+            "warmdown_frac": t.warmdown_frac, "min_lr": t.min_lr_scale}
+
+
 @pytest.mark.parametrize("preset", RECORD_PRESETS)
 def test_cpu_variant_keeps_every_technique(preset: str) -> None:
     full, cpu = load_config(preset, env={}), load_config(f"{preset}_cpu", env={})
@@ -57,6 +71,10 @@ def test_cpu_variant_keeps_every_technique(preset: str) -> None:
     for key in ("bigram_vocab", "value_embed_layers", "xsa_last_n", "recur_loops"):  # sized switches stay on
         assert bool(getattr(cpu.model, key)) == bool(getattr(full.model, key)), key
     assert (cpu.train.recurrence_start_step > 0) == (full.train.recurrence_start_step > 0)
+    for section in ("quant", "eval"):  # quantization and scoring exactly as the source, except how much is scored
+        assert _without(getattr(cpu, section), *CPU_EVAL_SIZES) == _without(getattr(full, section), *CPU_EVAL_SIZES)
+    assert cpu.data.loader == full.data.loader
+    assert _technique_switches(cpu) == _technique_switches(full)
     assert (cpu.train.recurrence_start_frac > 0) == (full.train.recurrence_start_frac > 0)
     assert cpu.data.dataset.startswith("embedded:") and 0 < cpu.train.max_wallclock_seconds <= 180
 

@@ -12,7 +12,7 @@ metric = "val_bpb"         # lower is better
 train.max_wallclock_seconds = 30
 
 [features.parallel]        # a toggle: the overrides that switch one technique on
-set = { model.parallel_residual_start = 6 }
+set = { model.parallel_residual = "proteus", model.parallel_start = 6 }
 
 [configs.A]                # matrix rows: a preset, features and overrides of their own
 [configs.B]
@@ -139,7 +139,7 @@ class AblationSpec:
 
     def resolve(self, row: Configuration, seed: int, runs_dir: Path) -> Config:
         """The full config of one run; errors name the file and line of the entry that caused them."""
-        sets = [f"{key}={_as_text(value)}" for key, value in self.overrides_of(row)]
+        sets = [f"{key}={_as_text(self._file_relative(key, value))}" for key, value in self.overrides_of(row)]
         sets += [f"run.seed={seed}", f"run.run_id={run_id(row.name, seed)}", f"run.out_dir={runs_dir}"]
         preset = row.preset if row.preset is not None else self.preset
         try:
@@ -147,6 +147,12 @@ class AblationSpec:
         except ConfigError as exc:
             line = self._line_of_error(row, str(exc))
             raise AblationError(f"{self.path}:{line}: configuration '{row.name}': {exc}") from None
+
+    def _file_relative(self, key: str, value: Any) -> Any:
+        """A relative quant policy file is found beside the ablation file, so shipped examples run from anywhere."""
+        if key == "quant.policy" and isinstance(value, str) and value.endswith(".toml") and not Path(value).is_absolute():
+            return str(self.path.parent / value)
+        return value
 
     def _line_of_error(self, row: Configuration, message: str) -> int:
         found = re.search(r"'([a-z_]+\.[a-z_0-9]+)'", message) or re.match(r"([a-z_]+\.[a-z_0-9]+):", message)

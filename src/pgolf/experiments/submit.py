@@ -92,6 +92,11 @@ def _load_runs(paths: list[Path]) -> list[SubmissionRun]:
 
 def _check_track(runs: list[SubmissionRun], track: str) -> None:
     for run in runs:
+        legality = run.result.summary.get("legality", {"compliant": True})
+        if not legality["compliant"]:
+            raise UserError(f"run {run.result.run_dir} is scored by a {legality['label']} stage "
+                            f"({run.result.summary['eval_stage']}: {legality['reason']}): no track accepts it; "
+                            "re-run with a compliant eval (e.g. eval.slot=context or off)")
         if track == RECORD_TRACK and run.cfg.eval.val_max_tokens > 0:
             raise UserError(f"run {run.result.run_dir} scored only the first {run.cfg.eval.val_max_tokens:,} val tokens "
                             "(eval.val_max_tokens): a record is scored on the full validation split; re-run with "
