@@ -72,7 +72,8 @@ def _print_result(summary: dict, as_json: bool) -> None:
                 "artifact_bytes", "code_bytes", "model_bytes", "params", "steps", "weights_sha256", "run_id")
         print(json.dumps({k: summary[k] for k in keys if k in summary}))
         return
-    print(f"run:            runs/{summary['run_id']}" if "run_id" in summary else "")
+    out_dir = summary.get("manifest", {}).get("config", {}).get("run", {}).get("out_dir", "runs")
+    print(f"run:            {Path(out_dir) / summary['run_id']}" if "run_id" in summary else "")
     scheme = summary.get("quant", {}).get("policy") or "int8"
     print(f"val_bpb:        {summary['post_quant_val_bpb']:.8f} (after {scheme}+{summary.get('codec', 'zlib')} "
           f"roundtrip; before quantization {summary['pre_quant_val_bpb']:.8f})")

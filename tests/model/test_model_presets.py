@@ -60,7 +60,7 @@ def _technique_switches(cfg) -> dict[str, object]:
     o, t = cfg.optim, cfg.train
     return {"muon_impl": o.muon_impl, "ns": o.muon_ns_variant, "row_norm": o.muon_row_normalize,
             "muon_wd": o.muon_weight_decay, "embed_wd": o.embed_weight_decay, "adam_wd": o.adam_weight_decay,
-            "ema": t.ema_decay, "swa": t.swa_every > 0, "late_qat": t.late_qat_threshold, "qat_bits": t.qat_bits,
+            "ema": t.ema_decay > 0, "swa": t.swa_every > 0, "late_qat": t.late_qat_threshold, "qat_bits": t.qat_bits,
             "warmdown_frac": t.warmdown_frac, "min_lr": t.min_lr_scale}
 
 
