@@ -128,3 +128,32 @@ def test_bench_quant_table(tiny_run: Path, tmp_path: Path) -> None:
     assert result["targets"]["auto_never_worse_than_best_single_codec"] is True
     assert all(r["quant_gap_bpb"] == pytest.approx(r["val_bpb"] - result["pre_quant_val_bpb"]) for r in table)
     assert json.loads((tmp_path / "bench.json").read_text())["table"] == table
+
+
+@pytest.mark.parametrize("reserve", [0.0, 2.0])
+def test_train_calibration_is_timed_inside_the_training_budget(reserve: float, small_dataset, tmp_path: Path,
+                                                               capsys) -> None:
+    """Calibrating on training shards must run inside the wallclock budget: training stops `reserve` early."""
+    from testkit import tiny_overrides
+
+    sets = tiny_overrides(small_dataset, **{"run.out_dir": str(tmp_path), "run.run_id": "cal", "train.iterations": 10_000,
+                                            "train.max_wallclock_seconds": 4.0, "quant.scheme": "policy",
+                                            "quant.gptq": "true", "quant.calibration": "train",
+                                            "quant.calibration_seqs": 4, "quant.calibration_reserve_seconds": reserve})
+    assert main(["train", *(a for s in sets for a in ("--set", s))]) == 0
+    summary = json.loads((tmp_path / "cal" / "summary.json").read_text())
+    log = (tmp_path / "cal" / "train.log").read_text()
+    pass_seconds = summary["quant"]["calibration"]["pass_seconds"]
+    assert pass_seconds > 0 and summary["train_plus_calibration_s"] == pytest.approx(summary["wallclock_s"] + pass_seconds)
+    log = log.split("=" * 100)[-1]  # the run's own lines, after the logged source
+    verdict = log.split("calibration_budget:")[1].splitlines()[0]
+    if reserve:
+        assert "calibration_reserve: training stops at 2.0s" in log
+        assert summary["wallclock_s"] < 4.0 - reserve + 1.0  # stopped at the reduced cap (plus at most a step)
+        assert "of 4.0s: inside the training budget" in verdict and summary["calibration_inside_budget"]
+    else:  # training used the whole budget, so the pass after it is over: said, not hidden
+        assert "calibration_warning: quant.calibration=train reads training shards" in log
+        assert "of 4.0s: OVER the training budget" in verdict and not summary["calibration_inside_budget"]
+    assert load_config(None, env={}, overrides=["train.max_wallclock_seconds=3"]).quant.calibration_reserve_seconds == 0
+    with pytest.raises(Exception, match="quant.calibration_reserve_seconds"):
+        load_config(None, env={}, overrides=["train.max_wallclock_seconds=3", "quant.calibration_reserve_seconds=3"])

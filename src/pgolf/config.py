@@ -174,6 +174,9 @@ class QuantConfig:
     calibration_seq_len: int = 0  # 0 = train.train_seq_len
     calibration_temperature: float = 0.8  # sampling temperature of `ar`
     calibration_seed: int = 1337
+    # calibration = train under a wallclock cap: training stops this much earlier, so that the calibration pass
+    # (reading training shards, collecting Hessians) runs inside train.max_wallclock_seconds
+    calibration_reserve_seconds: float = 0.0
     prune_fraction: float = 0.0  # zero this fraction of smallest-|w| entries of each int-k matrix first
     fit_bits: str = "5,6,7,8"  # candidate widths of scheme fit
     codec: str = "zlib"
@@ -584,6 +587,11 @@ def _validate_proxy(cfg: Config, world_size: int) -> None:
     resolve_grad_accum(cfg, target)  # the emulated run's own accumulation must be defined
 
 
+def reads_train_calibration(cfg: Config) -> bool:
+    """Whether packing reads training data (GPTQ or fit calibrated on training shards)."""
+    return cfg.quant.calibration == "train" and (cfg.quant.gptq or cfg.quant.scheme == "fit")
+
+
 def parse_fit_bits(text: str) -> tuple[int, ...]:
     """'5,6,7,8' → (8, 7, 6, 5); ConfigError unless every entry is an integer in 4..8."""
     try:
@@ -604,6 +612,10 @@ def _validate_quant(cfg: Config) -> None:
     _require(q.calibration_seqs > 0, "quant.calibration_seqs", "must be positive")
     _require(q.calibration_seq_len >= 0, "quant.calibration_seq_len", "must be ≥ 0 (0 = train.train_seq_len)")
     _require(q.calibration_temperature > 0, "quant.calibration_temperature", "must be > 0")
+    cap = cfg.train.max_wallclock_seconds
+    _require(q.calibration_reserve_seconds >= 0 and (cap <= 0 or q.calibration_reserve_seconds < cap),
+             "quant.calibration_reserve_seconds",
+             f"must be ≥ 0 and below train.max_wallclock_seconds={cap}, got {q.calibration_reserve_seconds}")
     _require(q.gptq_block_size > 0, "quant.gptq_block_size", "must be positive")
     _require(0 < q.gptq_damp < 1, "quant.gptq_damp", "must be in (0, 1)")
     _require(0 <= q.prune_fraction < 1, "quant.prune_fraction", "must be in [0, 1)")

@@ -131,8 +131,9 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     hessians: dict[str, Tensor] = {}
     if q.gptq or q.scheme == "fit":
         model = _float_model(cpu_state, cfg, device)
+        pass_start = time.perf_counter()
         sequences, record = calibration or calibration_sequences(cfg, model, train_files)
-        quant_meta["calibration"] = record
+        quant_meta["calibration"] = record = dict(record)
         log(f"calibration: {record['tokens']:,} tokens from {record['source']} ({record['legality']}) "
             f"in {record['seconds']:.1f}s")
         if q.gptq:
@@ -143,6 +144,9 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     if q.scheme == "fit":
         sensitivity = measure_sensitivity(model, cpu_state, assignment.formats, parse_fit_bits(q.fit_bits),
                                           quantizer, sequences, autocast_dtype(cfg, device))
+    if "calibration" in quant_meta:  # everything that read the calibration tokens: sequences, Hessians, sensitivities
+        quant_meta["calibration"]["pass_seconds"] = time.perf_counter() - pass_start
+    if q.scheme == "fit":
         packed = _fit(cpu_state, assignment.formats, sensitivity, quantizer, encode, cfg, quant_meta)
     else:
         qm, methods = quantize_mixed(cpu_state, assignment.formats, quantizer)

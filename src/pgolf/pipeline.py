@@ -7,6 +7,7 @@ artifact.pgolf, summary.json}`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections import Counter
@@ -22,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, code_files, count_code_bytes
 from pgolf.artifact.format import read_artifact, save_artifact_bytes, write_artifact
-from pgolf.config import Config, config_from_dict, read_toml_file, resolve_grad_accum, validate
+from pgolf.config import Config, config_from_dict, read_toml_file, reads_train_calibration, resolve_grad_accum, validate
 from pgolf.data.build import DatasetPaths, embedded_dataset
 from pgolf.data.families import load_tokenizer
 from pgolf.data.loader import make_train_loader
@@ -294,6 +295,7 @@ def _run_train(cfg: Config, ctx: DistContext, resume_dir: Path | None) -> dict[s
         cfg, proxy = apply_proxy(cfg, ctx.world_size)  # config.toml keeps the request; training uses this
         if proxy is not None:
             logger.log(proxy.describe())
+        cfg = _reserve_calibration_time(cfg, logger)
         setup = prepare_training(cfg, ctx, run_dir, logger, clock)
         setup.manifest["proxy"] = proxy.to_dict() if proxy is not None else None
         logger.log(f"manifest:{_compact_json(setup.manifest)}")
@@ -328,6 +330,7 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
             logger.log("\n".join(line for line in report if not line.startswith("  counted:")))
             logger.log("\n".join(line for line in report if line.startswith("  counted:")), file_only=True)
         barrier(ctx)
+    calibration_budget = _calibration_budget(cfg, state, packed["quant"], logger) if ctx.is_main else {}
     if averaged is not None and averaged.applied in averaged.scores:
         pre = averaged.scores[averaged.applied]
     else:
@@ -362,12 +365,43 @@ def _finish(cfg: Config, ctx: DistContext, run_dir: Path, setup: TrainingSetup, 
         "run_id": cfg.run.run_id, "git_commit": manifest["git_commit"], "weights_sha256": sha,
         "artifact_sha256": sha256_file(artifact_path), "phases": clock.to_dict(), "proxy": manifest.get("proxy"),
         "manifest": manifest,
-        "recompiles_after_warmup": state.recompiles,
+        "recompiles_after_warmup": state.recompiles, **calibration_budget,
         **(averaged.summary() if averaged is not None else {}),
     }
     atomic_write_json(run_dir / "summary.json", summary)
     logger.close()
     return summary
+
+
+def _reserve_calibration_time(cfg: Config, logger: RunLogger) -> Config:
+    """Stop training `quant.calibration_reserve_seconds` early when packing will read training data.
+
+    Calibrating on training shards is legal only inside the training budget (TECHNIQUES §4.5.2).
+    """
+    cap, reserve = cfg.train.max_wallclock_seconds, cfg.quant.calibration_reserve_seconds
+    if not reads_train_calibration(cfg) or cap <= 0:
+        return cfg
+    if reserve == 0:
+        logger.log("calibration_warning: quant.calibration=train reads training shards after the training clock "
+                   "stops; set quant.calibration_reserve_seconds so the pass fits in train.max_wallclock_seconds")
+        return cfg
+    logger.log(f"calibration_reserve: training stops at {cap - reserve:.1f}s so the calibration pass fits in the "
+               f"{cap:.1f}s budget")
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_wallclock_seconds=cap - reserve))
+
+
+def _calibration_budget(cfg: Config, state: Any, quant: dict[str, Any], logger: RunLogger) -> dict[str, Any]:
+    """Training time + the calibration pass against the budget, for runs that calibrate on training data."""
+    if not reads_train_calibration(cfg) or cfg.train.max_wallclock_seconds <= 0:
+        return {}
+    budget = cfg.train.max_wallclock_seconds + cfg.quant.calibration_reserve_seconds
+    used = state.training_time_ms / 1000.0 + quant["calibration"]["pass_seconds"]
+    inside = used <= budget
+    logger.log(f"calibration_budget: training {state.training_time_ms / 1000.0:.1f}s + calibration pass "
+               f"{quant['calibration']['pass_seconds']:.1f}s = {used:.1f}s of {budget:.1f}s: "
+               + ("inside the training budget" if inside else "OVER the training budget: raise "
+                  "quant.calibration_reserve_seconds or calibrate with quant.calibration=ar"))
+    return {"train_plus_calibration_s": used, "calibration_inside_budget": inside}
 
 
 def _run_eval_stages(model: GPT, eval_data: EvalData, cfg: Config, ctx: DistContext, logger: RunLogger,
