@@ -367,12 +367,12 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 def cmd_bench_ablate_cpu(args: argparse.Namespace) -> int:
     from pgolf.bench.ablate_cpu import bench_ablate_cpu, markdown_table
 
-    if args.seeds < 1 or args.seconds <= 0:
-        raise UserError("--seeds must be ≥ 1 and --seconds > 0")
+    if args.seeds < 1 or args.seconds <= 0 or args.steps < 0:
+        raise UserError("--seeds must be ≥ 1, --seconds > 0 and --steps ≥ 0")
     only = [name.strip() for name in args.only.split(",") if name.strip()] if args.only else []
     result = bench_ablate_cpu(args.preset, seconds=args.seconds, seeds=[1337 + i for i in range(args.seeds)],
                               val_tokens=args.val_tokens, threads=args.threads, jobs=args.jobs, only=only, out=args.out,
-                              progress=lambda line: print(line, flush=True))
+                              progress=lambda line: print(line, flush=True), steps=args.steps)
     print(markdown_table(result))
     if args.json:
         print(json.dumps(result))
@@ -646,9 +646,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_optim)
     ablate = bench_sub.add_parser(
-        "ablate-cpu", help="train the preset with each model technique alone and all together, equal wallclock, CPU")
+        "ablate-cpu", help="train the preset with each model technique alone and all together, equal wallclock or steps, CPU")
     ablate.add_argument("--preset", default="tiny", help="base preset (default tiny)")
     ablate.add_argument("--seconds", type=float, default=30.0, help="training seconds per run (equal wallclock)")
+    ablate.add_argument("--steps", type=int, default=0,
+                        help="optimizer steps per run instead (equal steps: val_bpb independent of the machine's load)")
     ablate.add_argument("--seeds", type=int, default=2, help="seeds per configuration (1337, 1338, ...)")
     ablate.add_argument("--val-tokens", type=int, default=32768, help="score this prefix of the val split")
     ablate.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch default)")

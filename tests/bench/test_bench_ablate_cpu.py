@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pgolf.bench.ablate_cpu import ablation_matrix, markdown_table
+from pgolf.bench.ablate_cpu import ablation_matrix, budget_overrides, markdown_table
 from pgolf.config import load_config
 from pgolf.errors import UserError
 from pgolf.model.techniques import TECHNIQUES
@@ -34,3 +34,11 @@ def test_markdown_table_lists_every_row() -> None:
               "seeds": [1, 2], "val_tokens": 8192, "rows": [row, {**row, "technique": "xsa_all"}]}
     table = markdown_table(result)
     assert "| baseline | 2.5000 ± 0.0100 |" in table and "| xsa_all |" in table
+
+
+def test_equal_steps_budget_removes_the_wallclock_cap() -> None:
+    assert budget_overrides(45.0, 0) == {"train.max_wallclock_seconds": 45.0}
+    steps = budget_overrides(45.0, 30)
+    assert steps == {"train.max_wallclock_seconds": 0, "train.iterations": 30, "train.warmdown_iters": 10}
+    cfg = load_config("tiny", env={}, overrides=[f"{k}={v}" for k, v in steps.items()])
+    assert (cfg.train.iterations, cfg.train.max_wallclock_seconds) == (30, 0)

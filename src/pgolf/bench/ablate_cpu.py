@@ -1,8 +1,9 @@
-"""`pgolf bench ablate-cpu`: every model technique alone, and all together, at equal wallclock on CPU.
+"""`pgolf bench ablate-cpu`: every model technique alone, and all together, at equal wallclock or steps on CPU.
 
 Each configuration is the base preset (`tiny`) plus one entry of the technique catalog
-(`pgolf.model.techniques`), trained for the same number of seconds on the embedded corpus, packed,
-and scored on a declared prefix of the val split; every configuration runs with the same seeds.
+(`pgolf.model.techniques`), trained for the same number of seconds (or, with `steps`, the same number
+of optimizer steps, which makes val_bpb independent of the machine's load) on the embedded corpus,
+packed, and scored on a declared prefix of the val split; every configuration runs with the same seeds.
 The table reports post-quantization val_bpb, training tokens/s, parameters and artifact bytes, each
 against the baseline measured in the same process. At this scale it is evidence, not a verdict.
 """
@@ -46,9 +47,16 @@ def ablation_matrix(preset: str, only: Sequence[str] = ()) -> list[tuple[str, st
     return rows
 
 
-def _train_one(preset: str, overrides: dict[str, Any], seed: int, seconds: float, val_tokens: int, threads: int,
+def budget_overrides(seconds: float, steps: int) -> dict[str, Any]:
+    """Equal wallclock (`steps` = 0), or equal steps with no cap and a warm-down over the last third."""
+    if steps <= 0:
+        return {"train.max_wallclock_seconds": seconds}
+    return {"train.max_wallclock_seconds": 0, "train.iterations": steps, "train.warmdown_iters": max(1, steps // 3)}
+
+
+def _train_one(preset: str, overrides: dict[str, Any], seed: int, budget: dict[str, Any], val_tokens: int, threads: int,
                out_dir: Path, run_id: str) -> dict[str, Any]:
-    fixed = {"train.max_wallclock_seconds": seconds, "train.threads": threads, "train.val_loss_every": 0, "train.train_log_every": 0,
+    fixed = {**budget, "train.threads": threads, "train.val_loss_every": 0, "train.train_log_every": 0,
              "train.checkpoint_every": 0, "train.device": "cpu", "eval.val_max_tokens": val_tokens,
              "run.seed": seed, "run.out_dir": out_dir, "run.run_id": run_id}
     cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in {**overrides, **fixed}.items()])
@@ -81,7 +89,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"# ablate-cpu on `{result['preset']}` ({result['machine']}, {result['threads']} threads, torch {result['torch']})",
         "",
-        f"{result['seconds']:.0f} s of training per run ({result['jobs']} at a time), seeds {result['seeds']}, "
+        (f"{result['steps']} optimizer steps" if result.get("steps") else f"{result['seconds']:.0f} s of training")
+        + f" per run ({result['jobs']} at a time), seeds {result['seeds']}, "
         f"val_bpb after the int8 roundtrip "
         f"on the first {result['val_tokens']:,} val tokens. Δ and × are against `baseline` in the same run.",
         "",
@@ -98,7 +107,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 def bench_ablate_cpu(preset: str = "tiny", seconds: float = 30.0, seeds: Sequence[int] = (1337, 1338),
                      val_tokens: int = 32768, threads: int = 0, jobs: int = 1, only: Sequence[str] = (),
-                     out: Path | None = None, progress: Callable[[str], None] = print) -> dict[str, Any]:
+                     out: Path | None = None, progress: Callable[[str], None] = print, steps: int = 0) -> dict[str, Any]:
     """Run the matrix; with `out`, the JSON (and a .md table beside it) is rewritten after every row.
 
     `jobs` > 1 trains that many runs at once in separate processes (the seeds of one configuration
@@ -107,11 +116,13 @@ def bench_ablate_cpu(preset: str = "tiny", seconds: float = 30.0, seeds: Sequenc
     matrix = ablation_matrix(preset, only)
     result: dict[str, Any] = {
         "benchmark": "ablate-cpu", "preset": preset, "machine": f"cpu-{os.cpu_count()}core",
-        "threads": threads or torch.get_num_threads(), "jobs": jobs, "torch": torch.__version__, "seconds": seconds,
+        "threads": threads or torch.get_num_threads(), "jobs": jobs, "torch": torch.__version__,
+        "seconds": None if steps else seconds, "steps": steps or None,
         "seeds": list(seeds), "val_tokens": val_tokens, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S"), "rows": [],
     }
     with tempfile.TemporaryDirectory(prefix="pgolf-ablate-") as tmp, _executor(jobs) as pool:
-        pending = [[pool.submit(_train_one, preset, overrides, seed, seconds, val_tokens, threads, Path(tmp),
+        budget = budget_overrides(seconds, steps)
+        pending = [[pool.submit(_train_one, preset, overrides, seed, budget, val_tokens, threads, Path(tmp),
                                 f"{name}-{seed}") for seed in seeds] for name, _, overrides in matrix]
         for (name, summary, overrides), futures in zip(matrix, pending, strict=True):
             runs = [f.result() for f in futures]
