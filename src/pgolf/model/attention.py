@@ -32,12 +32,20 @@ class Rotary(nn.Module):
         self._cache: tuple[int, torch.device, Tensor, Tensor] | None = None
 
     def forward(self, seq_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        if torch.compiler.is_compiling():
+            # A traced graph computes the tables itself: filling a Python-side cache during the first call
+            # would leave a guard on it and recompile the whole model on the second step.
+            cos, sin = self._tables(seq_len, device)
+            return cos.to(dtype), sin.to(dtype)
         if self._cache is None or self._cache[0] != seq_len or self._cache[1] != device:
-            positions = torch.arange(seq_len, device=device, dtype=torch.float32)
-            freqs = torch.outer(positions, self.inv_freq.to(device))
-            self._cache = (seq_len, device, freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :])
+            self._cache = (seq_len, device, *self._tables(seq_len, device))
         _, _, cos, sin = self._cache
         return cos.to(dtype), sin.to(dtype)
+
+    def _tables(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        positions = torch.arange(seq_len, device=device, dtype=torch.float32)
+        freqs = torch.outer(positions, self.inv_freq.to(device))
+        return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
