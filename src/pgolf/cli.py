@@ -77,10 +77,11 @@ def _print_result(summary: dict, as_json: bool) -> None:
     scheme = summary.get("quant", {}).get("policy") or "int8"
     print(f"val_bpb:        {summary['post_quant_val_bpb']:.8f} (after {scheme}+{summary.get('codec', 'zlib')} "
           f"roundtrip; before quantization {summary['pre_quant_val_bpb']:.8f})")
-    for stage in summary.get("eval_stages", []):
-        legality = stage["legality"]
-        flag = "" if legality["compliant"] else f" [{legality['label']}: {legality['reason']}]"
-        print(f"  {stage['stage']}: val_bpb {stage['val_bpb']:.8f} (eval {stage['elapsed_s']:.1f}s){flag}")
+    if summary.get("eval_stages"):
+        from pgolf.evaluate.modes import stage_line
+
+        for stage in summary["eval_stages"]:
+            print(f"  {stage_line(stage)}")
     print(f"val_loss:       {summary['val_loss']:.8f} nats/token over {summary['val_tokens']:,} tokens, "
           f"{summary['val_bytes']:,} bytes")
     print(f"artifact bytes: {summary['artifact_bytes']:,} = model {summary['model_bytes']:,} + code "
@@ -88,6 +89,7 @@ def _print_result(summary: dict, as_json: bool) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from pgolf.evaluate.modes import stage_line
     from pgolf.targets import evaluate_target
 
     result = evaluate_target(Path(args.target), args, _load)
@@ -95,21 +97,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(json.dumps(result))
         return 0
     for stage in result["stages"]:
-        print(_stage_line(stage))
+        print(stage_line(stage))
     print(f"val_loss:{result['val_loss']:.8f} val_bpb:{result['val_bpb']:.8f} "
           f"val_tokens:{result['val_tokens']} val_bytes:{result['val_bytes']} source:{result['source']}")
     return 0
-
-
-def _stage_line(stage: dict) -> str:
-    legality = stage["legality"]
-    label = "" if legality["compliant"] else f" {legality['label']} ({legality['policy']}): {legality['reason']}"
-    scored = "" if stage["complete"] else (f" INCOMPLETE: scored {stage['val_tokens']:,} of {stage['targets']:,} "
-                                           "targets before eval.max_eval_seconds")
-    projection = stage["projection"]
-    return (f"stage:{stage['stage']} val_loss:{stage['val_loss']:.8f} val_bpb:{stage['val_bpb']:.8f} "
-            f"tokens/s:{stage['tokens_per_s']:,.0f} time:{stage['elapsed_s']:.1f}s "
-            f"projected_8gpu_full_val:{projection['seconds']:.0f}s{scored}{label}")
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from pgolf.data.tokenizer import ByteCounter, check_vocab_size
 from pgolf.errors import ConfigError, UserError
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.legality import ruling
-from pgolf.evaluate.modes import eval_stages, run_stages
+from pgolf.evaluate.modes import eval_stages, run_stages, stage_line
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
@@ -417,11 +417,7 @@ def _run_eval_stages(model: GPT, eval_data: EvalData, cfg: Config, ctx: DistCont
         results = run_stages(model, extra, cfg, eval_data.tokens, eval_data.lut, ctx, autocast_dtype(cfg, ctx.device))
     reports = [report for report, _ in results]
     for report in reports:
-        legality = report["legality"]
-        note = "" if legality["compliant"] else f" {legality['label']}: {legality['reason']}"
-        note += "" if report["complete"] else f" INCOMPLETE: {report['val_tokens']:,} of {report['targets']:,} targets"
-        logger.log(f"final_{report['stage']}_exact val_loss:{report['val_loss']:.8f} val_bpb:{report['val_bpb']:.8f} "
-                   f"eval_time:{report['elapsed_s']:.1f}s{note}")
+        logger.log(f"final_{report['stage']}_exact {stage_line(report)}")
     return reports
 
 

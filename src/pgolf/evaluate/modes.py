@@ -185,3 +185,15 @@ def run_stages(model: GPT, modes: list[Mode], cfg: Config, tokens: torch.Tensor,
                 for mode in modes]
     finally:
         model.train(was_training)
+
+
+def stage_line(stage: dict[str, Any]) -> str:
+    """One line per stage report: scores, throughput, projection, completeness and legality label."""
+    legality = stage["legality"]
+    label = "" if legality["compliant"] else f" {legality['label']} ({legality['policy']}): {legality['reason']}"
+    scored = "" if stage["complete"] else (f" INCOMPLETE: scored {stage['val_tokens']:,} of {stage['targets']:,} "
+                                           "targets before eval.max_eval_seconds")
+    projection = stage["projection"]
+    return (f"stage:{stage['stage']} val_loss:{stage['val_loss']:.8f} val_bpb:{stage['val_bpb']:.8f} "
+            f"tokens/s:{stage['tokens_per_s']:,.0f} time:{stage['elapsed_s']:.1f}s "
+            f"projected_8gpu_full_val:{projection['seconds']:.0f}s{scored}{label}")
