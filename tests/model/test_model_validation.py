@@ -47,7 +47,7 @@ def test_compatible_settings_pass() -> None:
 
 
 def test_activation_choices_are_the_registry() -> None:
-    from pgolf.config import _CHOICES
+    from pgolf.config import choices
     from pgolf.model.mlp import ACTIVATIONS
 
-    assert set(_CHOICES["model.activation"]) == set(ACTIVATIONS)
+    assert set(choices()["model.activation"]) == set(ACTIVATIONS)
