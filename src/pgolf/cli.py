@@ -12,20 +12,16 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pgolf.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
 VERIFY_FAILED = 3  # `pgolf verify`: a mode broke a condition of the legality policy
-
-
-def _config_args(parser: argparse.ArgumentParser, preset_default: str | None = None) -> None:
-    parser.add_argument("--preset", default=preset_default, help="preset name (see `pgolf config presets`)")
-    parser.add_argument("--config", type=Path, help="TOML file overriding the preset")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one field (repeatable); wins over the environment")
 
 
 def _load(args: argparse.Namespace, base: dict | None = None, world_size: int | None = None):
@@ -146,8 +142,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:
+    from pgolf.config.docs import documented_toml
+
     cfg = _load(args)
-    sys.stdout.write(cfg.to_toml())
+    sys.stdout.write(documented_toml(cfg) if args.doc else cfg.to_toml())
     return 0
 
 
@@ -370,293 +368,288 @@ def cmd_bench_ablate_cpu(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---- parser -----------------------------------------------------------------------------------
-def _eval_mode_args(parser: argparse.ArgumentParser, adaptation: bool = True) -> None:
-    parser.add_argument("--context", type=int, help="window length of sliding/TTT/SLOT scoring (eval.context; "
-                                                    "default train_seq_len)")
-    parser.add_argument("--stride", type=int, help="add a sliding-window stage with this stride (eval.stride; "
-                                                   "the records use 64)")
-    if not adaptation:
-        return
-    parser.add_argument("--ttt", choices=("off", "full", "lora", "phased"),
-                        help="add a score-first test-time-training stage (eval.ttt)")
-    parser.add_argument("--slot", choices=("off", "context", "published"),
-                        help="add a SLOT stage (eval.slot); 'published' is labelled NON-COMPLIANT")
+# ---- parser: every subcommand is one row of COMMANDS --------------------------------------------
+Arg = Callable[[argparse.ArgumentParser], object]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # "train", or "<group> <name>" for the commands of a group (GROUPS)
+    func: Handler
+    help: str
+    args: tuple[Arg, ...] = ()
+    description: str | None = None
+
+
+GROUPS: dict[str, str] = {
+    "config": "inspect configuration",
+    "data": "build, download, retokenize or audit datasets and tokenizers",
+    "bench": "benchmarks (results as JSON)",
+}
+
+
+def opt(*flags: str, **kwargs: Any) -> Arg:
+    return lambda parser: parser.add_argument(*flags, **kwargs)
+
+
+def sets(help: str | None = None) -> Arg:
+    return opt("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+               help=help or "override one field (repeatable); wins over the environment")
+
+
+def config_opts(preset_default: str | None = None) -> tuple[Arg, ...]:
+    return (opt("--preset", default=preset_default, help="preset name (see `pgolf config presets`)"),
+            opt("--config", type=Path, help="TOML file overriding the preset"), sets())
+
+
+def fields(**flags: str) -> Arg:
+    """Options generated from the schema: fields(max_eval_seconds="eval.max_eval_seconds") adds --max-eval-seconds."""
+    from pgolf.config.options import add_field_option
+
+    def add(parser: argparse.ArgumentParser) -> None:
+        for name, dotted in flags.items():
+            add_field_option(parser, "--" + name.replace("_", "-"), dotted)
+    return add
+
+
+def json_opt(help: str = "print one JSON object as the last line") -> Arg:
+    return opt("--json", action="store_true", help=help)
+
+
+def workers(default: int | None = None, help: str = "encoding threads") -> Arg:
+    return opt("--workers", type=int, default=default or os.cpu_count() or 1, help=help)
+
+
+OUT_JSON = opt("--out", type=Path, help="also write the JSON result to this file")
+TARGET_HELP = "artifact.pgolf, runs/<id>, final_model.pt or final_model.int8.ptz"
+DATASET = fields(data="data.dataset", tokenizer="data.tokenizer")
+WINDOWS = fields(context="eval.context", stride="eval.stride")
+ADAPTATION = fields(ttt="eval.ttt", slot="eval.slot")
+PolicyHelp = ("mixed-precision policy: a shipped name (int6, int5mlp, proteus, sdclip, int4) or a .toml file; "
+              "sets quant.scheme=policy")
+
+RUN_COMMANDS: tuple[Command, ...] = (
+    Command("train", cmd_train, "train a model, pack its artifact, score it", (
+        *config_opts(), opt("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint"),
+        json_opt("print the summary as one JSON line"))),
+    Command("demo", cmd_demo, "train the tiny preset on the embedded corpus, pack and score it", (sets(),)),
+    Command("eval", cmd_eval, "score an artifact, a run directory, or an official final_model.pt/.int8.ptz", (
+        opt("target", help=TARGET_HELP), *config_opts(), DATASET, WINDOWS, ADAPTATION,
+        fields(max_eval_seconds="eval.max_eval_seconds"),
+        opt("--dump-losses", type=Path, metavar="FILE.npy", help="write the per-token losses (float64 nats, stream "
+            "order) of the last stage; earlier stages go beside it as FILE.<stage>.npy"), json_opt())),
+    Command("verify", cmd_verify, "test eval modes against the legality policy (causal, normalized, score-first, "
+            "single pass)", (
+        opt("target", help=TARGET_HELP), *config_opts(), DATASET, WINDOWS, ADAPTATION,
+        opt("--mode", nargs="+", metavar="MODE", help="plain, sliding, ttt-full, ttt-lora, ttt-phased, slot-context, "
+            "slot-published or all (default: the stages `pgolf eval` runs with the same options)"),
+        opt("--tokens", type=int, default=4096, help="val tokens the checks run on (default 4096)"),
+        opt("--positions", type=int, default=3, help="positions p of the perturbation test (default 3)"),
+        opt("--seed", type=int, default=0, help="seed of the random replacement tokens"), json_opt()),
+        description="Runs each mode on a prefix of the val stream: a future-perturbation test, a normalization check "
+        f"and a single-pass check. Exit code 0 if every mode passes, {VERIFY_FAILED} if one breaks a condition."),
+    Command("pack", cmd_pack, "quantize and pack a run (or an official export) into a pgolf artifact", (
+        opt("target", help="runs/<id>, final_model.pt or final_model.int8.ptz"), *config_opts(),
+        opt("--policy", metavar="P", help=PolicyHelp),
+        opt("--fit", action="store_true", help="choose bit widths per tensor to fit quant.budget_bytes − "
+            "quant.budget_margin with the least measured loss increase (quant.scheme=fit)"),
+        fields(gptq="quant.gptq", codec="quant.codec", transform="quant.transform"),
+        opt("--out", type=Path, help="artifact path (default: artifact.pgolf beside the input)"),
+        json_opt("print the report as one JSON object"))),
+    Command("inspect", cmd_inspect, "parameters per module, FLOPs/token and projected artifact bytes, no training",
+            (*config_opts("baseline"), json_opt("print one JSON object"))),
+    Command("config show", cmd_config_show, "print the resolved config as TOML", (
+        *config_opts(), opt("--doc", action="store_true", help="add each field's documentation as a comment"))),
+    Command("config presets", cmd_config_presets, "list the shipped presets"),
+)
+
+DATA_COMMANDS: tuple[Command, ...] = (
+    Command("data build", cmd_data_build, "text/jsonl → tokenizer (any vocab) + official shards + manifest", (
+        opt("--input", nargs="+", required=True, help="train .jsonl/.txt files, folders or globs"),
+        opt("--out", required=True, help="output root (gets datasets/<name>/ and tokenizers/)"),
+        opt("--tokenizer", help="existing tokenizer: a SentencePiece .model, byte260, tiktoken:<encoding> or a "
+            "tokenizer .json (else a SentencePiece model is trained)"),
+        opt("--vocab-size", type=int, help="vocabulary of the trained tokenizer (default 1024; with --tokenizer: "
+            "checked against it)"),
+        opt("--model-type", choices=("bpe", "unigram"), default="bpe", help="SentencePiece model type"),
+        opt("--caseops", action="store_true", help="lossless case transform; bpb counted on original bytes through "
+            "a val byte sidecar"),
+        opt("--byte-sidecar", action="store_true", help="write the val byte sidecar for any tokenizer"),
+        opt("--val-input", nargs="+", help="validation files (else --val-fraction of the documents)"),
+        opt("--val-fraction", type=float, help="fraction of documents (from the start) held out for val"),
+        opt("--name", help="dataset name (default <corpus>_<variant>, e.g. web_sp4096)"),
+        opt("--shard-tokens", type=int, default=100_000_000, help="tokens per shard"),
+        opt("--max-docs", type=int, default=0, help="use only the first N documents (0 = all)"),
+        opt("--max-bytes", type=int, default=0, help="use only the first N bytes of text (0 = all)"),
+        opt("--tokenizer-train-docs", type=int, default=0, help="train the tokenizer on the first N train documents "
+            "(0 = all)"),
+        workers(help="encoding threads (over documents)"),
+        opt("--replace-invalid", action="store_true", help="read non-UTF-8 bytes as U+FFFD instead of failing"),
+        opt("--force", action="store_true", help="write shards even if the tokenizer fails the audit"))),
+    Command("data download", cmd_data_download, "fetch the official shards through huggingface_hub", (
+        opt("--variant", default="sp1024", help="sp1024, sp4096, sp8192, byte260, "
+            "sp8192_lossless_caps_caseops_v1_reserved, ..."),
+        opt("--train-shards", type=int, default=80, help="prefix of train shards to fetch"),
+        opt("--out", default="data", help="local data root"),
+        opt("--repo-id", help="hub dataset repo (default: the one that publishes the variant)"),
+        opt("--remote-root", default="datasets", help="folder of manifest.json inside the repo"),
+        opt("--skip-manifest", action="store_true", help="use the local manifest.json"),
+        opt("--with-docs", action="store_true", help="also fetch docs_selected.jsonl (the raw text)"),
+        opt("--from-dir", help="a local folder laid out like the hub repo (mirror or offline copy)"))),
+    Command("data retokenize", cmd_data_retokenize, "decode a dataset's documents and re-encode them with another "
+            "tokenizer, checking byte-exact round trips", (
+        opt("source", help="source dataset folder (…/datasets/<name>)"),
+        opt("--tokenizer", required=True, help="new tokenizer (.model, byte260, tiktoken:<enc>, .json)"),
+        opt("--out", required=True, help="output root (gets datasets/<name>/ and tokenizers/)"),
+        opt("--name", help="dataset name (default <source corpus>_<variant>)"),
+        opt("--source-tokenizer", help="tokenizer of the source (default: from its dataset.json)"),
+        opt("--shard-tokens", type=int, help="tokens per shard (default: the source's)"), workers(),
+        opt("--force", action="store_true", help="write shards even if the tokenizer fails the audit"))),
+    Command("data audit", cmd_data_audit, "byte-accounting audit: counted bytes vs decoded bytes, per token and over "
+            "a corpus; exit 2 on any mismatch", (
+        opt("tokenizer", help="tokenizer (.model, byte260, tiktoken:<enc>, .json)"),
+        opt("--corpus", nargs="+", help=".jsonl/.txt files whose documents are also audited"),
+        opt("--max-docs", type=int, default=0, help="audit only the first N corpus documents (0 = all)"),
+        opt("--lut", type=Path, help="audit this byte table (.npz: base_bytes, has_leading_space, is_boundary) "
+            "instead of pgolf's own, with the tokenizer as decoder"),
+        opt("--replace-invalid", action="store_true", help="read non-UTF-8 bytes as U+FFFD"),
+        workers(1), json_opt("print the report as one JSON object"))),
+    Command("doctor", cmd_doctor, "check torch, CUDA, bf16, compile, FlashAttention, NCCL; say what will be used",
+            (opt("--json", action="store_true"),)),
+)
+
+BENCH_COMMANDS: tuple[Command, ...] = (
+    Command("bench train", cmd_bench_train, "training tokens/s, measured matmul peaks, MFU, trainer vs bare loop", (
+        *config_opts("tiny"), opt("--steps", type=int, default=20, help="timed steps for each loop"), OUT_JSON,
+        json_opt())),
+    Command("bench data", cmd_bench_data, "tokenizer training time, encode/shard-write MB/s, loader tokens/s", (
+        opt("--vocab-size", type=int, default=1024, help="vocabulary of the timed tokenizer training"), workers(),
+        opt("--train-tokens-per-s", type=float, help="fastest training tokens/s of this machine (default: the "
+            "largest `pgolf bench train` result in benchmarks/results)"), OUT_JSON, json_opt())),
+    Command("bench eval", cmd_bench_eval, "tokens/s and val_bpb of plain, sliding, TTT and SLOT scoring, with 8-GPU "
+            "full-val projections", (
+        opt("target", nargs="?", help="artifact, run directory or official file (default: the preset's freshly "
+            "initialised model, whose bpb means nothing)"), *config_opts("tiny"), DATASET, WINDOWS,
+        opt("--tokens", type=int, default=8192, help="val tokens to score in every mode (0 = all)"), OUT_JSON,
+        json_opt())),
+    Command("bench ablate", cmd_bench_ablate, "an ablation file end to end: wallclock and the table it produced", (
+        opt("file", nargs="?", default="proteus_1425_phase2_cpu", help="ablation file or shipped example (default "
+            "proteus_1425_phase2_cpu)"),
+        opt("--folder", type=Path, default=Path("ablations/bench"), help="ablation folder (runs, report)"),
+        opt("--jobs", type=int, default=1, help="runs at a time"), OUT_JSON)),
+    Command("bench quant", cmd_bench_quant, "rate–distortion of a trained run: (policy, codec) → bytes, post-quant "
+            "val_bpb, quant gap", (
+        opt("run", help="runs/<id> of a finished training run"),
+        sets("override the run's config (e.g. eval.val_max_tokens, quant.calibration_seqs)"),
+        opt("--policies", default=",".join(DEFAULT_BENCH_POLICIES), help="comma-separated policies to measure; "
+            "'int8' is the baseline export, ':gptq' adds GPTQ, 'fit' the budget fit"),
+        opt("--codecs", default="zlib,zstd,lzma,brotli,auto", help="comma-separated codecs"),
+        opt("--pack-params", type=int, default=30_000_000, help="also time packing a random model of about this "
+            "many parameters (0 = skip)"), OUT_JSON, json_opt())),
+    Command("bench optim", cmd_bench_optim, "Muon vs Parallel Muon step time, Newton–Schulz kernel, quant gap with "
+            "late QAT", (
+        *config_opts("tiny"),
+        opt("--world-size", type=int, default=2, help="gloo processes for the multi-process step timing (CPU)"),
+        opt("--repeats", type=int, default=5, help="timed repetitions (the median is reported)"),
+        opt("--ns-batch", type=int, help="matrices per record shape in the kernel timing (default: all on GPU, 4 on "
+            "CPU)"),
+        opt("--qat-steps", type=int, default=150, help="training steps of each late-QAT comparison run"),
+        opt("--qat-threshold", type=float, default=0.15, help="LR multiplier below which late QAT is on"),
+        opt("--skip-qat", action="store_true", help="skip the two training runs of the quant-gap comparison"),
+        OUT_JSON, json_opt())),
+    Command("bench ablate-cpu", cmd_bench_ablate_cpu, "train the preset with each model technique alone and all "
+            "together, equal wallclock or steps, CPU", (
+        opt("--preset", default="tiny", help="base preset (default tiny)"),
+        opt("--seconds", type=float, default=30.0, help="training seconds per run (equal wallclock)"),
+        opt("--steps", type=int, default=0, help="optimizer steps per run instead (equal steps: val_bpb independent "
+            "of the machine's load)"),
+        opt("--seeds", type=int, default=2, help="seeds per configuration (1337, 1338, ...)"),
+        opt("--val-tokens", type=int, default=32768, help="score this prefix of the val split"),
+        opt("--threads", type=int, default=0, help="CPU threads per run (0 = torch default)"),
+        opt("--jobs", type=int, default=1, help="runs trained at once, in separate processes"),
+        opt("--only", help="comma-separated technique names (default: the whole catalog)"),
+        opt("--out", type=Path, help="write the JSON here (and the markdown table beside it, .md)"), json_opt())),
+)
+
+EXPERIMENT_COMMANDS: tuple[Command, ...] = (
+    Command("ablate", cmd_ablate, "run a matrix of configurations × seeds (resumable) and write results.md/csv + plots", (
+        opt("file", nargs="?", help="ablation TOML file, or the name of a shipped example"),
+        opt("--out", type=Path, help="ablation folder (default ablations/<name>)"),
+        opt("--jobs", type=int, default=1, help="runs at a time (default 1)"),
+        opt("--devices", help="comma-separated CUDA device ids, one run per device (sets --jobs)"),
+        opt("--plan", action="store_true", help="validate every configuration and print the cost; run nothing"),
+        opt("--list", action="store_true", help="list the shipped example ablation files")),
+        description="Run an ablation file: configurations (preset + overrides) × seeds, one after another or N at a "
+        "time; finished runs are skipped, interrupted ones resumed."),
+    Command("stats", cmd_stats, "mean, std and one-sided Welch tests under both record rules; seeds needed", (
+        opt("runs", nargs="+", help="run directories, summary.json or submission.json files of the candidate"),
+        opt("--against", nargs="+", help="the reference: run directories, summary.json or submission.json files"),
+        opt("--delta", type=float, help="improvement in bpb to plan seeds for (default: the measured one)"),
+        opt("--power", type=float, default=0.8, help="power for the seeds-needed estimate (default 0.8)"),
+        json_opt("also print one JSON object as the last line")),
+        description="Pool the runs given (independent reproductions included) and test them against --against "
+        "under the record rule (≥ 0.005 nats at p < 0.01) and the frontier rule (p < 0.25)."),
+    Command("reproduce", cmd_reproduce, "re-run a run from its summary.json manifest and compare the result", (
+        opt("summary", help="runs/<id>/summary.json (or the run directory)"),
+        opt("--out-dir", type=Path, help="where the rerun goes (default: beside the original)"),
+        opt("--tolerance", type=float, default=0.0, help="accepted |Δ val_bpb| when weights differ (default 0)")),
+        description="Re-run a finished run from the config, seed and data named in its manifest; exit 0 when it "
+        "reproduces (identical weights or val_bpb within --tolerance), 3 when not."),
+    Command("submit", cmd_submit, "write a records folder: README, submission.json, logs, single-file train_gpt.py", (
+        opt("runs", nargs="+", help="run directories (one per seed)"),
+        opt("--name", required=True, help="submission name (README title, submission.json name)"),
+        opt("--author", required=True), opt("--github-id", required=True),
+        opt("--blurb", default="", help="one-paragraph description"),
+        opt("--track", default="10min_16mb", choices=("10min_16mb", "non_record_16mb")),
+        opt("--out", type=Path, help="folder to create (default records/<date>_<name>)"),
+        opt("--minify", action="store_true", help="strip docstrings and comments from the embedded code"),
+        opt("--compress", action="store_true", help="ship the self-extracting lzma + base85 form")),
+        description="Package finished runs (one per seed, one configuration) as the challenge's records folder. The "
+        "train_gpt.py export embeds the pgolf code and config; its bytes are the code bytes."),
+    Command("preflight", cmd_preflight, "CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time", (
+        *config_opts("baseline"), opt("--gpus", type=int, default=8, help="GPUs of the projected run (default 8)"),
+        opt("--tflops", type=float, default=None, help="stated per-GPU throughput in TFLOP/s (default: the naive "
+            "baseline's measured 196.5 on H100)")),
+        description="Green/red checks: imports, config, model creation, forward/backward, code size, artifact-size "
+        "projection, step-time projection for N GPUs, quantization error. Exit 3 if red."),
+)
+
+COMMANDS: tuple[Command, ...] = RUN_COMMANDS + DATA_COMMANDS + BENCH_COMMANDS + EXPERIMENT_COMMANDS
+ORDER = ("train", "demo", "eval", "verify", "pack", "inspect", "config", "data", "doctor", "bench", "ablate", "stats",
+         "reproduce", "submit", "preflight")  # top-level order of `pgolf --help`
+
+
+def _subparsers(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:
+    return parser.add_subparsers(dest=dest, required=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgolf", description="Parameter Golf toolkit: train, pack, score.")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("train", help="train a model, pack its artifact, score it")
-    _config_args(p)
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("demo", help="train the tiny preset on the embedded corpus, pack and score it")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
-    p.set_defaults(func=cmd_demo)
-
-    p = sub.add_parser("eval", help="score an artifact, a run directory, or an official final_model.pt/.int8.ptz")
-    p.add_argument("target", help="artifact.pgolf, runs/<id>, final_model.pt or final_model.int8.ptz")
-    _config_args(p)
-    p.add_argument("--data", help="dataset folder (overrides data.dataset)")
-    p.add_argument("--tokenizer", help="tokenizer .model (overrides data.tokenizer)")
-    _eval_mode_args(p)
-    p.add_argument("--max-eval-seconds", type=float, metavar="S",
-                   help="stop each stage after S seconds and report the part scored (eval.max_eval_seconds)")
-    p.add_argument("--dump-losses", type=Path, metavar="FILE.npy",
-                   help="write the per-token losses (float64 nats, stream order) of the last stage; earlier "
-                        "stages go beside it as FILE.<stage>.npy")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.set_defaults(func=cmd_eval)
-
-    p = sub.add_parser("verify", help="test eval modes against the legality policy (causal, normalized, "
-                                      "score-first, single pass)",
-                       description="Runs each mode on a prefix of the val stream: a future-perturbation test, a "
-                                   "normalization check and a single-pass check. Exit code 0 if every mode passes, "
-                                   f"{VERIFY_FAILED} if one breaks a condition.")
-    p.add_argument("target", help="artifact.pgolf, runs/<id>, final_model.pt or final_model.int8.ptz")
-    _config_args(p)
-    p.add_argument("--data", help="dataset folder (overrides data.dataset)")
-    p.add_argument("--tokenizer", help="tokenizer .model (overrides data.tokenizer)")
-    _eval_mode_args(p)
-    p.add_argument("--mode", nargs="+", metavar="MODE",
-                   help="plain, sliding, ttt-full, ttt-lora, ttt-phased, slot-context, slot-published or all "
-                        "(default: the stages `pgolf eval` runs with the same options)")
-    p.add_argument("--tokens", type=int, default=4096, help="val tokens the checks run on (default 4096)")
-    p.add_argument("--positions", type=int, default=3, help="positions p of the perturbation test (default 3)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random replacement tokens")
-    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.set_defaults(func=cmd_verify)
-
-    p = sub.add_parser("pack", help="quantize and pack a run (or an official export) into a pgolf artifact")
-    p.add_argument("target", help="runs/<id>, final_model.pt or final_model.int8.ptz")
-    _config_args(p)
-    p.add_argument("--policy", metavar="P", help="mixed-precision policy: a shipped name (int6, int5mlp, proteus, "
-                   "sdclip, int4) or a .toml file; sets quant.scheme=policy")
-    p.add_argument("--fit", action="store_true", help="choose bit widths per tensor to fit quant.budget_bytes − "
-                   "quant.budget_margin with the least measured loss increase (quant.scheme=fit)")
-    p.add_argument("--gptq", action="store_true", help="full-Hessian GPTQ (calibration: quant.calibration)")
-    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "auto"),
-                   help="payload compressor (auto keeps the smallest of all four)")
-    p.add_argument("--transform", choices=("none", "byteplane", "bitpack", "auto"),
-                   help="payload transform before the codec (auto keeps the smallest)")
-    p.add_argument("--out", type=Path, help="artifact path (default: artifact.pgolf beside the input)")
-    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.set_defaults(func=cmd_pack)
-
-    p = sub.add_parser("inspect", help="parameters per module, FLOPs/token and projected artifact bytes, no training")
-    _config_args(p, preset_default="baseline")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=cmd_inspect)
-
-    p = sub.add_parser("config", help="inspect configuration")
-    config_sub = p.add_subparsers(dest="config_command", required=True)
-    show = config_sub.add_parser("show", help="print the resolved config as TOML")
-    _config_args(show)
-    show.set_defaults(func=cmd_config_show)
-    presets = config_sub.add_parser("presets", help="list the shipped presets")
-    presets.set_defaults(func=cmd_config_presets)
-
-    p = sub.add_parser("data", help="build, download, retokenize or audit datasets and tokenizers")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
-    build = data_sub.add_parser("build", help="text/jsonl → tokenizer (any vocab) + official shards + manifest")
-    build.add_argument("--input", nargs="+", required=True, help="train .jsonl/.txt files, folders or globs")
-    build.add_argument("--out", required=True, help="output root (gets datasets/<name>/ and tokenizers/)")
-    build.add_argument("--tokenizer", help="existing tokenizer: a SentencePiece .model, byte260, tiktoken:<encoding> "
-                       "or a tokenizer .json (else a SentencePiece model is trained)")
-    build.add_argument("--vocab-size", type=int, help="vocabulary of the trained tokenizer (default 1024; "
-                       "with --tokenizer: checked against it)")
-    build.add_argument("--model-type", choices=("bpe", "unigram"), default="bpe", help="SentencePiece model type")
-    build.add_argument("--caseops", action="store_true", help="lossless case transform; bpb counted on original "
-                       "bytes through a val byte sidecar")
-    build.add_argument("--byte-sidecar", action="store_true", help="write the val byte sidecar for any tokenizer")
-    build.add_argument("--val-input", nargs="+", help="validation files (else --val-fraction of the documents)")
-    build.add_argument("--val-fraction", type=float, help="fraction of documents (from the start) held out for val")
-    build.add_argument("--name", help="dataset name (default <corpus>_<variant>, e.g. web_sp4096)")
-    build.add_argument("--shard-tokens", type=int, default=100_000_000, help="tokens per shard")
-    build.add_argument("--max-docs", type=int, default=0, help="use only the first N documents (0 = all)")
-    build.add_argument("--max-bytes", type=int, default=0, help="use only the first N bytes of text (0 = all)")
-    build.add_argument("--tokenizer-train-docs", type=int, default=0,
-                       help="train the tokenizer on the first N train documents (0 = all)")
-    build.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding threads (over documents)")
-    build.add_argument("--replace-invalid", action="store_true", help="read non-UTF-8 bytes as U+FFFD instead of failing")
-    build.add_argument("--force", action="store_true", help="write shards even if the tokenizer fails the audit")
-    build.set_defaults(func=cmd_data_build)
-    download = data_sub.add_parser("download", help="fetch the official shards through huggingface_hub")
-    download.add_argument("--variant", default="sp1024",
-                          help="sp1024, sp4096, sp8192, byte260, sp8192_lossless_caps_caseops_v1_reserved, ...")
-    download.add_argument("--train-shards", type=int, default=80, help="prefix of train shards to fetch")
-    download.add_argument("--out", default="data", help="local data root")
-    download.add_argument("--repo-id", help="hub dataset repo (default: the one that publishes the variant)")
-    download.add_argument("--remote-root", default="datasets", help="folder of manifest.json inside the repo")
-    download.add_argument("--skip-manifest", action="store_true", help="use the local manifest.json")
-    download.add_argument("--with-docs", action="store_true", help="also fetch docs_selected.jsonl (the raw text)")
-    download.add_argument("--from-dir", help="a local folder laid out like the hub repo (mirror or offline copy)")
-    download.set_defaults(func=cmd_data_download)
-    retok = data_sub.add_parser("retokenize", help="decode a dataset's documents and re-encode them with "
-                                "another tokenizer, checking byte-exact round trips")
-    retok.add_argument("source", help="source dataset folder (…/datasets/<name>)")
-    retok.add_argument("--tokenizer", required=True, help="new tokenizer (.model, byte260, tiktoken:<enc>, .json)")
-    retok.add_argument("--out", required=True, help="output root (gets datasets/<name>/ and tokenizers/)")
-    retok.add_argument("--name", help="dataset name (default <source corpus>_<variant>)")
-    retok.add_argument("--source-tokenizer", help="tokenizer of the source (default: from its dataset.json)")
-    retok.add_argument("--shard-tokens", type=int, help="tokens per shard (default: the source's)")
-    retok.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding threads")
-    retok.add_argument("--force", action="store_true", help="write shards even if the tokenizer fails the audit")
-    retok.set_defaults(func=cmd_data_retokenize)
-    audit = data_sub.add_parser("audit", help="byte-accounting audit: counted bytes vs decoded bytes, "
-                                "per token and over a corpus; exit 2 on any mismatch")
-    audit.add_argument("tokenizer", help="tokenizer (.model, byte260, tiktoken:<enc>, .json)")
-    audit.add_argument("--corpus", nargs="+", help=".jsonl/.txt files whose documents are also audited")
-    audit.add_argument("--max-docs", type=int, default=0, help="audit only the first N corpus documents (0 = all)")
-    audit.add_argument("--lut", type=Path, help="audit this byte table (.npz: base_bytes, has_leading_space, "
-                       "is_boundary) instead of pgolf's own, with the tokenizer as decoder")
-    audit.add_argument("--replace-invalid", action="store_true", help="read non-UTF-8 bytes as U+FFFD")
-    audit.add_argument("--workers", type=int, default=1, help="encoding threads")
-    audit.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    audit.set_defaults(func=cmd_data_audit)
-
-    p = sub.add_parser("doctor", help="check torch, CUDA, bf16, compile, FlashAttention, NCCL; say what will be used")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_doctor)
-
-    p = sub.add_parser("bench", help="benchmarks (results as JSON)")
-    bench_sub = p.add_subparsers(dest="bench_command", required=True)
-    bench = bench_sub.add_parser("train", help="training tokens/s, measured matmul peaks, MFU, trainer vs bare loop")
-    _config_args(bench, preset_default="tiny")
-    bench.add_argument("--steps", type=int, default=20, help="timed steps for each loop")
-    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    bench.set_defaults(func=cmd_bench_train)
-    bench = bench_sub.add_parser("data", help="tokenizer training time, encode/shard-write MB/s, loader tokens/s")
-    bench.add_argument("--vocab-size", type=int, default=1024, help="vocabulary of the timed tokenizer training")
-    bench.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding threads")
-    bench.add_argument("--train-tokens-per-s", type=float, help="fastest training tokens/s of this machine "
-                       "(default: the largest `pgolf bench train` result in benchmarks/results)")
-    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    bench.set_defaults(func=cmd_bench_data)
-    bench = bench_sub.add_parser("eval", help="tokens/s and val_bpb of plain, sliding, TTT and SLOT scoring, with "
-                                              "8-GPU full-val projections")
-    bench.add_argument("target", nargs="?", help="artifact, run directory or official file (default: the preset's "
-                                                 "freshly initialised model, whose bpb means nothing)")
-    _config_args(bench, preset_default="tiny")
-    bench.add_argument("--data", help="dataset folder (overrides data.dataset)")
-    bench.add_argument("--tokenizer", help="tokenizer .model (overrides data.tokenizer)")
-    _eval_mode_args(bench, adaptation=False)
-    bench.add_argument("--tokens", type=int, default=8192, help="val tokens to score in every mode (0 = all)")
-    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    bench.set_defaults(func=cmd_bench_eval)
-    bench = bench_sub.add_parser("ablate", help="an ablation file end to end: wallclock and the table it produced")
-    bench.add_argument("file", nargs="?", default="proteus_1425_phase2_cpu",
-                       help="ablation file or shipped example (default proteus_1425_phase2_cpu)")
-    bench.add_argument("--folder", type=Path, default=Path("ablations/bench"), help="ablation folder (runs, report)")
-    bench.add_argument("--jobs", type=int, default=1, help="runs at a time")
-    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    bench.set_defaults(func=cmd_bench_ablate)
-
-    p = sub.add_parser("ablate", help="run a matrix of configurations × seeds (resumable) and write results.md/csv + plots",
-                       description="Run an ablation file: configurations (preset + overrides) × seeds, one after "
-                       "another or N at a time; finished runs are skipped, interrupted ones resumed.")
-    p.add_argument("file", nargs="?", help="ablation TOML file, or the name of a shipped example")
-    p.add_argument("--out", type=Path, help="ablation folder (default ablations/<name>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
-    p.add_argument("--devices", help="comma-separated CUDA device ids, one run per device (sets --jobs)")
-    p.add_argument("--plan", action="store_true", help="validate every configuration and print the cost; run nothing")
-    p.add_argument("--list", action="store_true", help="list the shipped example ablation files")
-    p.set_defaults(func=cmd_ablate)
-
-    p = sub.add_parser("stats", help="mean, std and one-sided Welch tests under both record rules; seeds needed",
-                       description="Pool the runs given (independent reproductions included) and test them against "
-                       "--against under the record rule (≥ 0.005 nats at p < 0.01) and the frontier rule (p < 0.25).")
-    p.add_argument("runs", nargs="+", help="run directories, summary.json or submission.json files of the candidate")
-    p.add_argument("--against", nargs="+", help="the reference: run directories, summary.json or submission.json files")
-    p.add_argument("--delta", type=float, help="improvement in bpb to plan seeds for (default: the measured one)")
-    p.add_argument("--power", type=float, default=0.8, help="power for the seeds-needed estimate (default 0.8)")
-    p.add_argument("--json", action="store_true", help="also print one JSON object as the last line")
-    p.set_defaults(func=cmd_stats)
-
-    p = sub.add_parser("reproduce", help="re-run a run from its summary.json manifest and compare the result",
-                       description="Re-run a finished run from the config, seed and data named in its manifest; "
-                       "exit 0 when it reproduces (identical weights or val_bpb within --tolerance), 3 when not.")
-    p.add_argument("summary", help="runs/<id>/summary.json (or the run directory)")
-    p.add_argument("--out-dir", type=Path, help="where the rerun goes (default: beside the original)")
-    p.add_argument("--tolerance", type=float, default=0.0, help="accepted |Δ val_bpb| when weights differ (default 0)")
-    p.set_defaults(func=cmd_reproduce)
-
-    p = sub.add_parser("submit", help="write a records folder: README, submission.json, logs, single-file train_gpt.py",
-                       description="Package finished runs (one per seed, one configuration) as the challenge's records "
-                       "folder. The train_gpt.py export embeds the pgolf code and config; its bytes are the code bytes.")
-    p.add_argument("runs", nargs="+", help="run directories (one per seed)")
-    p.add_argument("--name", required=True, help="submission name (README title, submission.json name)")
-    p.add_argument("--author", required=True)
-    p.add_argument("--github-id", required=True)
-    p.add_argument("--blurb", default="", help="one-paragraph description")
-    p.add_argument("--track", default="10min_16mb", choices=("10min_16mb", "non_record_16mb"))
-    p.add_argument("--out", type=Path, help="folder to create (default records/<date>_<name>)")
-    p.add_argument("--minify", action="store_true", help="strip docstrings and comments from the embedded code")
-    p.add_argument("--compress", action="store_true", help="ship the self-extracting lzma + base85 form")
-    p.set_defaults(func=cmd_submit)
-
-    p = sub.add_parser("preflight", help="CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time",
-                       description="Green/red checks: imports, config, model creation, forward/backward, code size, "
-                       "artifact-size projection, step-time projection for N GPUs, quantization error. Exit 3 if red.")
-    _config_args(p, preset_default="baseline")
-    p.add_argument("--gpus", type=int, default=8, help="GPUs of the projected run (default 8)")
-    p.add_argument("--tflops", type=float, default=None,
-                   help="stated per-GPU throughput in TFLOP/s (default: the naive baseline's measured 196.5 on H100)")
-    p.set_defaults(func=cmd_preflight)
-    quant = bench_sub.add_parser("quant", help="rate–distortion of a trained run: (policy, codec) → bytes, "
-                                 "post-quant val_bpb, quant gap")
-    quant.add_argument("run", help="runs/<id> of a finished training run")
-    quant.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override the run's config (e.g. eval.val_max_tokens, quant.calibration_seqs)")
-    quant.add_argument("--policies", default=",".join(DEFAULT_BENCH_POLICIES),
-                       help="comma-separated policies to measure; 'int8' is the baseline export, ':gptq' adds GPTQ, "
-                            "'fit' the budget fit")
-    quant.add_argument("--codecs", default="zlib,zstd,lzma,brotli,auto", help="comma-separated codecs")
-    quant.add_argument("--pack-params", type=int, default=30_000_000,
-                       help="also time packing a random model of about this many parameters (0 = skip)")
-    quant.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    quant.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    quant.set_defaults(func=cmd_bench_quant)
-    bench = bench_sub.add_parser("optim", help="Muon vs Parallel Muon step time, Newton–Schulz kernel, quant gap with late QAT")
-    _config_args(bench, preset_default="tiny")
-    bench.add_argument("--world-size", type=int, default=2, help="gloo processes for the multi-process step timing (CPU)")
-    bench.add_argument("--repeats", type=int, default=5, help="timed repetitions (the median is reported)")
-    bench.add_argument("--ns-batch", type=int, help="matrices per record shape in the kernel timing (default: all on "
-                       "GPU, 4 on CPU)")
-    bench.add_argument("--qat-steps", type=int, default=150, help="training steps of each late-QAT comparison run")
-    bench.add_argument("--qat-threshold", type=float, default=0.15, help="LR multiplier below which late QAT is on")
-    bench.add_argument("--skip-qat", action="store_true", help="skip the two training runs of the quant-gap comparison")
-    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
-    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    bench.set_defaults(func=cmd_bench_optim)
-    ablate = bench_sub.add_parser(
-        "ablate-cpu", help="train the preset with each model technique alone and all together, equal wallclock or steps, CPU")
-    ablate.add_argument("--preset", default="tiny", help="base preset (default tiny)")
-    ablate.add_argument("--seconds", type=float, default=30.0, help="training seconds per run (equal wallclock)")
-    ablate.add_argument("--steps", type=int, default=0,
-                        help="optimizer steps per run instead (equal steps: val_bpb independent of the machine's load)")
-    ablate.add_argument("--seeds", type=int, default=2, help="seeds per configuration (1337, 1338, ...)")
-    ablate.add_argument("--val-tokens", type=int, default=32768, help="score this prefix of the val split")
-    ablate.add_argument("--threads", type=int, default=0, help="CPU threads per run (0 = torch default)")
-    ablate.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes")
-    ablate.add_argument("--only", help="comma-separated technique names (default: the whole catalog)")
-    ablate.add_argument("--out", type=Path, help="write the JSON here (and the markdown table beside it, .md)")
-    ablate.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    ablate.set_defaults(func=cmd_bench_ablate_cpu)
+    top = _subparsers(parser, "command")
+    rows = sorted(COMMANDS, key=lambda c: ORDER.index(c.name.split()[0]))  # stable: table order inside a group
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for command in rows:
+        group, _, name = command.name.rpartition(" ")
+        if group and group not in groups:
+            groups[group] = _subparsers(top.add_parser(group, help=GROUPS[group]), f"{group}_command")
+        sub = (groups[group] if group else top).add_parser(name, help=command.help, description=command.description)
+        for add in command.args:
+            add(sub)
+        sub.set_defaults(func=command.func)
     return parser
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    print(f"pgolf: warning: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except UserError as exc:
         print(f"pgolf: error: {exc}", file=sys.stderr)
         return 2

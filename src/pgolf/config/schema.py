@@ -19,8 +19,8 @@ import tomli_w
 class DataConfig:
     """Where tokens come from. `embedded:<variant>` is the corpus shipped inside the package."""
 
-    dataset: str = "./data/datasets/fineweb10B_sp1024"
-    tokenizer: str = "./data/tokenizers/fineweb_1024_bpe.model"
+    dataset: str = "./data/datasets/fineweb10B_sp1024"  # folder of fineweb_{train,val}_*.bin shards, or embedded:<variant> (the sample in the package)
+    tokenizer: str = "./data/tokenizers/fineweb_1024_bpe.model"  # tokenizer of the dataset: .model, byte260, tiktoken:<enc> or .json (auto: an embedded dataset's own)
     train_shards: int = 0  # use only the first N train shards (0 = all)
     expected_train_shards: int = 80  # warn when a run uses fewer train shards (the official download: 80; 0 = no check)
     loader: Literal["stream", "doc_aligned", "coprime"] = "stream"  # stream (the baseline) | doc_aligned | coprime (see pgolf.data.loader)
@@ -28,18 +28,18 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    vocab_size: int = 1024
-    num_layers: int = 9
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: float = 2.0
+    vocab_size: int = 1024  # tokens of the vocabulary; must match the tokenizer
+    num_layers: int = 9  # transformer blocks (physical layers)
+    model_dim: int = 512  # width of the residual stream
+    num_heads: int = 8  # query heads; the head dim is model_dim / num_heads
+    num_kv_heads: int = 4  # key/value heads (grouped-query attention; divides num_heads)
+    mlp_mult: float = 2.0  # MLP hidden width = mlp_mult × model_dim
     activation: Literal["relu2", "leaky_relu2"] = "relu2"  # MLP nonlinearity: relu(x)² | leaky_relu(x)²
-    tie_embeddings: bool = True
-    rope_base: float = 10000.0
-    logit_softcap: float = 30.0
-    qk_gain_init: float = 1.5
-    tied_embed_init_std: float = 0.005
+    tie_embeddings: bool = True  # the output head reuses the token embedding
+    rope_base: float = 10000.0  # RoPE frequency base
+    logit_softcap: float = 30.0  # logits are softcapped to ±logit_softcap (tanh)
+    qk_gain_init: float = 1.5  # initial per-head gain on the normalized queries
+    tied_embed_init_std: float = 0.005  # init std of the tied embedding
     bos_id: int = 1  # document separator: token-mixing features never cross it
     # Techniques of the records (TECHNIQUES.md §4.14–4.21). The defaults are the official baseline.
     leaky_slope: float = 0.5  # negative slope of activation = "leaky_relu2"
@@ -53,45 +53,45 @@ class ModelConfig:
     smear_gate: Literal["off", "v1", "v2"] = "off"  # off | v1 | v2 (always masked at BOS)
     smear_window: int = 12  # input channels of the v2 gate
     bigram_vocab: int = 0  # BigramHash buckets (0 = off)
-    bigram_dim: int = 128
+    bigram_dim: int = 128  # width of the BigramHash embedding (projected to model_dim)
     trigram: bool = False  # add a trigram hash looked up in the bigram table
     value_embed_layers: str = ""  # comma-separated physical layers that add value embeddings ("" = off)
-    value_embed_dim: int = 128
+    value_embed_dim: int = 128  # width of the value embeddings (projected to the kv width)
     value_residual: bool = False  # v ← λ0·v_first + λ1·v from the second layer on
-    unet_skips: bool = True
+    unet_skips: bool = True  # encoder → decoder skip connections (U-Net), as the baseline
     skip_gates: bool = False  # decoder input = lerp(w⊙skip, x, σ(g)) instead of x + w⊙skip
-    ortho_init: bool = False
+    ortho_init: bool = False  # orthogonal init of Linear weights with both dims ≥ 64
     parallel_residual: Literal["off", "record", "proteus"] = "off"  # off | record | proteus
     parallel_start: int = 0  # first physical layer with parallel lanes
     recur_start: int = 0  # depth recurrence: physical layers recur_start..recur_end (inclusive) ...
-    recur_end: int = 0
+    recur_end: int = 0  # last physical layer of the recurrence range (inclusive)
     recur_loops: int = 0  # ... run this many extra times (0 = off)
 
 
 @dataclass
 class OptimConfig:
-    embed_lr: float = 0.6
-    head_lr: float = 0.008
-    tied_embed_lr: float = 0.05
-    matrix_lr: float = 0.04
-    scalar_lr: float = 0.04
-    muon_momentum: float = 0.95
-    muon_backend_steps: int = 5
-    muon_momentum_warmup_start: float = 0.85
-    muon_momentum_warmup_steps: int = 500
+    embed_lr: float = 0.6  # Adam LR of the untied token embedding
+    head_lr: float = 0.008  # Adam LR of the untied output head
+    tied_embed_lr: float = 0.05  # Adam LR of the tied embedding
+    matrix_lr: float = 0.04  # Muon LR of the 2-D block matrices
+    scalar_lr: float = 0.04  # Adam LR of the control / scalar tensors
+    muon_momentum: float = 0.95  # Muon momentum after warm-up
+    muon_backend_steps: int = 5  # Newton–Schulz iterations per Muon update
+    muon_momentum_warmup_start: float = 0.85  # Muon momentum at step 0, raised linearly to muon_momentum
+    muon_momentum_warmup_steps: int = 500  # steps of the Muon momentum warm-up
     muon_ns_dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto: the compute dtype (bf16 as the baseline; fp32 in fp32 runs)
-    beta1: float = 0.9
-    beta2: float = 0.95
-    adam_eps: float = 1e-8
-    grad_clip_norm: float = 0.0
+    beta1: float = 0.9  # Adam β1
+    beta2: float = 0.95  # Adam β2
+    adam_eps: float = 1e-8  # Adam ε
+    grad_clip_norm: float = 0.0  # clip the global gradient norm to this (0 = no clipping)
     # Muon variants of the records (defaults = the baseline's Muon)
     muon_impl: Literal["round_robin", "parallel"] = "round_robin"  # round_robin (baseline, behind DDP) | parallel (banks, no DDP)
     muon_ns_variant: Literal["classic", "polar_express"] = "classic"  # classic quintic | polar_express (per-iteration coefficients, ≤ 5 steps)
-    muon_nesterov: bool = True
+    muon_nesterov: bool = True  # Nesterov momentum in Muon
     muon_row_normalize: bool = False  # MuonEq-R: each row of the direction to unit norm before Newton–Schulz
     muon_weight_decay: float = 0.0  # decoupled: W ← W·(1 − lr_t·wd) before each Muon update
     wd_taper_start_frac: float = 1.0  # Muon WD ×1 until this progress, then linear to wd_taper_final_mult
-    wd_taper_final_mult: float = 1.0
+    wd_taper_final_mult: float = 1.0  # Muon WD multiplier reached at the end of the taper
     embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
 
@@ -99,14 +99,14 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     iterations: int = 20000  # 0 = no step cap (the wallclock cap ends the run)
-    warmdown_iters: int = 1200
+    warmdown_iters: int = 1200  # linear LR warmdown over the last N steps (or the wallclock-equivalent under a cap)
     warmup_steps: int = 20  # compile-priming steps whose effects are rolled back
-    train_batch_tokens: int = 524_288
-    train_seq_len: int = 1024
+    train_batch_tokens: int = 524_288  # tokens per optimizer step over all ranks
+    train_seq_len: int = 1024  # training sequence length
     max_wallclock_seconds: float = 600.0  # 0 disables the cap
     grad_accum_steps: int = 0  # 0 = the baseline's rule, 8 // world_size
-    val_loss_every: int = 1000
-    train_log_every: int = 200
+    val_loss_every: int = 1000  # score the val split every N steps (0 = only at the end)
+    train_log_every: int = 200  # log the training loss every N steps
     checkpoint_every: int = 0  # 0 = no periodic checkpoints
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto | cpu | cuda
     dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto | bf16 | fp32: the autocast compute dtype
@@ -124,9 +124,9 @@ class TrainConfig:
     recurrence_start_frac: float = 0.0  # ... or at this progress (0 = not by progress)
     # weight averaging; the averaged weights are evaluated, then packed (EMA if on, else SWA)
     ema_decay: float = 0.0  # 0 = off; records 0.997 / 0.9965
-    ema_start_step: int = 0
+    ema_start_step: int = 0  # before this step the EMA just copies the weights
     swa_every: int = 0  # snapshot every N steps while the LR multiplier is below swa_max_lr_scale (0 = off)
-    swa_max_lr_scale: float = 0.5
+    swa_max_lr_scale: float = 0.5  # SWA snapshots are taken while the LR multiplier is below this
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"  # inductor | aot_eager | eager (the last two: debugging, tests)
     max_recompiles: int = 8  # graphs compiled after warm-up before the run stops
 
@@ -149,19 +149,19 @@ class QuantConfig:
     scheme: Literal["int8", "policy", "fit"] = "int8"  # int8: the baseline's exact export | policy: quant.policy | fit: policy + bits fitted to the budget
     policy: str = "int6"  # a shipped policy (pgolf/quant/policies) or a .toml path; used by schemes policy and fit
     gptq: bool = False  # full-Hessian GPTQ for every int-k matrix with a Hessian (else round-to-nearest)
-    gptq_block_size: int = 128
+    gptq_block_size: int = 128  # columns quantized per GPTQ block
     gptq_damp: float = 0.01  # fraction of mean(diag H) added to the diagonal
     calibration: Literal["ar", "train"] = "ar"  # GPTQ / fit calibration tokens: ar (self-generated) | train; see CALIBRATION_SOURCES
-    calibration_seqs: int = 64
+    calibration_seqs: int = 64  # calibration sequences for GPTQ / fit
     calibration_seq_len: int = 0  # 0 = train.train_seq_len
     calibration_temperature: float = 0.8  # sampling temperature of `ar`
-    calibration_seed: int = 1337
+    calibration_seed: int = 1337  # seed of the `ar` calibration samples
     # calibration = train under a wallclock cap: training stops this much earlier, so that the calibration pass
     # (reading training shards, collecting Hessians) runs inside train.max_wallclock_seconds
     calibration_reserve_seconds: float = 0.0
     prune_fraction: float = 0.0  # zero this fraction of smallest-|w| entries of each int-k matrix first
     fit_bits: str = "5,6,7,8"  # candidate widths of scheme fit
-    codec: Literal["zlib", "zstd", "lzma", "brotli", "auto"] = "zlib"
+    codec: Literal["zlib", "zstd", "lzma", "brotli", "auto"] = "zlib"  # payload compressor: zlib (the baseline) | zstd | lzma | brotli | auto (smallest of the four)
     codec_level: int = -1  # -1 = the codec's default (zlib 9, as the baseline)
     transform: Literal["none", "byteplane", "bitpack", "auto"] = "none"  # payload transform before the codec: none | byteplane | bitpack | auto
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
@@ -176,7 +176,7 @@ class EvalConfig:
     (ttt != off) → + SLOT (slot != off). Record values are the defaults of the technique knobs.
     """
 
-    val_batch_size: int = 524_288
+    val_batch_size: int = 524_288  # tokens per plain-eval batch over all ranks
     val_max_tokens: int = 0  # score only a declared prefix of the val stream (0 = full split)
     context: int = 0  # window length for sliding/TTT/SLOT scoring (0 = train.train_seq_len)
     stride: int = 0  # sliding-window stride (0 = no sliding stage; the records use 64)
@@ -185,39 +185,39 @@ class EvalConfig:
     # score-first test-time training (TECHNIQUES §4.25.1-4.25.4)
     ttt: Literal["off", "full", "lora", "phased"] = "off"  # off | full | lora | phased
     ttt_chunk_tokens: int = 32_768  # full TTT and phased global SGD: tokens per score-then-train chunk
-    ttt_lr: float = 0.005
-    ttt_momentum: float = 0.9
-    ttt_epochs: int = 3
+    ttt_lr: float = 0.005  # full TTT: SGD learning rate
+    ttt_momentum: float = 0.9  # full TTT: SGD momentum
+    ttt_epochs: int = 3  # full TTT: training epochs over each scored chunk
     ttt_batch_seqs: int = 32  # training sequences per step and rank
     ttt_grad_clip: float = 1.0  # 0 disables clipping
     ttt_freeze_blocks: int = 0  # first N blocks stay frozen (num_layers freezes every block)
-    ttt_lora_rank: int = 80
-    ttt_lora_alpha: float = 144.0
-    ttt_lora_targets: str = "q,k,v,o,mlp,head"
+    ttt_lora_rank: int = 80  # LoRA TTT: adapter rank
+    ttt_lora_alpha: float = 144.0  # LoRA TTT: adapter scale α (the update is α/rank · B·A)
+    ttt_lora_targets: str = "q,k,v,o,mlp,head"  # LoRA TTT: comma-separated sites among q,k,v,o,mlp,head
     ttt_lora_chunk: int = 48  # predictions per score-then-step chunk inside a document
     ttt_lora_docs: int = 64  # documents adapted in parallel (one adapter set each)
-    ttt_lora_lr: float = 1e-4
-    ttt_lora_beta2: float = 0.99
-    ttt_lora_weight_decay: float = 0.5
+    ttt_lora_lr: float = 1e-4  # LoRA TTT: Adam learning rate
+    ttt_lora_beta2: float = 0.99  # LoRA TTT: Adam β2
+    ttt_lora_weight_decay: float = 0.5  # LoRA TTT: decoupled weight decay
     ttt_lora_warm_a: bool = True  # keep A (not B) across document batches
     ttt_bos_id: int = 1  # document delimiter for LoRA/phased TTT
     ttt_phases: int = 3  # phased TTT: global SGD passes over the scored document prefix
     ttt_phase_docs: int = 2_500  # phased TTT: documents in the prefix the phases cover
-    ttt_phase_lr: float = 0.001
+    ttt_phase_lr: float = 0.001  # phased TTT: SGD learning rate of the global passes
     # SLOT (TECHNIQUES §4.25.5): a delta on the last hidden state fitted per batch with AdamW
     slot: Literal["off", "context", "published"] = "off"  # off | context (fits only already-scored context: compliant) | published (PR #1176: not)
-    slot_steps: int = 8
-    slot_lr: float = 0.005
-    slot_weight_decay: float = 1e-8
-    slot_eps: float = 1e-5
+    slot_steps: int = 8  # SLOT: AdamW steps per batch
+    slot_lr: float = 0.005  # SLOT: AdamW learning rate
+    slot_weight_decay: float = 1e-8  # SLOT: AdamW weight decay
+    slot_eps: float = 1e-5  # SLOT: AdamW ε
 
 
 @dataclass
 class RunConfig:
     run_id: str = ""  # empty: a fresh id is generated
-    seed: int = 1337
-    out_dir: str = "runs"
-    preset: str = ""
+    seed: int = 1337  # seed of init, data order and sampling
+    out_dir: str = "runs"  # runs are written to out_dir/run_id/
+    preset: str = ""  # the preset the config was resolved from (set by --preset)
 
 
 @dataclass
