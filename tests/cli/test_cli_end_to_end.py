@@ -89,7 +89,7 @@ def _cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, "-m", "pgolf", *argv], capture_output=True, text=True, env=full_env, timeout=120)
 
 
-def test_user_errors_exit_2_with_one_line(small_dataset, tmp_path: Path) -> None:
+def test_user_errors_exit_2_with_one_line_per_error(small_dataset, tmp_path: Path) -> None:
     cases = [
         (["train", *_sets(tiny_overrides(small_dataset, **{"data.dataset": str(tmp_path / "missing"),
                                                            "run.out_dir": str(tmp_path / "runs")}))], "does not exist"),
@@ -102,7 +102,9 @@ def test_user_errors_exit_2_with_one_line(small_dataset, tmp_path: Path) -> None
     for argv, needle in cases:
         proc = _cli(argv)
         assert proc.returncode == 2, (argv, proc.stderr)
-        assert needle in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+        first, *more = proc.stderr.splitlines()
+        assert needle in proc.stderr and first.startswith("pgolf: error: "), proc.stderr
+        assert all(line.startswith("  ") for line in more), proc.stderr  # config errors: one indented line each
     assert not (tmp_path / "runs").exists()  # nothing half-written for a run that could not start
     pickle_file = tmp_path / "evil.pgolf"
     pickle_file.write_bytes(b"\x80\x04\x95" + b"\x00" * 40)
@@ -110,6 +112,22 @@ def test_user_errors_exit_2_with_one_line(small_dataset, tmp_path: Path) -> None
     assert proc.returncode == 2 and "pickle" in proc.stderr
     proc = _cli(["config", "show"], env={"NUM_LAYERS": "many"})
     assert proc.returncode == 2 and "NUM_LAYERS" in proc.stderr
+
+
+def test_every_config_error_is_listed_before_any_work(tmp_path: Path) -> None:
+    proc = _cli(["train", "--set", "model.num_heads=3", "--set", "train.dtype=fp8", "--set", "model.nope=1",
+                 "--set", f"run.out_dir={tmp_path / 'runs'}"], env={"NUM_LAYERS": "many"})
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "pgolf: error: 5 config errors:",
+        "  model.num_layers: must be int, got 'many' (from environment NUM_LAYERS)",
+        f"  model.nope: {proc.stderr.split('model.nope: ')[1].splitlines()[0]}",
+        "  train.dtype: must be one of auto, bf16, fp32, got 'fp8' (from --set)",
+        "  model.model_dim: 512 is not divisible by model.num_heads=3 (default value)",
+        "  model.num_heads: 3 is not a multiple of model.num_kv_heads=4 (from --set)",
+    ]
+    assert "valid keys in [model] are" in proc.stderr and "(from --set)" in proc.stderr.split("model.nope: ")[1]
+    assert not (tmp_path / "runs").exists()
 
 
 def test_config_show_and_doctor(capsys) -> None:
