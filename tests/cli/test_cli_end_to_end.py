@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from artifact_fixtures import official_int8_export
+from testkit import tiny_overrides
+
 from pgolf.artifact.format import read_artifact
 from pgolf.cli import main
-from testkit import tiny_overrides
 
 
 def _sets(overrides: list[str]) -> list[str]:
@@ -48,7 +48,7 @@ def test_eval_run_and_artifact_reproduce_the_summary(trained_run, capsys) -> Non
 
 def test_official_state_dict_and_int8_export(trained_run, small_dataset, tmp_path: Path, capsys) -> None:
     run, summary = trained_run
-    quantized, meta = read_artifact(run / "weights.pgolf")
+    quantized, _meta = read_artifact(run / "weights.pgolf")
     state = {name: qt.data for name, qt in quantized.items()}
     model_sets = [s for s in tiny_overrides(small_dataset) if s.startswith(("model.", "train.train_seq_len", "eval.", "train.dtype", "data."))]
     pt = tmp_path / "final_model.pt"
@@ -86,7 +86,8 @@ def test_pack_run_with_other_codec_and_dump_losses(trained_run, tmp_path: Path, 
 
 def _cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | (env or {})
-    return subprocess.run([sys.executable, "-m", "pgolf", *argv], capture_output=True, text=True, env=full_env, timeout=120)
+    return subprocess.run([sys.executable, "-m", "pgolf", *argv], capture_output=True, text=True, env=full_env, timeout=120,
+                          check=False)
 
 
 def test_user_errors_exit_2_with_one_line_per_error(small_dataset, tmp_path: Path) -> None:

@@ -52,3 +52,34 @@ def test_a_record_style_configuration_is_accepted() -> None:
 def test_bad_dynamics_name_the_key(overrides: list[str], key: str) -> None:
     with pytest.raises(ConfigError, match=f"^{key}"):
         load_config(env={}, overrides=overrides)
+
+
+def test_every_error_is_reported_at_once_with_its_origin(tmp_path) -> None:
+    from pgolf.config import ConfigIssues
+
+    file = tmp_path / "over.toml"
+    file.write_text("[train]\nwarmdown_frac = 1.5\n[eval]\nttt = \"sometimes\"\n")
+    with pytest.raises(ConfigIssues) as err:
+        load_config("tiny", file, ["optim.matrix_lr=-1", "quant.calibration=val"], env={"NUM_HEADS": "eight"})
+    found = {(i.key, i.origin) for i in err.value.issues}
+    assert found == {("train.warmdown_frac", f"file {file}"), ("eval.ttt", f"file {file}"),
+                     ("optim.matrix_lr", "--set"), ("quant.calibration", "--set"),
+                     ("model.num_heads", "environment NUM_HEADS")}
+    text = str(err.value)
+    assert text.startswith("5 config errors:\n") and len(text.splitlines()) == 6
+    assert "eval.ttt: must be one of off, full, lora, phased, got 'sometimes' (from file" in text
+    assert "quant.calibration: validation data may never be used for calibration" in text
+
+
+def test_a_rejected_choice_is_reported_once() -> None:
+    """A bad Literal value does not also trip the checks that depend on it (they see the default)."""
+    with pytest.raises(ConfigError) as err:
+        load_config("tiny", env={}, overrides=["model.parallel_residual=both", "model.attn_gate=wide"])
+    keys = [line.split(":")[0].strip() for line in str(err.value).splitlines()[1:]]
+    assert keys == ["model.attn_gate", "model.parallel_residual"]
+
+
+def test_a_single_error_is_one_line_starting_with_its_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(env={}, overrides=["model.vocab_size=70000"])
+    assert str(err.value) == "model.vocab_size: must be ≤ 65,536 (tokens are stored as uint16) (from --set)"

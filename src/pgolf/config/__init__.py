@@ -14,11 +14,27 @@ from pgolf.config.env import ENV_VARS, OFFICIAL_ENV_VARS, RECORD_ENV_VARS
 from pgolf.config.introspect import choices
 from pgolf.config.issues import ConfigIssue, ConfigIssues
 from pgolf.config.loader import config_from_dict, load_config, read_toml_file, tomllib
-from pgolf.config.parsing import (eval_context, parse_fit_bits, parse_layer_list, reads_train_calibration,
-                                  resolve_grad_accum)
+from pgolf.config.parsing import (
+                                  eval_context,
+                                  parse_fit_bits,
+                                  parse_layer_list,
+                                  reads_train_calibration,
+                                  resolve_grad_accum,
+)
 from pgolf.config.presets import preset_names, read_preset
-from pgolf.config.schema import (CALIBRATION_SOURCES, FORBIDDEN_CALIBRATION, LORA_TARGETS, Config, DataConfig,
-                                 EvalConfig, ModelConfig, OptimConfig, QuantConfig, RunConfig, TrainConfig)
+from pgolf.config.schema import (
+                                  CALIBRATION_SOURCES,
+                                  FORBIDDEN_CALIBRATION,
+                                  LORA_TARGETS,
+                                  Config,
+                                  DataConfig,
+                                  EvalConfig,
+                                  ModelConfig,
+                                  OptimConfig,
+                                  QuantConfig,
+                                  RunConfig,
+                                  TrainConfig,
+)
 from pgolf.config.validate import validate
 
 __all__ = [

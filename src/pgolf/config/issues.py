@@ -49,7 +49,7 @@ class Issues:
     def __bool__(self) -> bool:
         return bool(self.items)
 
-    def keys(self) -> set[str]:
+    def reported_keys(self) -> set[str]:
         return {issue.key for issue in self.items}
 
     def add(self, key: str, message: str, origin: str | None = None) -> None:

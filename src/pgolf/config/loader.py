@@ -131,7 +131,7 @@ class Resolver:
         self.apply_table(table, origin)
 
     def finish(self, world_size: int) -> Config:
-        failed = self.issues.keys()
+        failed = self.issues.reported_keys()
         validate_into(self.cfg, world_size, self.issues, skip=failed)
         self.issues.raise_if_any()
         return self.cfg

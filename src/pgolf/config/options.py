@@ -25,7 +25,7 @@ class SetField(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         value = "true" if self.nargs == 0 else values
-        setattr(namespace, "overrides", [*(getattr(namespace, "overrides", None) or []), f"{self.key}={value}"])
+        namespace.overrides = [*(getattr(namespace, "overrides", None) or []), f"{self.key}={value}"]
 
 
 def _metavar(dotted: str, base: type) -> str:
@@ -39,6 +39,6 @@ def add_field_option(parser: argparse.ArgumentParser, flag: str, dotted: str, he
     if info.base is bool:
         parser.add_argument(flag, action=SetField, key=dotted, nargs=0, default=argparse.SUPPRESS, help=text)
         return
-    parser.add_argument(flag, action=SetField, key=dotted, default=argparse.SUPPRESS, help=text,
-                        type=None if info.base is str else info.base, choices=info.choices or None,
-                        metavar=None if info.choices else _metavar(dotted, info.base))
+    typed: dict[str, Any] = {} if info.base is str else {"type": info.base}
+    parser.add_argument(flag, action=SetField, key=dotted, default=argparse.SUPPRESS, help=text, **typed,
+                        choices=info.choices or None, metavar=None if info.choices else _metavar(dotted, info.base))

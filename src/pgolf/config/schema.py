@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import tomli_w
 
+
 @dataclass
 class DataConfig:
     """Where tokens come from. `embedded:<variant>` is the corpus shipped inside the package."""

@@ -26,7 +26,7 @@ def _check_choices(cfg: Config, world_size: int, v: Issues) -> None:
     for dotted, allowed in choices().items():
         section, key = dotted.split(".")
         value = getattr(getattr(cfg, section), key)
-        if dotted not in v.keys():
+        if dotted not in v.reported_keys():
             v.require(value in allowed, dotted, f"must be one of {', '.join(map(str, allowed))}, got {value!r}")
 
 
@@ -256,7 +256,7 @@ def validate_into(cfg: Config, world_size: int, issues: Issues, skip: Collection
     """Record every failed check on `issues`, except for keys in `skip` (already rejected while loading)."""
     found = Issues(issues.origins)
     _check_choices(cfg, world_size, found)
-    checked = _with_defaults_for(cfg, found.keys() & choices().keys())
+    checked = _with_defaults_for(cfg, found.reported_keys() & choices().keys())
     for check in CHECKS:
         _run(check, checked, world_size, found)
     for issue in found.items:
