@@ -1,5 +1,9 @@
 """`pgolf` command line: parse, resolve the config, call one stage function.
 
+Every subcommand is one `Command` row (name, handler, help, options) of the tables below; options that
+only set a config key (`--stride`, `--ttt`, `--codec`, ...) are generated from the config schema
+(`pgolf.config.options`), so their type, choices and help are the field's.
+
 Exit codes: 0 success, 2 user error (bad input or config), 1 internal failure, 3 a check that ran
 and failed (`pgolf verify` found a mode that breaks the legality policy, `pgolf preflight` red,
 `pgolf reproduce` mismatch).
@@ -18,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgolf.config.options import add_field_option
 from pgolf.errors import UserError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -28,8 +33,6 @@ def _load(args: argparse.Namespace, base: dict | None = None, world_size: int | 
     from pgolf.config import load_config
 
     if world_size is None:
-        import os
-
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
     return load_config(args.preset, args.config, args.overrides, world_size=world_size, base=base)
 
@@ -404,7 +407,6 @@ def config_opts(preset_default: str | None = None) -> tuple[Arg, ...]:
 
 def fields(**flags: str) -> Arg:
     """Options generated from the schema: fields(max_eval_seconds="eval.max_eval_seconds") adds --max-eval-seconds."""
-    from pgolf.config.options import add_field_option
 
     def add(parser: argparse.ArgumentParser) -> None:
         for name, dotted in flags.items():
@@ -425,7 +427,7 @@ TARGET_HELP = "artifact.pgolf, runs/<id>, final_model.pt or final_model.int8.ptz
 DATASET = fields(data="data.dataset", tokenizer="data.tokenizer")
 WINDOWS = fields(context="eval.context", stride="eval.stride")
 ADAPTATION = fields(ttt="eval.ttt", slot="eval.slot")
-PolicyHelp = ("mixed-precision policy: a shipped name (int6, int5mlp, proteus, sdclip, int4) or a .toml file; "
+POLICY_HELP = ("mixed-precision policy: a shipped name (int6, int5mlp, proteus, sdclip, int4) or a .toml file; "
               "sets quant.scheme=policy")
 
 RUN_COMMANDS: tuple[Command, ...] = (
@@ -450,7 +452,7 @@ RUN_COMMANDS: tuple[Command, ...] = (
         f"and a single-pass check. Exit code 0 if every mode passes, {VERIFY_FAILED} if one breaks a condition."),
     Command("pack", cmd_pack, "quantize and pack a run (or an official export) into a pgolf artifact", (
         opt("target", help="runs/<id>, final_model.pt or final_model.int8.ptz"), *config_opts(),
-        opt("--policy", metavar="P", help=PolicyHelp),
+        opt("--policy", metavar="P", help=POLICY_HELP),
         opt("--fit", action="store_true", help="choose bit widths per tensor to fit quant.budget_bytes − "
             "quant.budget_margin with the least measured loss increase (quant.scheme=fit)"),
         fields(gptq="quant.gptq", codec="quant.codec", transform="quant.transform"),

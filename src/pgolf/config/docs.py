@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import tomli_w
 
-from pgolf.config.introspect import schema_fields
+from pgolf.config.introspect import field_docs, schema_fields
 from pgolf.config.schema import Config
 
 
 def _comment(dotted: str) -> str:
     info = schema_fields()[dotted]
     allowed = f"one of {', '.join(map(str, info.choices))}" if info.choices else info.base.__name__
-    parts = [info.doc, f"{allowed}; default {tomli_w.dumps({'v': info.default}).strip()[4:]}"]
+    parts = [field_docs().get(dotted, ""), f"{allowed}; default {tomli_w.dumps({'v': info.default}).strip()[4:]}"]
     return "# " + " — ".join(p for p in parts if p)
 
 

@@ -1,7 +1,8 @@
 """What the schema says about each field: its section, type, allowed values and documentation.
 
 Everything here is derived from `pgolf.config.schema`, so a field added there is known to the loader,
-the validator, the CLI options and `pgolf config show --doc` without a second table.
+the validator, the CLI options and `pgolf config show --doc` without a second table. The docs are read
+from the source only when asked for (CLI help, --doc), never while loading a config.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ class FieldInfo:
     base: type  # bool | int | float | str (a Literal's values are all of one type)
     choices: tuple[Any, ...]  # the Literal's values; () for a free value
     default: Any
-    doc: str
 
 
 @functools.cache
@@ -45,14 +45,13 @@ def _base_and_choices(hint: Any) -> tuple[type, tuple[Any, ...]]:
 @functools.cache
 def schema_fields() -> dict[str, FieldInfo]:
     """Every field of every section, in schema order."""
-    docs = field_docs()
     found: dict[str, FieldInfo] = {}
     for section, cls in section_types().items():
         hints = get_type_hints(cls)
         for f in fields(cls):
             dotted = f"{section}.{f.name}"
             base, choices = _base_and_choices(hints[f.name])
-            found[dotted] = FieldInfo(dotted, base, choices, getattr(cls(), f.name), docs.get(dotted, ""))
+            found[dotted] = FieldInfo(dotted, base, choices, getattr(cls(), f.name))
     return found
 
 

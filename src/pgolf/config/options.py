@@ -12,7 +12,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from pgolf.config.introspect import schema_fields
+from pgolf.config.introspect import field_docs, schema_fields
 
 
 class SetField(argparse.Action):
@@ -35,7 +35,7 @@ def _metavar(dotted: str, base: type) -> str:
 def add_field_option(parser: argparse.ArgumentParser, flag: str, dotted: str, help: str | None = None) -> None:
     """Add `flag` setting the config field `dotted` (KeyError for a key the schema lacks)."""
     info = schema_fields()[dotted]
-    text = f"{help or info.doc or dotted} ({dotted})"
+    text = f"{help or field_docs().get(dotted) or dotted} ({dotted})"
     if info.base is bool:
         parser.add_argument(flag, action=SetField, key=dotted, nargs=0, default=argparse.SUPPRESS, help=text)
         return
