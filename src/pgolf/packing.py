@@ -116,21 +116,16 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
                  plan: QuantPlan | None = None) -> Packed:
     """Quantize `state_dict` per `cfg.quant` and encode it with `meta` (config, provenance).
 
-    `plan` is the run's resolved `QuantPlan` (the one late QAT rehearsed); without it one is resolved here.
-
-    `uniform_bits` forces every int-k tensor of the policy to that width (size projections);
-    `calibration` reuses tokens from `calibration_sequences` (several packings of one model).
+    `plan` is the run's `QuantPlan` (the one late QAT rehearsed; resolved here when None); `uniform_bits`
+    forces every int-k tensor to that width (size projections); `calibration` reuses tokens from
+    `calibration_sequences` (several packings of one model).
     """
     start = time.perf_counter()
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
     encode = _Encoder(cfg, meta)
     q = cfg.quant
     if q.scheme == "int8":
-        qm = quantize_state_dict_int8(cpu_state)
-        blob, codec, transform = encode(qm, {"scheme": "int8"})
-        labels = {n: f"int{qt.bits}" if qt.bits else str(qt.data.dtype).removeprefix("torch.") for n, qt in qm.items()}
-        return Packed(blob, codec, transform, qm, tensor_rows(cpu_state, qm, labels), {"scheme": "int8"},
-                      seconds=time.perf_counter() - start)
+        return _pack_int8(cpu_state, encode, start)
 
     plan = plan if plan is not None else QuantPlan.resolve(cfg, cpu_state)
     if plan.policy is None or plan.assignment is None or set(plan.assignment.formats) != set(cpu_state):
@@ -175,6 +170,15 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     packed.warnings = list(assignment.warnings)
     packed.seconds = time.perf_counter() - start
     return packed
+
+
+def _pack_int8(state_dict: dict[str, Tensor], encode: _Encoder, start: float) -> Packed:
+    """The baseline's int8 export (it chooses each tensor's treatment itself; no plan)."""
+    qm = quantize_state_dict_int8(state_dict)
+    blob, codec, transform = encode(qm, {"scheme": "int8"})
+    labels = {n: f"int{qt.bits}" if qt.bits else str(qt.data.dtype).removeprefix("torch.") for n, qt in qm.items()}
+    return Packed(blob, codec, transform, qm, tensor_rows(state_dict, qm, labels), {"scheme": "int8"},
+                  seconds=time.perf_counter() - start)
 
 
 def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], sensitivity: Sensitivity,

@@ -1,4 +1,4 @@
-"""The baseline's parameter partition: Adam for embeddings, head and control tensors, Muon for matrices.
+"""The optimizers of a run, one per row of the param-group table (`optim.param_groups`).
 
 `optim.muon_impl` picks the Muon flavour: `round_robin` (the baseline's, behind DDP) or `parallel`
 (shape banks, batched Newton–Schulz, reduce-scatter / all-gather, no DDP).
