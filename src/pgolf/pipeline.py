@@ -15,11 +15,11 @@ import torch
 from pgolf.artifact.format import write_artifact
 from pgolf.config import Config, config_from_dict, read_toml_file, validate
 from pgolf.data.resolve import resolve_dataset
-from pgolf.evaluate.orchestrate import evaluate_model, extra_stages, plain_score
+from pgolf.evaluate.orchestrate import score_run
 from pgolf.packing import calibration_budget, float_weights, load_packed_state, pack_state_dict
-from pgolf.rundir import PackResult, RunDir, Summary
+from pgolf.rundir import PackResult, RunDir, Summary, TrainResult
 from pgolf.train import provenance
-from pgolf.train.averaged_weights import apply_averaged_weights
+from pgolf.train.averaged_weights import AveragedOutcome, apply_averaged_weights
 from pgolf.train.checkpoint import load_checkpoint, weights_sha256
 from pgolf.train.distributed import DistContext, barrier, init_distributed, shutdown
 from pgolf.train.metrics import RunLogger
@@ -40,49 +40,46 @@ def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
         clock = PhaseClock(sync=torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None))
         with clock.phase("startup"):
             cfg, run, logger, setup = _start(cfg, ctx, resume_dir, clock)
-        if resume_dir is not None:
-            setup.trainer.restore(load_checkpoint(run.checkpoint))
-            logger.log(f"resumed_at_step:{setup.trainer.state.step}")
-        else:
-            with clock.phase("compile_warmup"):
-                setup.trainer.prime()
-        trained = setup.trainer.fit().result()
-        averaged = None
-        if setup.trainer.p.averagers is not None:
-            with clock.phase("eval_averages", "eval"):
-                averaged = apply_averaged_weights(setup.model, setup.trainer.p.averagers, lambda: _plain(setup, cfg, ctx),
-                                                  logger)
+        trained, averaged = _train(setup, run, resume_dir is not None, clock, logger)
         state_dict = {k: v.detach().cpu() for k, v in setup.model.state_dict().items()}
         sha = weights_sha256(state_dict)
         with clock.phase("pack"):
             pack = _pack(state_dict, sha, cfg, ctx, run, setup, logger)
-        if averaged is not None and averaged.applied in averaged.scores:
-            pre = averaged.scores[averaged.applied]
-        else:
-            with clock.phase("eval_float", "eval"):
-                pre = _plain(setup, cfg, ctx)
-        logger.log(f"pre_quant val_loss:{pre.val_loss:.8f} val_bpb:{pre.val_bpb:.8f}")
-        with clock.phase("eval_artifact", "eval"):
-            setup.model.load_state_dict(load_packed_state(run.artifact)[0], strict=True)
-            post = _plain(setup, cfg, ctx)
-        label = "int8_zlib" if (cfg.quant.scheme, cfg.quant.codec) == ("int8", "zlib") else f"{cfg.quant.scheme}_{cfg.quant.codec}"
-        logger.log(f"final_{label}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
-        with clock.phase("eval_stages", "eval"):
-            stages = extra_stages(setup.model, setup.eval_data, cfg, ctx, logger.log)
+        calibration, line = calibration_budget(cfg, trained.wallclock_s, pack) if pack is not None else ({}, None)
+        if line is not None:
+            logger.log(line)
+        pre = averaged.scores.get(averaged.applied) if averaged is not None else None
+        scores = score_run(setup.model, setup.eval_data, cfg, ctx, pre, lambda: load_packed_state(run.artifact)[0],
+                           clock.phase, logger.log)
         logger.log(clock.table())
         if pack is None:
             return {}
-        extra, line = calibration_budget(cfg, trained.wallclock_s, pack)
-        if line is not None:
-            logger.log(line)
-        summary = Summary(stages[-1] if stages else plain_score(post), stages, (pre.val_loss, pre.val_bpb),
-                          (post.val_loss, post.val_bpb), pack, trained, setup.params, sha, sha256_file(run.artifact),
-                          clock.to_dict(), setup.manifest, extra | (averaged.summary() if averaged is not None else {}))
-        atomic_write_json(run.summary, summary.to_dict())
+        extra = calibration | (averaged.summary() if averaged is not None else {})
+        summary = Summary(scores.headline, scores.stages, (scores.pre.val_loss, scores.pre.val_bpb),
+                          (scores.post.val_loss, scores.post.val_bpb), pack, trained, setup.params, sha,
+                          sha256_file(run.artifact), clock.to_dict(), setup.manifest, extra).to_dict()
+        atomic_write_json(run.summary, summary)
         logger.close()
-        return summary.to_dict()
+        return summary
     finally:
         shutdown(ctx)
+
+
+def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock,
+           logger: RunLogger) -> tuple[TrainResult, AveragedOutcome | None]:
+    """Resume or prime, run the loop, then leave the model holding the applied weight average (if any)."""
+    trainer = setup.trainer
+    if resume:
+        trainer.restore(load_checkpoint(run.checkpoint))
+        logger.log(f"resumed_at_step:{trainer.state.step}")
+    else:
+        with clock.phase("compile_warmup"):
+            trainer.prime()
+    trained = trainer.fit().result()
+    if trainer.p.averagers is None:
+        return trained, None
+    with clock.phase("eval_averages", "eval"):
+        return trained, apply_averaged_weights(setup.model, trainer.p.averagers, trainer.p.evaluate, logger)
 
 
 def _start(cfg: Config, ctx: DistContext, resume_dir: Path | None,
@@ -104,10 +101,6 @@ def _start(cfg: Config, ctx: DistContext, resume_dir: Path | None,
     setup.manifest["proxy"] = proxy.to_dict() if proxy is not None else None
     logger.log(f"manifest:{json.dumps(setup.manifest, sort_keys=True, separators=(',', ':'))}")
     return cfg, run, logger, setup
-
-
-def _plain(setup: TrainingSetup, cfg: Config, ctx: DistContext):
-    return evaluate_model(setup.model, setup.eval_data, cfg, ctx)[0]
 
 
 def _pack(state_dict: dict[str, torch.Tensor], sha: str, cfg: Config, ctx: DistContext, run: RunDir,

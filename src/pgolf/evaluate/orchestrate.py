@@ -4,7 +4,11 @@ configured eval stages (sliding, TTT, SLOT) whose last one is the run's headline
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
+
+from torch import Tensor
 
 from pgolf.config import Config
 from pgolf.data.resolve import EvalData
@@ -35,6 +39,43 @@ def plain_score(result: BPBResult) -> StageScore:
     """A plain-eval result as a stage score (the headline when no further stage is configured)."""
     report = {"stage": "plain", **result.to_dict(), "legality": ruling("plain")}
     return StageScore.from_report(report)
+
+
+Phase = Callable[[str, str], AbstractContextManager[Any]]  # (name, kind) → a timed phase of the run's clock
+
+
+@dataclass(frozen=True)
+class RunScores:
+    """The end-of-run scores: float weights, the artifact's weights (plain), and the configured stages."""
+
+    pre: BPBResult
+    post: BPBResult
+    stages: tuple[StageScore, ...]
+
+    @property
+    def headline(self) -> StageScore:
+        return self.stages[-1] if self.stages else plain_score(self.post)
+
+
+def score_run(model: GPT, data: EvalData, cfg: Config, ctx: DistContext, pre: BPBResult | None,
+              artifact_state: Callable[[], dict[str, Tensor]], phase: Phase, log: Callable[[str], None]) -> RunScores:
+    """Score the float weights (unless `pre` already holds that score), then load the artifact's weights
+    into `model` and score them plainly and with every configured stage."""
+    if pre is None:
+        with phase("eval_float", "eval"):
+            pre = evaluate_model(model, data, cfg, ctx)[0]
+    log(f"pre_quant val_loss:{pre.val_loss:.8f} val_bpb:{pre.val_bpb:.8f}")
+    with phase("eval_artifact", "eval"):
+        model.load_state_dict(artifact_state(), strict=True)
+        post = evaluate_model(model, data, cfg, ctx)[0]
+    q = cfg.quant
+    label = "int8_zlib" if (q.scheme, q.codec) == ("int8", "zlib") else f"{q.scheme}_{q.codec}"
+    log(f"final_{label}_roundtrip_exact val_loss:{post.val_loss:.8f} val_bpb:{post.val_bpb:.8f}")
+    stages: tuple[StageScore, ...] = ()
+    if len(eval_stages(cfg)) > 1:
+        with phase("eval_stages", "eval"):
+            stages = extra_stages(model, data, cfg, ctx, log)
+    return RunScores(pre, post, stages)
 
 
 def extra_stages(model: GPT, data: EvalData, cfg: Config, ctx: DistContext,
