@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
@@ -58,10 +60,11 @@ def late_qat_bits(model: GPT, plan: QuantPlan) -> dict[str, int]:
 def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: torch.device,
           orthogonalize: Orthogonalizer) -> MuonLike:
     o = cfg.optim
-    options = dict(lr=spec.lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
-                   nesterov=o.muon_nesterov, ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
-                   row_normalize=o.muon_row_normalize, weight_decay=spec.weight_decay, orthogonalize=orthogonalize)
-    matrices = list(spec.params)
+    options: dict[str, Any] = dict(
+        lr=spec.lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps, nesterov=o.muon_nesterov,
+        ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant, row_normalize=o.muon_row_normalize,
+        weight_decay=spec.weight_decay, orthogonalize=orthogonalize)
+    matrices: list[Tensor] = list(spec.params)
     muon: MuonLike
     if o.muon_impl == "parallel":
         muon = ParallelMuon(matrices, replicated=replicated(table), **options)

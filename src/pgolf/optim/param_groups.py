@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import nn
+from torch import Tensor, nn
 
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
@@ -53,6 +53,6 @@ def group_of(table: tuple[ParamGroup, ...], role: str) -> ParamGroup:
     return next(g for g in table if g.role == role)
 
 
-def replicated(table: tuple[ParamGroup, ...]) -> list[nn.Parameter]:
+def replicated(table: tuple[ParamGroup, ...]) -> list[Tensor]:
     """The parameters Adam steps: their gradients are averaged whole (Parallel Muon shards only matrices)."""
     return [p for g in table if g.optimizer == ADAM for p in g.params]

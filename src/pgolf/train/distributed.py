@@ -61,7 +61,7 @@ def init_distributed(device_preference: str = "auto") -> DistContext:
         return DistContext(0, 1, 0, device, None)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        kwargs = {"device_id": device} if backend == "nccl" else {}
+        kwargs: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
         dist.init_process_group(backend=backend, **kwargs)
     return DistContext(rank, world_size, local_rank, device, backend)
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.config import Config
-from pgolf.data.loader import DistributedTokenLoader
+from pgolf.data.loader import TrainLoader
 from pgolf.errors import NonFiniteLossError
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.optim.averaging import Averagers
@@ -58,7 +58,7 @@ class TrainerParts:
     grad_sync: GradSync  # none, DDP or Parallel Muon's banks
     optimizers: list[torch.optim.Optimizer]
     muon: MuonLike
-    make_loader: Callable[[], DistributedTokenLoader]
+    make_loader: Callable[[], TrainLoader]
     grad_accum_steps: int
     autocast_dtype: torch.dtype | None
     evaluate: Callable[[], BPBResult]
