@@ -23,6 +23,7 @@ STAGE_OF_MODULE = {"pgolf.precision": "config", "pgolf.__main__": "cli"}
 EXCEPTIONS = {
     ("pgolf.config", "pgolf.quant.policy"): "validation parses quant.policy so its errors come before any work",
 }
+COLLECTIVE_MODULES = {"pgolf.train.distributed", "pgolf.optim.parallel_muon"}
 MAX_FUNCTION_LINES = 60
 LONG_FUNCTION_EXCLUDED = ("cli.py", "config")  # removed at merge
 
@@ -102,6 +103,22 @@ def test_no_function_is_longer_than_the_limit() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{module}.{node.name}: {lines} lines")
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(long)
+
+
+def _uses_torch_distributed(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import) and any(a.name.startswith("torch.distributed") for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and node.module is not None and (
+                node.module.startswith("torch.distributed")
+                or (node.module == "torch" and any(a.name == "distributed" for a in node.names))):
+            return True
+    return False
+
+
+def test_collectives_live_in_the_process_group_layer_and_parallel_muon_only() -> None:
+    users = {module for module, path in _modules() if _uses_torch_distributed(path)}
+    assert users == COLLECTIVE_MODULES
 
 
 def test_the_checks_see_real_imports() -> None:
