@@ -14,7 +14,8 @@ from pgolf.cli import main
 from pgolf.config import load_config, read_toml_file
 from pgolf.model.gpt import build_model, count_parameters, flops_per_token
 from pgolf.packing import pack_weights
-from pgolf.pipeline import WEIGHTS_NAME, load_packed_state
+from pgolf.packing import load_packed_state
+from pgolf.rundir import WEIGHTS_NAME
 from pgolf.quant.int8 import quantize_state_dict_int8
 
 

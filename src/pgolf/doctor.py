@@ -9,11 +9,10 @@ import sys
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from pgolf.config import Config
 from pgolf.model.backend import attention_backend_name
-from pgolf.train.distributed import choose_device
+from pgolf.train.distributed import backends_available, choose_device
 from pgolf.train.runtime import autocast_dtype, compile_enabled, cpu_supports_bf16
 
 
@@ -41,8 +40,7 @@ def collect() -> dict[str, Any]:
         "torch_compile": compile_enabled(cfg, device),
         "flash_attn_3": _module_version("flash_attn_interface"),
         "flash_attn_2": _module_version("flash_attn"),
-        "nccl": dist.is_available() and dist.is_nccl_available(),
-        "gloo": dist.is_available() and dist.is_gloo_available(),
+        **backends_available(),
         "cpu_threads": torch.get_num_threads(),
         "will_use": {
             "device": str(device),

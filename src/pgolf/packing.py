@@ -14,6 +14,7 @@ artifact's meta.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,20 +24,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from pgolf.artifact.budget import code_files, count_code_bytes
-from pgolf.artifact.format import encode_artifact
-from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits
+from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, code_files, count_code_bytes
+from pgolf.artifact.format import encode_artifact, read_artifact, save_artifact_bytes
+from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits, reads_train_calibration
+from pgolf.data import resolve
 from pgolf.errors import ArtifactError
 from pgolf.model.gpt import GPT, build_model
 from pgolf.precision import autocast_dtype
 from pgolf.quant.calibration import self_generated_sequences, train_sequences
-from pgolf.quant.container import QuantizedModel, QuantizedTensor
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
 from pgolf.quant.fit import Sensitivity, allocate_bits, measure_sensitivity
 from pgolf.quant.gptq import collect_hessians, hessian_names
 from pgolf.quant.int8 import quantize_state_dict_int8
 from pgolf.quant.mixed import GPTQOptions, TensorQuantizer, quantize_mixed
-from pgolf.quant.policy import Assignment, TensorFormat, assign_formats, load_policy
+from pgolf.quant.plan import QuantPlan
+from pgolf.quant.policy import Assignment, TensorFormat
 from pgolf.quant.report import estimated_bytes, tensor_rows
+from pgolf.rundir import PackResult, tensor_report_path
+from pgolf.utils import atomic_write_json
 
 TrainFiles = Callable[[], list[Path]]
 FIT_ROUNDS = 6
@@ -56,6 +61,11 @@ class Packed:
     quant_meta: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0  # quantization (incl. calibration, GPTQ, fitting) and encoding
+
+
+def config_train_files(cfg: Config) -> list[Path]:
+    """The training shards of the config's dataset (read only when calibrating on training data)."""
+    return resolve.train_files(cfg, resolve.resolve_dataset(cfg))
 
 
 def current_code_bytes() -> int:
@@ -102,25 +112,26 @@ class _Encoder:
 
 def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[str, Any], device: torch.device,
                  train_files: TrainFiles, log: Callable[[str], None] = lambda _: None,
-                 uniform_bits: int | None = None, calibration: Calibration | None = None) -> Packed:
+                 uniform_bits: int | None = None, calibration: Calibration | None = None,
+                 plan: QuantPlan | None = None) -> Packed:
     """Quantize `state_dict` per `cfg.quant` and encode it with `meta` (config, provenance).
 
-    `uniform_bits` forces every int-k tensor of the policy to that width (size projections);
-    `calibration` reuses tokens from `calibration_sequences` (several packings of one model).
+    `plan` is the run's `QuantPlan` (the one late QAT rehearsed; resolved here when None); `uniform_bits`
+    forces every int-k tensor to that width (size projections); `calibration` reuses tokens from
+    `calibration_sequences` (several packings of one model).
     """
     start = time.perf_counter()
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
     encode = _Encoder(cfg, meta)
     q = cfg.quant
     if q.scheme == "int8":
-        qm = quantize_state_dict_int8(cpu_state)
-        blob, codec, transform = encode(qm, {"scheme": "int8"})
-        labels = {n: f"int{qt.bits}" if qt.bits else str(qt.data.dtype).removeprefix("torch.") for n, qt in qm.items()}
-        return Packed(blob, codec, transform, qm, tensor_rows(cpu_state, qm, labels), {"scheme": "int8"},
-                      seconds=time.perf_counter() - start)
+        return _pack_int8(cpu_state, encode, start)
 
-    policy = load_policy(q.policy)
-    assignment = assign_formats(policy, cpu_state)
+    plan = plan if plan is not None else QuantPlan.resolve(cfg, cpu_state)
+    if plan.policy is None or plan.assignment is None or set(plan.assignment.formats) != set(cpu_state):
+        raise ArtifactError(f"the quantization plan ({plan.scheme}) was resolved for other tensors than the weights "
+                            "being packed: resolve it from the same model")
+    policy, assignment = plan.policy, plan.assignment
     if uniform_bits is not None:
         assignment = Assignment({n: f.with_bits(uniform_bits) if f.bits else f for n, f in assignment.formats.items()},
                                 assignment.warnings)
@@ -159,6 +170,15 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     packed.warnings = list(assignment.warnings)
     packed.seconds = time.perf_counter() - start
     return packed
+
+
+def _pack_int8(state_dict: dict[str, Tensor], encode: _Encoder, start: float) -> Packed:
+    """The baseline's int8 export (it chooses each tensor's treatment itself; no plan)."""
+    qm = quantize_state_dict_int8(state_dict)
+    blob, codec, transform = encode(qm, {"scheme": "int8"})
+    labels = {n: f"int{qt.bits}" if qt.bits else str(qt.data.dtype).removeprefix("torch.") for n, qt in qm.items()}
+    return Packed(blob, codec, transform, qm, tensor_rows(state_dict, qm, labels), {"scheme": "int8"},
+                  seconds=time.perf_counter() - start)
 
 
 def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], sensitivity: Sensitivity,
@@ -200,3 +220,69 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
                             f"{available:,} bytes available (budget − margin − code): allow fewer bits "
                             "(quant.fit_bits), prune (quant.prune_fraction) or try quant.codec=auto")
     return best
+
+
+# ---- artifacts on disk ------------------------------------------------------------------------
+def float_weights(state_dict: Mapping[str, Tensor]) -> QuantizedModel:
+    """A state dict as an all-passthrough model, so float weights use the same pickle-free container."""
+    return QuantizedModel({name: QuantizedTensor(name, "passthrough", None, t.detach().cpu().contiguous(), None, t.dtype)
+                           for name, t in state_dict.items()})
+
+
+def load_packed_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """The (dequantized) state dict of a pgolf file and its meta."""
+    quantized, meta = read_artifact(path)
+    return dequantize(quantized), meta
+
+
+def measure_code_budget(model_bytes: int, limit: int = BUDGET_BYTES) -> Budget:
+    """Budget of `model_bytes` plus the bytes of the pgolf code imported in this process."""
+    files = tuple(code_files())
+    return Budget(code_bytes=count_code_bytes(files), model_bytes=model_bytes, limit=limit, code_files=files)
+
+
+def pack_result(path: Path, codec: str, budget: Budget, transform: str = "none") -> PackResult:
+    """The budget numbers of an artifact (no quantization details: an already-quantized input)."""
+    files = budget.code_files
+    root = Path(files[0]).parent.parent if files else Path(".")
+    shown = tuple(str(Path(f).relative_to(root)) if root in Path(f).parents else str(f) for f in files)
+    return PackResult(artifact=path, codec=codec, model_bytes=budget.model_bytes, code_bytes=budget.code_bytes,
+                      budget_limit=budget.limit, code_files=shown, budget_report=budget.report(), transform=transform)
+
+
+def pack_state_dict(state_dict: Mapping[str, Tensor], cfg: Config, path: Path, extra_meta: Mapping[str, Any],
+                    device: torch.device | None = None, enforce_budget: bool = False,
+                    log: Callable[[str], None] = lambda _: None, plan: QuantPlan | None = None) -> PackResult:
+    """Quantize with the config's scheme/policy, write the artifact and its per-tensor report.
+
+    With `enforce_budget`, an artifact that would put the submission over `quant.budget_bytes` is not
+    written: ArtifactError names the exact excess.
+    """
+    packed = pack_weights(state_dict, cfg, {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta},
+                          device or torch.device("cpu"), lambda: config_train_files(cfg), log, plan=plan)
+    budget = measure_code_budget(len(packed.blob), cfg.quant.budget_bytes)
+    if enforce_budget:
+        check_budget(budget)
+    save_artifact_bytes(path, packed.blob)
+    report_path = tensor_report_path(path)
+    quant = {k: v for k, v in packed.quant_meta.items() if k != "policy_rules"}
+    atomic_write_json(report_path, {"artifact": str(path), "quant": quant, "tensors": packed.rows})
+    base = pack_result(path, packed.codec, budget, packed.transform)
+    return dataclasses.replace(base, payload_bytes=packed.quantized.stats["payload_bytes"], quant=quant,
+                               tensor_rows=tuple(packed.rows), tensor_report=report_path,
+                               pack_seconds=packed.seconds, warnings=tuple(packed.warnings))
+
+
+def calibration_budget(cfg: Config, training_s: float, pack: PackResult) -> tuple[dict[str, Any], str | None]:
+    """Training time + the calibration pass against the training budget, for runs that calibrate on
+    training data: (summary fields, log line), or ({}, None) when it does not apply."""
+    if not reads_train_calibration(cfg) or cfg.train.max_wallclock_seconds <= 0:
+        return {}, None
+    budget = cfg.train.max_wallclock_seconds + cfg.quant.calibration_reserve_seconds
+    pass_s = pack.quant["calibration"]["pass_seconds"]
+    used = training_s + pass_s
+    inside = used <= budget
+    line = (f"calibration_budget: training {training_s:.1f}s + calibration pass {pass_s:.1f}s = {used:.1f}s of "
+            f"{budget:.1f}s: " + ("inside the training budget" if inside else "OVER the training budget: raise "
+                                  "quant.calibration_reserve_seconds or calibrate with quant.calibration=ar"))
+    return {"train_plus_calibration_s": used, "calibration_inside_budget": inside}, line

@@ -23,12 +23,12 @@ from pgolf.artifact.format import MAGIC, encode_artifact, looks_like_zlib, read_
 from pgolf.artifact.official import load_official_checkpoint, read_official_int8
 from pgolf.config import Config, eval_context
 from pgolf.data.build import DatasetPaths
+from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset
 from pgolf.errors import UserError
 from pgolf.evaluate.ledger import LedgerResult
 from pgolf.model.gpt import GPT, build_model
-from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, EvalData, load_eval_data,
-                            load_packed_state, measure_code_budget, pack_state_dict, packing_report,
-                            resolve_dataset)
+from pgolf.packing import load_packed_state, measure_code_budget, pack_result, pack_state_dict
+from pgolf.rundir import ARTIFACT_NAME, WEIGHTS_NAME, PackResult
 from pgolf.train.distributed import DistContext, choose_device, init_distributed, shutdown
 from pgolf.train.runtime import autocast_dtype
 from pgolf.utils import atomic_write_bytes
@@ -211,7 +211,11 @@ def _stderr(message: str) -> None:
 
 def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
     """Quantize and pack a run's float weights (or an official export) per the config; refuse to write an
-    artifact that would exceed `quant.budget_bytes`."""
+    artifact that would exceed `quant.budget_bytes`. Returns the `PackResult` as `pgolf pack` prints it."""
+    return _pack_target(target, args, load).to_dict()
+
+
+def _pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> PackResult:
     kind, file = _describe(target)
     if kind == "run":
         file = target / WEIGHTS_NAME
@@ -221,13 +225,13 @@ def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> d
     cfg = _config_for(kind, file, target, args, load)
     out = args.out or (target / ARTIFACT_NAME if kind == "run" else file.with_name(file.stem + ".pgolf"))
     if kind == "official" and _is_official_int8(file):
-        blob, codec, _ = encode_artifact(read_official_int8(file), {"config": cfg.to_dict(), "source": f"official:{file.name}"},
+        blob, codec, transform = encode_artifact(read_official_int8(file), {"config": cfg.to_dict(), "source": f"official:{file.name}"},
                                          codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level,
                                          transform=cfg.quant.transform)
         budget = measure_code_budget(len(blob), cfg.quant.budget_bytes)
         check_budget(budget)
         save_artifact_bytes(out, blob)
-        return packing_report(out, codec, budget)
+        return pack_result(out, codec, budget, transform)
     if kind == "official":
         state = load_official_checkpoint(file)
     else:

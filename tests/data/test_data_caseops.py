@@ -16,7 +16,8 @@ from pgolf.data.shards import list_shards, open_shard
 from pgolf.data.sidecar import SidecarBytes, eval_byte_counter, sidecar_files
 from pgolf.errors import DataError
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
-from pgolf.pipeline import load_eval_data, resolve_dataset, run_train
+from pgolf.data.resolve import load_eval_data, resolve_dataset
+from pgolf.pipeline import run_train
 from testkit import tiny_overrides
 
 

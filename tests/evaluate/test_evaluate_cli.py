@@ -11,7 +11,7 @@ import pytest
 from pgolf.cli import VERIFY_FAILED, main
 from pgolf.config import load_config
 from pgolf.errors import ConfigError
-from pgolf.pipeline import pack_state_dict
+from pgolf.packing import pack_state_dict
 from testkit import SHIPPED_SP8192, mixing_model, tiny_overrides
 
 

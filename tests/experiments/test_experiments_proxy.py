@@ -10,7 +10,7 @@ import pytest
 
 from pgolf.config import load_config, read_toml_file
 from pgolf.errors import ConfigError
-from pgolf.experiments.proxy import apply_proxy
+from pgolf.train.setup import apply_proxy
 from pgolf.pipeline import run_train
 from testkit import tiny_overrides
 

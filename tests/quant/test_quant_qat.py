@@ -8,6 +8,7 @@ import torch
 from pgolf.config import load_config
 from pgolf.model.gpt import build_model
 from pgolf.optim.factory import late_qat_bits, partition, qat_bits_for
+from pgolf.quant.plan import QuantPlan
 from pgolf.quant.qat import QATForward, fake_quant_ste, fake_quantize_per_row, roundtrip_state_dict
 
 
@@ -64,7 +65,7 @@ def test_late_qat_rehearses_the_runs_quant_policy() -> None:
     small = ["model.num_layers=2", "model.model_dim=64", "model.num_heads=2", "model.num_kv_heads=1"]
     cfg = load_config("tiny", env={}, overrides=small + ["quant.scheme=policy", "quant.policy=int5mlp"])
     model = build_model(cfg.model, torch.device("cpu"))
-    bits = late_qat_bits(model, cfg)
+    bits = late_qat_bits(model, QuantPlan.resolve(cfg, model.state_dict()))
     matrices = set(partition(model)[0])
     mlp = {n for n in matrices if ".mlp." in n}
     assert mlp and bits == dict.fromkeys(mlp, 5)  # int5mlp: MLP matrices (64×192) at int5
@@ -72,6 +73,6 @@ def test_late_qat_rehearses_the_runs_quant_policy() -> None:
     assert all(model.get_parameter(n).numel() <= 8192 for n in matrices - mlp)
     wide = load_config("tiny", env={}, overrides=["quant.scheme=policy", "quant.policy=int5mlp"])
     wide_model = build_model(wide.model, torch.device("cpu"))
-    assert set(late_qat_bits(wide_model, wide).values()) == {5, 6}  # 256-wide attention is stored (and rehearsed) int6
+    assert set(late_qat_bits(wide_model, QuantPlan.resolve(wide, wide_model.state_dict())).values()) == {5, 6}  # 256-wide attention is stored (and rehearsed) int6
     int8_cfg = load_config("tiny", env={}, overrides=small + ["train.qat_bits=4"])
-    assert late_qat_bits(model, int8_cfg) == dict.fromkeys(matrices, 4)  # int8 scheme: one width, train.qat_bits
+    assert late_qat_bits(model, QuantPlan.resolve(int8_cfg, model.state_dict())) == dict.fromkeys(matrices, 4)  # int8 scheme: one width, train.qat_bits

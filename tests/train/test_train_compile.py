@@ -9,7 +9,7 @@ from pgolf.config import load_config
 from pgolf.model.gpt import build_model
 from pgolf.optim.factory import qat_bits_for
 from pgolf.quant.qat import QATForward
-from pgolf.pipeline import prepare_training
+from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import DistContext
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from pgolf.pipeline import WEIGHTS_NAME, load_packed_state
+from pgolf.packing import load_packed_state
+from pgolf.rundir import WEIGHTS_NAME
 from testkit import read_metrics, tiny_overrides
 
 STEPS = 5

@@ -15,7 +15,7 @@ import torch
 
 from pgolf.config import load_config
 from pgolf.errors import NonFiniteLossError
-from pgolf.pipeline import prepare_training
+from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import DistContext
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from pgolf.config import Config, config_from_dict
@@ -36,6 +35,7 @@ from pgolf.optim.factory import ns_dtype, partition, qat_bits_for
 from pgolf.optim.muon import Muon, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon, average_gradients
 from pgolf.quant.qat import roundtrip_state_dict
+from pgolf.train.distributed import group_barrier, group_world, join_gloo_group, leave_group
 from pgolf.utils import atomic_write_json
 
 # (rows, cols, matrices per 11-layer record model) — Q/O, K/V, MLP up, MLP down at d = 512, MLP ×4
@@ -50,8 +50,7 @@ def _sync(device: torch.device) -> None:
 def _median_ms(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
     times = []
     for i in range(warmup + repeats):
-        if dist.is_initialized():
-            dist.barrier()
+        group_barrier()
         _sync(device)
         start = time.perf_counter()
         fn()
@@ -80,8 +79,7 @@ def bench_newton_schulz(device: torch.device, dtype: torch.dtype, batch: int | N
 # ---- optimizer step ------------------------------------------------------------------------------
 def _step_times(cfg: Config, device: torch.device, repeats: int) -> dict[str, float]:
     """Median ms of (gradient sync + Muon step) for both flavours, in the current process group."""
-    distributed = dist.is_initialized()
-    world = dist.get_world_size() if distributed else 1
+    world, _ = group_world()
     out = {}
     for impl in ("round_robin", "parallel"):
         torch.manual_seed(cfg.run.seed)
@@ -105,7 +103,7 @@ def _step_times(cfg: Config, device: torch.device, repeats: int) -> dict[str, fl
             muon = Muon(matrix, **options)
 
             def step(muon=muon, params=list(model.parameters())) -> None:
-                if distributed:
+                if world > 1:
                     average_gradients(params, world)  # what DDP's backward hooks do
                 muon.step()
         out[impl] = _median_ms(step, device, repeats)
@@ -121,13 +119,13 @@ def _free_port() -> int:
 def _worker(rank: int, world: int, port: int, cfg_dict: dict, repeats: int, result_path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    join_gloo_group(rank, world)
     try:
         times = _step_times(config_from_dict(cfg_dict), torch.device("cpu"), repeats)
         if rank == 0:
             atomic_write_json(Path(result_path), times)
     finally:
-        dist.destroy_process_group()
+        leave_group()
 
 
 def bench_optimizer_step(cfg: Config, device: torch.device, world_size: int, repeats: int) -> dict[str, Any]:
@@ -144,7 +142,11 @@ def bench_optimizer_step(cfg: Config, device: torch.device, world_size: int, rep
 
 # ---- late QAT quant gap --------------------------------------------------------------------------
 def bench_late_qat(cfg: Config, device: torch.device, steps: int, threshold: float) -> dict[str, Any]:
-    from pgolf.pipeline import WEIGHTS_NAME, evaluate_model, load_eval_data, load_packed_state, resolve_dataset, run_train
+    from pgolf.data.resolve import load_eval_data, resolve_dataset
+    from pgolf.evaluate.orchestrate import evaluate_model
+    from pgolf.packing import load_packed_state
+    from pgolf.pipeline import run_train
+    from pgolf.rundir import WEIGHTS_NAME
     from pgolf.train.distributed import DistContext
 
     bits = cfg.train.qat_bits

@@ -21,10 +21,19 @@ import torch
 
 from pgolf.artifact.format import encode_artifact
 from pgolf.config import Config, ModelConfig, load_config, read_toml_file
+from pgolf.data.resolve import load_eval_data, resolve_dataset, train_files
+from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import build_model
-from pgolf.packing import Calibration, Packed, calibration_sequences, current_code_bytes, pack_weights
-from pgolf.pipeline import WEIGHTS_NAME, evaluate_model, load_eval_data, load_packed_state, resolve_dataset, train_files
+from pgolf.packing import (
+    Calibration,
+    Packed,
+    calibration_sequences,
+    current_code_bytes,
+    load_packed_state,
+    pack_weights,
+)
 from pgolf.quant.container import dequantize
+from pgolf.rundir import WEIGHTS_NAME
 from pgolf.train.distributed import init_distributed, shutdown
 from pgolf.utils import atomic_write_json
 

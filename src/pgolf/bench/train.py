@@ -19,7 +19,7 @@ import torch
 from pgolf.bench.peak import measure_matmul_peak
 from pgolf.config import Config
 from pgolf.model.gpt import build_model, flops_per_token
-from pgolf.pipeline import prepare_training
+from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import init_distributed, shutdown
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock

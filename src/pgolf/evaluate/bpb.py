@@ -13,10 +13,10 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from pgolf.data.tokenizer import ByteCounter
+from pgolf.train.distributed import sum_across_group
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,7 @@ class BPBAccumulator:
 
     def result(self) -> BPBResult:
         sums = self.sums.clone()
-        if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        sum_across_group(sums)
         loss_sum, tokens, num_bytes = (float(v) for v in sums.tolist())
         val_loss, val_bpb = bits_per_byte(loss_sum, tokens, num_bytes)
         return BPBResult(val_loss, val_bpb, int(tokens), int(num_bytes), loss_sum)

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 from pgolf.data.tokenizer import ByteCounter
 from pgolf.evaluate.bpb import BPBAccumulator, BPBResult
 from pgolf.evaluate.windows import WindowBatch
+from pgolf.train.distributed import sum_across_group
 
 
 class LegalityError(RuntimeError):
@@ -35,10 +35,6 @@ def token_nll(logits: Tensor, targets: Tensor) -> Tensor:
     """Per-token cross-entropy in nats on fp32 logits: −log of a softmax over the whole vocabulary."""
     flat = logits.float().reshape(-1, logits.size(-1))
     return F.cross_entropy(flat, targets.reshape(-1), reduction="none").view_as(targets)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
 
 
 @dataclass
@@ -144,8 +140,7 @@ class ScoreLedger:
     def require_scored(self, begin: int, end: int) -> None:
         """Raise unless every target in [begin, end) has been scored (on any rank)."""
         local = torch.tensor(int(self.scored[begin:end].sum()), dtype=torch.int64, device=self.device)
-        if _distributed():
-            dist.all_reduce(local, op=dist.ReduceOp.SUM)
+        sum_across_group(local)
         if int(local) != end - begin:
             raise LegalityError(f"adaptation asked for targets [{begin}, {end}) but only {int(local)} of them "
                                 "are scored: score first, then learn")
@@ -162,12 +157,7 @@ class ScoreLedger:
             return LedgerResult(bpb, None, None)
         counts = torch.from_numpy(self.scored.astype(np.int32))
         losses = torch.from_numpy(self.losses)
-        if _distributed():
-            backend_device = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
-            counts, losses = counts.to(backend_device), losses.to(backend_device)
-            dist.all_reduce(counts, op=dist.ReduceOp.SUM)
-            dist.all_reduce(losses, op=dist.ReduceOp.SUM)
-            counts, losses = counts.cpu(), losses.cpu()
+        sum_across_group(counts, losses, device=self.device)
         counts_np = counts.numpy()
         coverage = Coverage(self.n_targets, int((counts_np == 1).sum()), int((counts_np == 0).sum()),
                             int((counts_np > 1).sum()))

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
 
 from pgolf.evaluate.context import ScoringContext
@@ -26,6 +25,7 @@ from pgolf.evaluate.ledger import LedgerResult
 from pgolf.evaluate.sliding import ScoreFn, score_windows
 from pgolf.evaluate.windows import Window, batched, rank_slice, sliding_windows
 from pgolf.model.gpt import GPT
+from pgolf.train.distributed import sum_across_group
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,7 @@ def _average_gradients(params: list[nn.Parameter]) -> None:
     for param in params:
         if param.grad is None:
             param.grad = torch.zeros_like(param)
-    if dist.is_available() and dist.is_initialized():
-        for param in params:
-            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+    sum_across_group(*(param.grad for param in params if param.grad is not None))
 
 
 def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], segment: Tensor,

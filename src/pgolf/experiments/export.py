@@ -20,7 +20,7 @@ import tomli_w
 
 import pgolf
 from pgolf.config import Config
-from pgolf.pipeline import EMBEDDED_PREFIX, resolve_dataset
+from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
 from pgolf.utils import atomic_write_text, sha256_file
 
 ENTRY_MODULE = "pgolf.pipeline"  # what `pgolf train` calls; everything it imports is embedded

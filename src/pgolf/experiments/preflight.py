@@ -24,7 +24,7 @@ from pgolf.config import Config
 from pgolf.errors import ConfigError
 from pgolf.experiments.export import write_export
 from pgolf.model.gpt import GPT, build_model, count_parameters, flops_per_token
-from pgolf.pipeline import pack_state_dict
+from pgolf.packing import pack_state_dict
 from pgolf.quant.container import dequantize
 from pgolf.quant.int8 import quantize_state_dict_int8
 
@@ -118,10 +118,10 @@ def _artifact_projection(ctx: _Context) -> Check:
     assert ctx.cfg is not None and ctx.model is not None
     with tempfile.TemporaryDirectory() as folder:
         packed = pack_state_dict(trained_like(ctx.model.state_dict()), ctx.cfg, Path(folder) / "artifact.pgolf", {})
-    model = packed["model_bytes"]
+    model = packed.model_bytes
     total = ctx.code_bytes + model
     plain_fits = ctx.plain_code_bytes + model <= BUDGET_BYTES
-    detail = (f"{ctx.cfg.quant.scheme} + {packed['codec']} on trained-like weights (matrices as unit Gaussians): model "
+    detail = (f"{ctx.cfg.quant.scheme} + {packed.codec} on trained-like weights (matrices as unit Gaussians): model "
               f"{model:,} + code {ctx.code_bytes:,} (minified + lzma) = {total:,} of {BUDGET_BYTES:,} bytes; "
               f"with the plain export {ctx.plain_code_bytes + model:,} ({'fits' if plain_fits else 'over: submit --minify --compress'})")
     return Check("artifact size", total <= BUDGET_BYTES, detail)

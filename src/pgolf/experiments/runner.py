@@ -22,7 +22,7 @@ from pathlib import Path
 from pgolf.config import ENV_VARS, Config, config_from_dict, read_toml_file
 from pgolf.errors import UserError
 from pgolf.experiments.results import SUMMARY_NAME
-from pgolf.train.checkpoint import CHECKPOINT_NAME
+from pgolf.rundir import CHECKPOINT_NAME
 from pgolf.utils import atomic_write_json, atomic_write_text
 
 _LAUNCHER_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")

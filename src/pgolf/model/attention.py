@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from pgolf.model.backend import causal_attention, masked_attention
 from pgolf.model.context import ForwardContext
-from pgolf.model.layers import CastedLinear, rms_norm
+from pgolf.model.layers import CastedLinear, declares_controls, rms_norm
 
 ValueMixer = Callable[[Tensor, ForwardContext], Tensor]  # (v, ctx) → v, v: (batch, seq, kv_heads, head_dim)
 OutputTransform = Callable[[Tensor, Tensor, Tensor], Tensor]  # (y, v, x) → y, y: (batch, seq, heads, head_dim)
@@ -67,6 +67,7 @@ def _document_core(q: Tensor, k: Tensor, v: Tensor, ctx: ForwardContext) -> Tens
     return masked_attention(q, k, v, ctx.attn_mask)
 
 
+@declares_controls("q_gain")
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
                  rope_dims: int = 0) -> None:

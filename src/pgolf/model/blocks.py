@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from pgolf.model.attention import CausalSelfAttention
 from pgolf.model.context import ForwardContext
-from pgolf.model.layers import rms_norm, row_scale
+from pgolf.model.layers import declares_controls, rms_norm, row_scale
 from pgolf.model.mlp import MLP
 
 Lanes = tuple[Tensor, Tensor]
@@ -34,6 +34,7 @@ def _lanes(state: State) -> Lanes:
     return state if isinstance(state, tuple) else (state, state)
 
 
+@declares_controls("attn_scale", "mlp_scale", "resid_mix")
 class Block(nn.Module):
     """x ← mix(x, x0); x ← x + a ⊙ Attn(norm(x)); x ← x + m ⊙ MLP(norm(x))."""
 
@@ -52,6 +53,7 @@ class Block(nn.Module):
         return x + row_scale(self.mlp_scale, x) * self.mlp(self.norm(x))
 
 
+@declares_controls("parallel_resid", "parallel_post")
 class RecordParallelBlock(Block):
     """Form (E) of PR #1529/#1530 and the SOTA: two lanes, attention from mix(lane0, x0), MLP from lane1,
     both outputs written into both lanes:
@@ -74,6 +76,7 @@ class RecordParallelBlock(Block):
                 rho[1] * lane1 + post[0, 1] * a + post[1, 1] * m)
 
 
+@declares_controls("resid_mix_mlp", "lane_route")
 class ProteusParallelBlock(Block):
     """Form (B), PROTEUS (PR #1289): attention reads mix(x_attn, x0), the MLP reads mix_mlp(x_mlp, x0)
     (`resid_mix_mlp`, per dimension, init (1, 0)); a 4-element `lane_route` r (init 1) routes the outputs:

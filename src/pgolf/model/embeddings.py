@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pgolf.model.layers import CastedLinear
+from pgolf.model.layers import CastedLinear, declares_controls
 
 
 def _shift(x: Tensor, steps: int) -> Tensor:
@@ -44,6 +44,7 @@ def trigram_buckets(ids: Tensor, buckets: int, bos_id: int) -> Tensor:
     return torch.where(incomplete, buckets - 1, hashed)
 
 
+@declares_controls("bigram_scale")
 class BigramHash(nn.Module):
     """e_t ← e_t + s · P·E_b[h_t] (+ E_b[trigram h_t]), added to the token embedding before the first norm.
 
@@ -78,6 +79,7 @@ def _not_bos(ids: Tensor, bos_id: int, dtype: torch.dtype) -> Tensor:
     return (ids != bos_id).to(dtype)[..., None]
 
 
+@declares_controls("smear_gate")
 class SmearGateV1(nn.Module):
     """x_t ← (1−g)⊙x_t + g⊙x_{t−1}, g = σ(smear_gate) (zero-init: g = 0.5), on the normalised stream;
     BOS positions are left unchanged."""
@@ -92,6 +94,7 @@ class SmearGateV1(nn.Module):
         return x + _not_bos(ids, self.bos_id, x.dtype) * g * (_previous(x) - x)
 
 
+@declares_controls("smear_w", "smear_lambda")
 class SmearGateV2(nn.Module):
     """e_t ← e_t + λ·σ(W·e_t[:window])·e_{t−1} on the raw embeddings, with the BOS mask; λ and W start at
     zero, so the gate starts as the identity."""

@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pgolf.model.layers import declares_controls
 
+
+@declares_controls("attn_gate_w")
 class AttentionGate(nn.Module):
     def __init__(self, num_heads: int, in_features: int, scale: float, multiplier: float, init_std: float) -> None:
         super().__init__()

@@ -25,7 +25,8 @@ from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
 from pgolf.model.init import orthogonal_init
 from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
-from pgolf.model.layers import CastedLinear, is_control_name, restore_fp32_controls, rms_norm, sublayer_norm
+from pgolf.model.layers import (CastedLinear, control_parameter_names, declares_controls, restore_fp32_controls,
+                               rms_norm, sublayer_norm)
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
 from pgolf.model.values import ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
@@ -73,6 +74,7 @@ class ParamGroups:
     scalar: list[nn.Parameter] = field(default_factory=list)  # control tensors, gates, lambdas, skips
 
 
+@declares_controls("skip_weights", "skip_gates")
 class GPT(nn.Module):
     """Embedding (+ features) → U-Net of blocks over the virtual layer order → final norm → tied head."""
 
@@ -200,12 +202,13 @@ class GPT(nn.Module):
         named = list(self.blocks.named_parameters(prefix="blocks"))
         named += [(n, p) for n, p in self.named_parameters() if not n.startswith("blocks.")]
         head = None if self.lm_head is None else self.lm_head.weight
+        controls = control_parameter_names(self)
         for name, p in named:
             if p is self.tok_emb.weight or name.endswith(".table"):
                 groups.token.append(p)
             elif p is head:
                 groups.head.append(p)
-            elif p.ndim == 2 and not is_control_name(name):
+            elif p.ndim == 2 and name not in controls:
                 groups.matrix.append(p)
             else:
                 groups.scalar.append(p)

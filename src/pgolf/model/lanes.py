@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.model.blocks import State
-from pgolf.model.layers import row_scale
+from pgolf.model.layers import declares_controls, row_scale
 
 Combine = Callable[[Tensor], Tensor]
 
@@ -57,6 +57,7 @@ def mean_of_lanes(state: State) -> Tensor:
     return 0.5 * (state[0] + state[1])
 
 
+@declares_controls("lane_merge")
 class LaneMerge(nn.Module):
     """PROTEUS: μ·x_attn + (1−μ)·x_mlp with μ = σ(lane_merge), lane_merge init 0 (μ = 0.5)."""
 

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# Parameters whose names contain one of these substrings are "control" tensors: they go to Adam
-# (not Muon), stay fp32 even when the body runs in bf16, and are exported as float. The first nine
-# are the baseline's; the rest name the small gates and mixing weights of the record techniques.
-CONTROL_TENSOR_NAME_PATTERNS: tuple[str, ...] = (
-    "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
-    "q_gain", "skip_weight", "skip_weights",
-    "skip_gates", "attn_gate_w", "smear_", "parallel_resid", "parallel_post", "lane_route", "lane_merge",
-    "vr_lambda", "ve_scale", "ve_layer_scale", "bigram_scale",
-)
+ModuleType = TypeVar("ModuleType", bound=type[nn.Module])
 
 
-def is_control_name(name: str) -> bool:
-    return any(pattern in name for pattern in CONTROL_TENSOR_NAME_PATTERNS)
+def declares_controls(*names: str) -> Callable[[ModuleType], ModuleType]:
+    """Class decorator: the module's parameters `names` are control tensors.
+
+    Control tensors (scales, gates, mixing weights) go to Adam, never Muon, even when 2-D; they stay
+    fp32 when the body is stored in bf16. A subclass adds to its base's declaration.
+    """
+    def declare(cls: ModuleType) -> ModuleType:
+        cls.control_params = (*getattr(cls, "control_params", ()), *names)  # type: ignore[attr-defined]
+        return cls
+    return declare
+
+
+def control_parameter_names(module: nn.Module) -> set[str]:
+    """Qualified names of the control parameters declared by `module` and its submodules."""
+    found = set()
+    for prefix, sub in module.named_modules():
+        for attr in getattr(sub, "control_params", ()):
+            if isinstance(getattr(sub, attr, None), nn.Parameter):
+                found.add(f"{prefix}.{attr}" if prefix else attr)
+    return found
 
 
 def rms_norm(x: Tensor) -> Tensor:
@@ -61,10 +74,11 @@ def row_scale(vector: Tensor, like: Tensor) -> Tensor:
 
 def restore_fp32_controls(module: nn.Module) -> None:
     """After `module.bfloat16()`: matrices of Linear layers and control/low-dim params back to fp32."""
+    controls = control_parameter_names(module)
     with torch.no_grad():
         for sub in module.modules():
             if isinstance(sub, CastedLinear):
                 sub.float()
         for name, param in module.named_parameters():
-            if (param.ndim < 2 or is_control_name(name)) and param.dtype != torch.float32:
+            if (param.ndim < 2 or name in controls) and param.dtype != torch.float32:
                 param.data = param.data.float()

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pgolf.model.context import ForwardContext
-from pgolf.model.layers import CastedLinear
+from pgolf.model.layers import CastedLinear, declares_controls
 
 
+@declares_controls("ve_scale")
 class ValueEmbedding(nn.Module):
     def __init__(self, vocab_size: int, dim: int, kv_dim: int) -> None:
         super().__init__()
@@ -30,6 +31,7 @@ class ValueEmbedding(nn.Module):
         return self.ve_scale.to(dtype) * self.proj(F.embedding(input_ids, self.table).to(dtype))
 
 
+@declares_controls("ve_layer_scale")
 class ValueEmbeddingMix(nn.Module):
     """v ← v + ve_layer_scale · ve for one layer."""
 
@@ -47,6 +49,7 @@ def keep_first_values(v: Tensor, ctx: ForwardContext) -> Tensor:
     return v
 
 
+@declares_controls("vr_lambda")
 class ValueResidualMix(nn.Module):
     """v ← λ0·v_first + λ1·v."""
 

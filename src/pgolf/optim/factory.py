@@ -1,4 +1,4 @@
-"""The baseline's parameter partition: Adam for embeddings, head and control tensors, Muon for matrices.
+"""The optimizers of a run, one per row of the param-group table (`optim.param_groups`).
 
 `optim.muon_impl` picks the Muon flavour: `round_robin` (the baseline's, behind DDP) or `parallel`
 (shape banks, batched Newton–Schulz, reduce-scatter / all-gather, no DDP).
@@ -6,27 +6,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from torch import Tensor, nn
 
 from pgolf.config import Config
-from pgolf.errors import ConfigError
 from pgolf.model.gpt import GPT
-from pgolf.model.layers import is_control_name
 from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
+from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
 from pgolf.precision import autocast_dtype
-from pgolf.quant.policy import assign_formats, load_policy
+from pgolf.quant.plan import QuantPlan
 from pgolf.quant.qat import BitsFor, bits_from_mapping
 
 MuonLike = Muon | ParallelMuon
 
 
-def _adam(params: list[torch.Tensor], lr: float, weight_decay: float, cfg: Config, fused: bool) -> torch.optim.Adam:
+def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Adam:
     """Adam as the baseline (no decay), or AdamW-style decoupled decay scaled by the scheduled LR."""
-    group = {"params": params, "lr": lr, "base_lr": lr, "base_weight_decay": weight_decay}
-    o = cfg.optim
-    return torch.optim.Adam([group], betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused,
-                            weight_decay=weight_decay, decoupled_weight_decay=weight_decay > 0)
+    o, wd = cfg.optim, spec.weight_decay
+    groups = [{"params": list(spec.params), "lr": spec.lr, "base_lr": spec.lr, "base_weight_decay": wd}]
+    return torch.optim.Adam(groups, betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused,
+                            weight_decay=wd, decoupled_weight_decay=wd > 0)
 
 
 def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
@@ -50,49 +52,38 @@ def qat_bits_for(model: GPT, bits: int) -> BitsFor:
     return bits_from_mapping({name: bits for name in partition(model)[0]})
 
 
-def late_qat_bits(model: GPT, cfg: Config) -> dict[str, int]:
-    """{Muon matrix name: int width} that late QAT rehearses: the run's own quantization.
+def late_qat_bits(model: GPT, plan: QuantPlan) -> dict[str, int]:
+    """{Muon matrix name: int width} that late QAT rehearses: the widths the plan stores them at."""
+    return plan.matrix_bits(partition(model)[0])
 
-    With `quant.scheme = "policy"` each matrix gets the int-k its policy rule stores it at (a matrix the policy
-    keeps in float is not fake-quantized); the int8 and fit schemes have no fixed per-tensor width, so every
-    matrix takes `train.qat_bits`.
-    """
-    matrices = partition(model)[0]
-    if cfg.quant.scheme != "policy":
-        return {name: cfg.train.qat_bits for name in matrices}
-    formats = assign_formats(load_policy(cfg.quant.policy), model.state_dict()).formats
-    bits = {name: b for name in matrices if (b := formats[name].bits) is not None}
-    if not bits:
-        raise ConfigError(f"train.late_qat_threshold: quant policy {cfg.quant.policy!r} stores no Muon matrix as "
-                          "int-k, so late QAT has nothing to rehearse; set it to 0 or pick an int policy")
-    return bits
+
+def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: torch.device,
+          orthogonalize: Orthogonalizer) -> MuonLike:
+    o = cfg.optim
+    options: dict[str, Any] = dict(
+        lr=spec.lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps, nesterov=o.muon_nesterov,
+        ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant, row_normalize=o.muon_row_normalize,
+        weight_decay=spec.weight_decay, orthogonalize=orthogonalize)
+    matrices: list[Tensor] = list(spec.params)
+    muon: MuonLike
+    if o.muon_impl == "parallel":
+        muon = ParallelMuon(matrices, replicated=replicated(table), **options)
+    else:
+        muon = Muon(matrices, **options)
+    for param_group in muon.param_groups:
+        param_group["base_lr"] = spec.lr
+        param_group["base_weight_decay"] = spec.weight_decay
+    return muon
 
 
 def build_optimizers(model: GPT, cfg: Config, device: torch.device,
                      orthogonalize: Orthogonalizer = newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
-    """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
-    named_matrix, scalar = partition(model)
-    matrix = list(named_matrix.values())
+    """All optimizers, one per row of the param-group table (token, [head], muon, scalar), and the Muon one."""
+    table = param_table(model, cfg)
     fused = device.type == "cuda"
-    o = cfg.optim
-    token_lr = o.tied_embed_lr if cfg.model.tie_embeddings else o.embed_lr
-    groups = model.optimizer_groups()
-    optimizers: list[torch.optim.Optimizer] = [_adam(groups.token, token_lr, o.embed_weight_decay, cfg, fused)]
-    if groups.head:
-        optimizers.append(_adam(groups.head, o.head_lr, o.embed_weight_decay, cfg, fused))
-    options = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
-                   nesterov=o.muon_nesterov, ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
-                   row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay, orthogonalize=orthogonalize)
-    if o.muon_impl == "parallel":
-        matrix_ids = {id(p) for p in matrix}
-        replicated = [p for p in model.parameters() if id(p) not in matrix_ids]
-        muon: MuonLike = ParallelMuon(matrix, replicated=replicated, **options)
-    else:
-        muon = Muon(matrix, **options)
-    for group in muon.param_groups:
-        group["base_lr"] = o.matrix_lr
-        group["base_weight_decay"] = o.muon_weight_decay
-    optimizers += [muon, _adam(scalar, o.scalar_lr, o.adam_weight_decay, cfg, fused)]
+    muon = _muon(group_of(table, "matrix"), table, cfg, device, orthogonalize)
+    optimizers: list[torch.optim.Optimizer] = [_adam(spec, cfg, fused) if spec.optimizer == ADAM else muon
+                                               for spec in table]
     return optimizers, muon
 
 

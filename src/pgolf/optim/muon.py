@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
+
+from pgolf.train.distributed import group_world, sum_across_group
 
 NSCoefficients = tuple[float, float, float]
 
@@ -117,9 +118,7 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):  # type: ignore[override]
-        distributed = dist.is_available() and dist.is_initialized()
-        world_size = dist.get_world_size() if distributed else 1
-        rank = dist.get_rank() if distributed else 0
+        world_size, rank = group_world()
         for group in self.param_groups:
             params: list[Tensor] = group["params"]
             if not params:
@@ -131,8 +130,7 @@ class Muon(torch.optim.Optimizer):
                 if index % world_size == rank and p.grad is not None:
                     updates[offset : offset + p.numel()] = self._update(p, group).reshape(-1)
                 offset += p.numel()
-            if distributed:
-                dist.all_reduce(updates, op=dist.ReduceOp.SUM)
+            sum_across_group(updates)
             offset = 0
             for p in params:
                 apply_update(p, updates[offset : offset + p.numel()].view_as(p), group["lr"], group["weight_decay"])

@@ -19,11 +19,9 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import Tensor
 
-from pgolf.model.layers import CONTROL_TENSOR_NAME_PATTERNS
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
 
 __all__ = [
-    "CONTROL_TENSOR_NAME_PATTERNS",
     "INT8_CLIP_Q",
     "INT8_KEEP_FLOAT_FP32_NAME_PATTERNS",
     "KEEP_FLOAT_MAX_NUMEL",
@@ -34,7 +32,16 @@ __all__ = [
     "quantize_tensor_int8",
 ]
 
-INT8_KEEP_FLOAT_FP32_NAME_PATTERNS: tuple[str, ...] = CONTROL_TENSOR_NAME_PATTERNS
+# The int8 export works from a state dict alone (official checkpoints included), so it finds control
+# tensors by name: a key containing one of these substrings is kept in fp32. The first nine are the
+# baseline's; the rest name the control parameters the record techniques' modules declare
+# (`pgolf.model.layers.declares_controls`; a test keeps the two in step).
+INT8_KEEP_FLOAT_FP32_NAME_PATTERNS: tuple[str, ...] = (
+    "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
+    "q_gain", "skip_weight", "skip_weights",
+    "skip_gates", "attn_gate_w", "smear_", "parallel_resid", "parallel_post", "lane_route", "lane_merge",
+    "vr_lambda", "ve_scale", "ve_layer_scale", "bigram_scale",
+)
 KEEP_FLOAT_MAX_NUMEL = 65_536
 INT8_CLIP_Q = 99.99984 / 100.0  # computed as in the official script, so the float is bit-identical
 KEEP_FLOAT_STORE_DTYPE = torch.float16

@@ -19,8 +19,6 @@ from torch import Tensor
 from pgolf.errors import UserError
 from pgolf.utils import atomic_write_bytes
 
-CHECKPOINT_NAME = "checkpoint.pt"
-
 
 def capture_rng() -> dict[str, Any]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()

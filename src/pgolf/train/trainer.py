@@ -17,20 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
-from torch.nn.parallel import DistributedDataParallel
 
 from pgolf.config import Config
-from pgolf.data.loader import DistributedTokenLoader
+from pgolf.data.loader import TrainLoader
 from pgolf.errors import NonFiniteLossError
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.optim.averaging import Averagers
 from pgolf.optim.factory import MuonLike, set_learning_rates, set_muon_weight_decay
-from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.schedule import Schedule, StepValues, SwitchTensors
+from pgolf.rundir import TrainResult
 from pgolf.train.checkpoint import capture_rng, restore_rng, save_checkpoint
-from pgolf.train.distributed import DistContext, any_rank
+from pgolf.train.distributed import DistContext, any_rank, average_across_ranks
+from pgolf.train.grad_sync import GradSync
 from pgolf.train.metrics import Progress, RunLogger
 from pgolf.train.phases import PhaseClock
 from pgolf.train.runtime import RecompileCounter
@@ -45,6 +44,10 @@ class TrainState:
     last_train_loss: float = float("nan")
     recompiles: int = 0
 
+    def result(self) -> TrainResult:
+        return TrainResult(self.step, self.train_tokens, self.training_time_ms, self.stopped_early,
+                           self.last_train_loss, self.recompiles)
+
 
 @dataclass
 class TrainerParts:
@@ -52,10 +55,10 @@ class TrainerParts:
     ctx: DistContext
     model: nn.Module  # the unwrapped model (its state dict is what gets saved)
     forward: Callable[[Tensor, Tensor], Tensor]  # compiled/DDP-wrapped loss function
-    ddp: DistributedDataParallel | None
+    grad_sync: GradSync  # none, DDP or Parallel Muon's banks
     optimizers: list[torch.optim.Optimizer]
-    muon: MuonLike  # ParallelMuon also synchronises all gradients (then `ddp` is None)
-    make_loader: Callable[[], DistributedTokenLoader]
+    muon: MuonLike
+    make_loader: Callable[[], TrainLoader]
     grad_accum_steps: int
     autocast_dtype: torch.dtype | None
     evaluate: Callable[[], BPBResult]
@@ -88,8 +91,7 @@ class Trainer:
         cfg = self.p.cfg
         x, y = self.loader.next_batch(cfg.train.train_batch_tokens, cfg.train.train_seq_len, self.p.grad_accum_steps)
         last = micro == self.p.grad_accum_steps - 1
-        sync = contextlib.nullcontext() if self.p.ddp is None or last else self.p.ddp.no_sync()
-        with sync:
+        with self.p.grad_sync.micro_step(last):
             with self._autocast():
                 loss = self.p.forward(x, y)
             (loss / self.p.grad_accum_steps).backward()
@@ -112,11 +114,8 @@ class Trainer:
         for micro in range(self.p.grad_accum_steps):
             train_loss += self._micro_step(micro)
         train_loss /= self.p.grad_accum_steps
-        parallel = isinstance(self.p.muon, ParallelMuon)
-        if parallel:
-            self.p.muon.sync_gradients()
-        if self.p.ctx.distributed:
-            dist.all_reduce(train_loss, op=dist.ReduceOp.AVG)
+        self.p.grad_sync.after_backward()
+        average_across_ranks(self.p.ctx, train_loss)
         if not math.isfinite(float(train_loss)):
             raise NonFiniteLossError(self._non_finite_message(step, float(train_loss)))
         for group in self.p.muon.param_groups:
@@ -125,10 +124,7 @@ class Trainer:
         set_muon_weight_decay(self.p.muon, values.muon_wd_scale)
         clip = self.p.cfg.optim.grad_clip_norm
         if clip > 0:
-            if parallel:
-                self.p.muon.clip_grad_norm_(clip)
-            else:
-                torch.nn.utils.clip_grad_norm_(self.p.model.parameters(), clip)
+            self.p.grad_sync.clip(clip)
         for opt in self.p.optimizers:
             opt.step()
         for opt in self.p.optimizers:

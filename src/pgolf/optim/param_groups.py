@@ -1,0 +1,58 @@
+"""The one table of which parameters each optimizer trains, at which learning rate and decay.
+
+Roles, in the baseline's optimizer order: `token` (embedding tables, Adam), `head` (an untied
+lm_head, Adam), `matrix` (2-D weights, Muon), `scalar` (control tensors, gates, norms' scales, Adam).
+The model decides the roles (it knows its matrices and declared control parameters); the config
+gives each role its optimizer settings. The optimizer factory and Parallel Muon both read this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from pgolf.config import Config
+from pgolf.model.gpt import GPT
+
+ADAM = "adam"
+MUON = "muon"
+
+
+@dataclass(frozen=True)
+class ParamGroup:
+    role: str  # token | head | matrix | scalar
+    optimizer: str  # adam | muon
+    names: tuple[str, ...]
+    params: tuple[nn.Parameter, ...]
+    lr: float
+    weight_decay: float
+
+
+def param_table(model: GPT, cfg: Config) -> tuple[ParamGroup, ...]:
+    """Every trainable parameter in exactly one group; the head group only for an untied head."""
+    o = cfg.optim
+    roles = model.optimizer_groups()
+    names = {id(p): name for name, p in model.named_parameters()}
+    settings = {
+        "token": (ADAM, o.tied_embed_lr if cfg.model.tie_embeddings else o.embed_lr, o.embed_weight_decay),
+        "head": (ADAM, o.head_lr, o.embed_weight_decay),
+        "matrix": (MUON, o.matrix_lr, o.muon_weight_decay),
+        "scalar": (ADAM, o.scalar_lr, o.adam_weight_decay),
+    }
+    table = []
+    for role, (optimizer, lr, weight_decay) in settings.items():
+        params = tuple(getattr(roles, role))
+        if role == "head" and not params:
+            continue
+        table.append(ParamGroup(role, optimizer, tuple(names[id(p)] for p in params), params, lr, weight_decay))
+    return tuple(table)
+
+
+def group_of(table: tuple[ParamGroup, ...], role: str) -> ParamGroup:
+    return next(g for g in table if g.role == role)
+
+
+def replicated(table: tuple[ParamGroup, ...]) -> list[Tensor]:
+    """The parameters Adam steps: their gradients are averaged whole (Parallel Muon shards only matrices)."""
+    return [p for g in table if g.optimizer == ADAM for p in g.params]
