@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from artifact_fixtures import baseline_state_dict, official_int8_export, official_ptz_bytes
 from torch import Tensor
 
+from artifact_fixtures import baseline_state_dict, official_int8_export, official_ptz_bytes
 from pgolf.artifact.format import read_artifact, write_artifact
 from pgolf.artifact.official import load_official_checkpoint, official_quant_to_model, read_official_int8
 from pgolf.errors import ArtifactError
@@ -42,9 +42,9 @@ def ptz(tmp_path: Path, official: dict[str, object]) -> Path:
 
 def assert_same_tensors(a: dict[str, Tensor], b: dict[str, Tensor]) -> None:
     assert set(a) == set(b)
-    for name in a:
-        assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape, name
-        assert torch.equal(a[name], b[name]), name
+    for name, tensor in a.items():
+        assert tensor.dtype == b[name].dtype and tensor.shape == b[name].shape, name
+        assert torch.equal(tensor, b[name]), name
 
 
 def test_ptz_dequantizes_exactly_like_pgolf_roundtrip(ptz: Path, state_dict: dict[str, Tensor]) -> None:

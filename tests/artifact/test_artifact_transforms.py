@@ -25,7 +25,8 @@ def int_k_model() -> QuantizedModel:
         codes, scale = quantize_rows(torch.randn(37, 29, generator=g), bits, ClipRule("search"))
         tensors[f"w{bits}"] = QuantizedTensor(f"w{bits}", "per_row", bits, codes, scale, torch.float32)
     tensors["gain"] = QuantizedTensor("gain", "passthrough", None, torch.randn(33, generator=g), None, torch.float32)
-    tensors["ids"] = QuantizedTensor("ids", "passthrough", None, torch.arange(-5, 6, dtype=torch.int8), None, torch.int8)
+    ids = torch.arange(-5, 6, dtype=torch.int8)
+    tensors["ids"] = QuantizedTensor("ids", "passthrough", None, ids, None, torch.int8)
     return QuantizedModel(tensors)
 
 

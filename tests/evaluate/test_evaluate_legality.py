@@ -72,7 +72,7 @@ def test_ledger_refuses_rescoring_and_learning_before_scoring(eval_fixture) -> N
     batch = gather_batch(eval_fixture.tokens, [Window(0, 10, 0)], torch.device("cpu"))
     ledger.record(batch, torch.ones(1, 10))
     ledger.released(eval_fixture.tokens, 0, 10)  # scored: may be learned from
-    with pytest.raises(LegalityError, match="scored first|score first"):
+    with pytest.raises(LegalityError, match=r"scored first|score first"):
         ledger.released(eval_fixture.tokens, 5, 11)
     again = gather_batch(eval_fixture.tokens, [Window(5, 10, 4)], torch.device("cpu"))
     with pytest.raises(LegalityError, match="already scored"):

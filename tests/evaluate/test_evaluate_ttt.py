@@ -4,6 +4,7 @@ as the records define them."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -64,7 +65,7 @@ def test_documents_partition_the_targets_and_chunks_stay_inside_them(eval_fixtur
     n = fx.tokens.numel() - 1
     spans = document_spans(fx.tokens, n, bos_id=1)
     assert [s for s, _ in spans] == [0, 37, 70, 101, 150, 181, 220, 251, 270]
-    assert spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert spans[-1][1] == n and all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     for span in spans:
         for index in range(math.ceil((span[1] - span[0]) / 8)):
             w = chunk_window(span, index, chunk=8, context=20)

@@ -28,7 +28,7 @@ def test_one_gpu_emulating_eight_keeps_the_batch_and_scales_the_clock() -> None:
 
 
 def test_a_gpu_count_the_world_does_not_divide_is_refused() -> None:
-    with pytest.raises(ConfigError, match="train.proxy_world_size: 6 is not a multiple of the world size 4"):
+    with pytest.raises(ConfigError, match=r"train\.proxy_world_size: 6 is not a multiple of the world size 4"):
         load_config("baseline", overrides=["train.proxy_world_size=6"], env={}, world_size=4)
 
 

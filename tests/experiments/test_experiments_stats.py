@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as sps
 
 from pgolf.cli import main
-from pgolf.experiments.stats import (RULES, Sample, compare, load_sample, one_sided_p, seeds_needed)
+from pgolf.experiments.stats import RULES, Sample, compare, load_sample, one_sided_p, seeds_needed
 
 TOKENS_PER_BYTE = 0.4105  # sp1024 on the FineWeb val set
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from modelkit import active_model, random_ids, small_config
+
 from pgolf.model.attention import apply_partial_rotary, apply_rotary
 from pgolf.model.backend import document_causal_mask
 from pgolf.model.blocks import Block, ProteusParallelBlock, RecordParallelBlock
@@ -295,7 +295,8 @@ def test_parallel_blocks_read_both_branches_from_the_block_input(form: str, bloc
 def test_record_parallel_initial_lambdas_and_mean_merge() -> None:
     model = build_model(small_config(parallel_residual="record", parallel_start=2), CPU)
     block = model.blocks[3]
-    assert torch.allclose(block.parallel_resid, torch.full((2,), 1.1)) and torch.equal(block.parallel_post, torch.ones(2, 2))
+    assert torch.allclose(block.parallel_resid, torch.full((2,), 1.1))
+    assert torch.equal(block.parallel_post, torch.ones(2, 2))
     a, b = torch.randn(1, 2, 64), torch.randn(1, 2, 64)
     assert torch.allclose(model._final_merge((a, b)), 0.5 * (a + b))
 

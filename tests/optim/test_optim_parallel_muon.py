@@ -24,7 +24,7 @@ def _grads(step: int) -> list[torch.Tensor]:
 
 def _run(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], steps: range) -> None:
     for step in steps:
-        for p, g in zip(params, _grads(step)):
+        for p, g in zip(params, _grads(step), strict=True):
             p.grad = g
         if isinstance(opt, ParallelMuon):
             opt.sync_gradients()
@@ -41,7 +41,7 @@ def test_parallel_muon_equals_muon() -> None:
     plain, banked = _params(0), _params(0)
     _run(Muon(plain, **OPTIONS), plain, range(4))
     _run(ParallelMuon(banked, **OPTIONS), banked, range(4))
-    for a, b in zip(plain, banked):
+    for a, b in zip(plain, banked, strict=True):
         torch.testing.assert_close(b.detach(), a.detach(), atol=1e-6, rtol=1e-5)
 
 
@@ -53,7 +53,7 @@ def test_momentum_survives_a_state_dict_roundtrip() -> None:
     second = ParallelMuon(resumed, **OPTIONS)
     second.load_state_dict(first.state_dict())
     _run(second, resumed, range(2, 4))
-    for a, b in zip(straight, resumed):
+    for a, b in zip(straight, resumed, strict=True):
         assert torch.equal(a, b)
 
 
@@ -61,12 +61,12 @@ def test_clipping_matches_torch_on_the_global_norm() -> None:
     params = _params(0)
     extra = torch.nn.Parameter(torch.randn(5))
     opt = ParallelMuon(params, replicated=[extra], **OPTIONS)
-    for p, g in zip(params, _grads(0)):
+    for p, g in zip(params, _grads(0), strict=True):
         p.grad = g.clone()
     extra.grad = torch.full((5,), 3.0)
     reference = [p.grad.clone() for p in [*params, extra]]
     twins = [torch.nn.Parameter(torch.zeros_like(g)) for g in reference]
-    for twin, g in zip(twins, reference):
+    for twin, g in zip(twins, reference, strict=True):
         twin.grad = g.clone()
     expected_norm = torch.nn.utils.clip_grad_norm_(twins, 0.5)
     opt.sync_gradients()

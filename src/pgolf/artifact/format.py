@@ -291,7 +291,7 @@ def _parse_entry(obj: Any, cursor: int, index: int) -> _Entry:
     data = _parse_region(obj.get("data"), cursor, f"{where}.data")
     scale = _parse_region(obj["scale"], cursor + data.nbytes, f"{where}.scale") if quantized else None
     expected_scale = {"per_row": data.shape[:1], "per_tensor": ()}.get(scheme)
-    if scale is not None and (scale.shape != expected_scale or not data.shape and scheme == "per_row"):
+    if scale is not None and (scale.shape != expected_scale or (not data.shape and scheme == "per_row")):
         raise ArtifactError(f"artifact header: {where} ({name}) scale shape {list(scale.shape)} does not fit "
                             f"scheme {scheme} with data shape {list(data.shape)}; re-create the artifact")
     return _Entry(name, scheme, bits, orig_dtype, data, scale)

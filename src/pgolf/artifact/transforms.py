@@ -81,7 +81,7 @@ def _unpack_codes(data: bytes, bits: int, numel: int) -> bytes:
 def _map_regions(data: bytes, regions: Sequence[Region], sizes: Sequence[int],
                  fn: Callable[[bytes, Region], bytes]) -> bytes:
     out, cursor = [], 0
-    for region, size in zip(regions, sizes):
+    for region, size in zip(regions, sizes, strict=True):
         out.append(fn(data[cursor : cursor + size], region))
         cursor += size
     return b"".join(out)

@@ -250,7 +250,8 @@ def _tiktoken_encoding(name: str) -> Any:
     try:
         return tiktoken.get_encoding(name)
     except ValueError as exc:
-        raise DataError(f"tiktoken has no encoding {name!r} ({exc}): choose one of {tiktoken.list_encoding_names()}") from None
+        raise DataError(f"tiktoken has no encoding {name!r} ({exc}): "
+                        f"choose one of {tiktoken.list_encoding_names()}") from None
     except Exception as exc:  # noqa: BLE001 - tiktoken raises network errors of several types
         raise DataError(
             f"tiktoken encoding {name!r} is not available offline ({type(exc).__name__}): tiktoken ships no "

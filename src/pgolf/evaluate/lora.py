@@ -16,6 +16,7 @@ named like the baseline's (`….attn.c_q`, `….attn`, `….mlp`) can be adapted
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -79,7 +80,7 @@ class LoRASet(nn.Module):
         d, vocab = model.cfg.model_dim, model.cfg.vocab_size
         self.head = BatchedLoRA(slots, d, vocab, rank, alpha, device, generator) if "head" in targets else None
 
-    def _hook(self, adapter: BatchedLoRA):
+    def _hook(self, adapter: BatchedLoRA) -> Callable[[nn.Module, tuple, Tensor], Tensor]:
         def add_adapter(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
             if self.rows is None:
                 return output

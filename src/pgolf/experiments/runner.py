@@ -63,9 +63,9 @@ class PlannedRun:
             for key, value in entries.items():
                 if (section, key) != ("run", "out_dir") and saved.get(section, {}).get(key) != value:  # folders move
                     raise UserError(
-                        f"run {self.run_dir} was made with {section}.{key}={saved[section][key]!r} but the ablation now "
-                        f"asks for {value!r}: delete {self.run_dir} to re-run it, or give the changed configuration "
-                        "a new name")
+                        f"run {self.run_dir} was made with {section}.{key}={saved[section][key]!r} "
+                        f"but the ablation now asks for {value!r}: delete {self.run_dir} to re-run it, "
+                        "or give the changed configuration a new name")
 
 
 @dataclass

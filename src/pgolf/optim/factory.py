@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from pgolf.config import Config
 from pgolf.errors import ConfigError
