@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import spawn
 
 from pgolf.config import Config, config_from_dict
 from pgolf.model.gpt import build_model
@@ -104,15 +104,15 @@ def _step_times(cfg: Config, device: torch.device, repeats: int) -> dict[str, fl
     for impl in ("round_robin", "parallel"):
         torch.manual_seed(cfg.run.seed)
         model = build_model(cfg.model, device)
-        matrix = list(partition(model)[0].values())
+        matrix: list[torch.Tensor] = list(partition(model)[0].values())
         matrix_ids = {id(p) for p in matrix}
-        others = [p for p in model.parameters() if id(p) not in matrix_ids]
+        others: list[torch.Tensor] = [p for p in model.parameters() if id(p) not in matrix_ids]
         for p in model.parameters():
             p.grad = torch.randn_like(p)
         o = cfg.optim
-        options = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
-                       ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
-                       row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay)
+        options: dict[str, Any] = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
+                                       ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
+                                       row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay)
         if impl == "parallel":
             step = partial(_parallel_muon_step, ParallelMuon(matrix, replicated=others, **options))
         else:
@@ -145,7 +145,7 @@ def bench_optimizer_step(cfg: Config, device: torch.device, world_size: int, rep
     if world_size > 1 and device.type == "cpu":
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "times.json")
-            mp.spawn(_worker, args=(world_size, _free_port(), cfg.to_dict(), repeats, path), nprocs=world_size)
+            spawn(_worker, args=(world_size, _free_port(), cfg.to_dict(), repeats, path), nprocs=world_size)
             multi = json.loads(Path(path).read_text())
         result[f"processes_{world_size}_gloo"] = multi | {"parallel_vs_muon": multi["parallel"] / multi["round_robin"]}
     return result

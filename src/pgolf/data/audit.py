@@ -207,8 +207,8 @@ def _audit_byte_fallback(tok: Tokenizer, fallback: dict[int, int], report: Audit
         counted = int(tok.token_bytes(np.array([BOS_ID, token_id]))[1])
         problem = f"credited {counted}" if counted != 1 else ""
         context = _utf8_context(byte)  # None: valid text never holds this byte
-        ids = [fallback.get(b) for b in context or []]
-        if context is not None and None not in ids:
+        ids = [fallback[b] for b in context] if context is not None and all(b in fallback for b in context) else None
+        if context is not None and ids is not None:
             decoded = len(tok.decode_bytes(ids))
             in_sequence = int(tok.token_bytes(np.array([BOS_ID, *ids]))[1:].sum())
             if (decoded, in_sequence) != (len(context), len(context)):

@@ -241,7 +241,8 @@ def _write_spec(path: Path, fields: dict[str, Any]) -> Path:
 
 def _tiktoken_encoding(name: str) -> Any:
     try:
-        import tiktoken
+        # tiktoken is optional (not a pgolf dependency), so a type check may run without it
+        import tiktoken  # pyright: ignore[reportMissingImports]
     except ImportError:
         raise DataError(
             f"tokenizer tiktoken:{name} needs the tiktoken package: pip install tiktoken "

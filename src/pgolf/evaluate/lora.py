@@ -107,4 +107,7 @@ class LoRASet(nn.Module):
 def _site_shape(module: nn.Module, target: str, model_dim: int) -> tuple[int, int]:
     if target in ("o", "mlp"):
         return model_dim, model_dim
-    return int(module.in_features), int(module.out_features)
+    if not isinstance(module, nn.Linear):
+        raise ConfigError(f"eval.ttt_lora_targets: the '{target}' site is a {type(module).__name__}, not a linear "
+                          "layer: drop it from the list")
+    return module.in_features, module.out_features

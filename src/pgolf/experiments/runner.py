@@ -110,7 +110,7 @@ class Launcher:
         if skipped:
             self.echo(f"{skipped} of {len(todo)} runs already finished: skipped")
         failures: list[str] = []
-        free = list(self.devices) or [None] * self.jobs
+        free: list[str | None] = [*self.devices] or [None] * self.jobs
         active: dict[subprocess.Popen, tuple[PlannedRun, str | None, float]] = {}
         done = skipped
         try:

@@ -117,14 +117,20 @@ def one_sided_p(candidate: Sequence[float], reference: Sequence[float], margin: 
     cand, ref = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if len(cand) >= 2 and len(ref) >= 2:
         result = sps.ttest_ind(cand, ref - margin, equal_var=False, alternative="less")
-        return TestResult(_finite(result.pvalue), "Welch")
+        return TestResult(_ttest_p(result), "Welch")
     if len(cand) >= 2:
         result = sps.ttest_1samp(cand, ref[0] - margin, alternative="less")
-        return TestResult(_finite(result.pvalue), "one-sample vs the single reference value")
+        return TestResult(_ttest_p(result), "one-sample vs the single reference value")
     if len(ref) >= 2:
         result = sps.ttest_1samp(ref, cand[0] + margin, alternative="greater")
-        return TestResult(_finite(result.pvalue), "one-sample vs the single candidate value")
+        return TestResult(_ttest_p(result), "one-sample vs the single candidate value")
     return TestResult(None, "untestable: one value on each side")
+
+
+def _ttest_p(result: tuple[Any, ...]) -> float | None:
+    """The p-value of a scipy t-test result: a (statistic, pvalue) tuple whose named fields scipy adds at run time,
+    out of a type checker's sight."""
+    return _finite(float(result[1]))
 
 
 def _finite(p: float) -> float | None:
