@@ -16,6 +16,7 @@ from pgolf.model.gpt import build_model, count_parameters, flops_per_token
 from pgolf.packing import pack_weights
 from pgolf.pipeline import WEIGHTS_NAME, load_packed_state
 from pgolf.quant.int8 import quantize_state_dict_int8
+from testkit import same_tensor
 
 
 def run_config(run: Path, *overrides: str):
@@ -43,7 +44,7 @@ def test_int8_scheme_is_the_baseline_export_unchanged(tiny_run: Path) -> None:
     for name, qt in expected.items():
         got = packed.quantized[name]
         assert torch.equal(got.data, qt.data) and got.scheme == qt.scheme
-        assert (qt.scale is None and got.scale is None) or torch.equal(got.scale, qt.scale)
+        assert same_tensor(got.scale, qt.scale)
 
 
 def test_pack_with_policy_and_auto_codec_then_eval(tiny_run: Path, tmp_path: Path, capsys) -> None:

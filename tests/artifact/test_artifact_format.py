@@ -20,6 +20,7 @@ from pgolf.artifact.format import MAGIC, PREFIX_BYTES, artifact_model_bytes, rea
 from pgolf.errors import ArtifactError
 from pgolf.quant import QuantizedModel, QuantizedTensor, dequantize, quantize_state_dict_int8
 from pgolf.utils import sha256_file
+from testkit import present, same_tensor
 
 META = {"config": {"model": {"dim": 128}, "seed": 1337}, "provenance": "unit test", "note": "héllo ✓"}
 
@@ -49,10 +50,8 @@ def assert_same_model(a: QuantizedModel, b: QuantizedModel) -> None:
         assert (x.scheme, x.bits, x.orig_dtype) == (y.scheme, y.bits, y.orig_dtype), name
         assert x.data.dtype == y.data.dtype and x.data.shape == y.data.shape, name
         assert torch.equal(x.data, y.data), name
-        if x.scale is None:
-            assert y.scale is None
-        else:
-            assert x.scale.dtype == y.scale.dtype and torch.equal(x.scale, y.scale), name
+        assert same_tensor(x.scale, y.scale), name
+        assert x.scale is None or x.scale.dtype == present(y.scale).dtype, name
 
 
 @pytest.mark.parametrize("codec", [*CODECS, "auto"])

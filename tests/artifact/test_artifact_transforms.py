@@ -16,6 +16,7 @@ from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, inver
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
 from pgolf.quant.intk import ClipRule, quantize_rows
+from testkit import same_tensor
 
 
 def int_k_model() -> QuantizedModel:
@@ -33,7 +34,7 @@ def int_k_model() -> QuantizedModel:
 def same(a: QuantizedModel, b: QuantizedModel) -> bool:
     return list(a) == list(b) and all(
         torch.equal(a[n].data, b[n].data) and a[n].bits == b[n].bits
-        and (a[n].scale is None or torch.equal(a[n].scale, b[n].scale)) for n in a)
+        and same_tensor(a[n].scale, b[n].scale) for n in a)
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS)

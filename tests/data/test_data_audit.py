@@ -52,8 +52,14 @@ def test_caseops_counts_original_bytes(trained_models: dict[str, Path]) -> None:
         tok.byte_lut(500)
 
 
-def _tampered(path: Path, edit) -> SentencePieceTokenizer:
+def _sp(path: Path) -> SentencePieceTokenizer:
     tok = load_tokenizer(path)
+    assert isinstance(tok, SentencePieceTokenizer)
+    return tok
+
+
+def _tampered(path: Path, edit) -> SentencePieceTokenizer:
+    tok = _sp(path)
     base, lead, boundary = (a.copy() for a in lut_arrays(tok.sp))
     edit(tok.sp, base, lead, boundary)
     return SentencePieceTokenizer(tok.path, tok.sp, (base, lead, boundary))
@@ -73,7 +79,7 @@ def test_double_space_byte_fails(sp1024_path: Path) -> None:
         base[lead] += 1  # the ▁ counted inside the piece and again as the leading space (#1632)
 
     report = audit_tokenizer(_tampered(sp1024_path, double_space), ["a b c"])
-    spaced = int(lut_arrays(load_tokenizer(sp1024_path).sp)[1].sum())
+    spaced = int(lut_arrays(_sp(sp1024_path).sp)[1].sum())
     assert report.counts() == {"token": spaced, "document": 1}
 
 
@@ -82,7 +88,7 @@ def test_space_after_bos_fails(sp1024_path: Path) -> None:
         boundary[:] = False  # a ▁ right after BOS credited a space the decoder drops
 
     report = audit_tokenizer(_tampered(sp1024_path, no_boundary), [" leading space"])
-    spaced = int(lut_arrays(load_tokenizer(sp1024_path).sp)[1].sum())
+    spaced = int(lut_arrays(_sp(sp1024_path).sp)[1].sum())
     assert report.counts()["leading_space"] == spaced
 
 
@@ -96,7 +102,7 @@ def test_zero_byte_and_control_tokens_fail(sp1024_path: Path) -> None:
 
 
 def test_missing_space_piece_fails_and_blocks_builds(no_space_model: Path, tmp_path: Path, write_jsonl) -> None:
-    tok = SentencePieceTokenizer(no_space_model, tables=lut_arrays(load_tokenizer(no_space_model).sp))
+    tok = SentencePieceTokenizer(no_space_model, tables=lut_arrays(_sp(no_space_model).sp))
     report = audit_tokenizer(tok, ["abc abd"])
     assert report.counts() == {"missing_space_piece": 1}
     assert report.counted_bytes == 9 and report.source_bytes == 7  # the space counted as 3 bytes
@@ -110,7 +116,7 @@ def test_cli_audit_exit_codes(sp1024_path: Path, tmp_path: Path, write_jsonl, ca
     corpus = write_jsonl(tmp_path / "c.jsonl", [HARD, "second document"])
     assert main(["data", "audit", str(sp1024_path), "--corpus", str(corpus)]) == 0
     assert "audit: PASS" in capsys.readouterr().out
-    base, lead, boundary = lut_arrays(load_tokenizer(sp1024_path).sp)
+    base, lead, boundary = lut_arrays(_sp(sp1024_path).sp)
     base = base.copy()
     base[4:260] = 3  # ids 4..259 are sp1024's byte tokens
     np.savez(tmp_path / "scylla.npz", base_bytes=base, has_leading_space=lead, is_boundary=boundary)

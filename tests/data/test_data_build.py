@@ -16,7 +16,7 @@ from pgolf.data.build import (
     embedded_dataset,
     read_documents,
 )
-from pgolf.data.shards import list_shards, open_shard, read_num_tokens, validate_shard
+from pgolf.data.shards import Split, list_shards, open_shard, read_num_tokens, validate_shard
 from pgolf.data.tokenizer import load_sentencepiece
 from pgolf.errors import DataError
 
@@ -32,7 +32,7 @@ DOCS = [
 ]
 
 
-def _stream(dataset_dir: Path, split: str) -> np.ndarray:
+def _stream(dataset_dir: Path, split: Split) -> np.ndarray:
     return np.concatenate([np.asarray(open_shard(p)) for p in list_shards(dataset_dir, split)]).astype(np.int64)
 
 

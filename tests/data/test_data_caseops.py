@@ -107,5 +107,6 @@ def test_training_on_caseops_with_doc_aligned_loader(caseops_dataset, tmp_path: 
     summary = run_train(load_config(overrides=overrides, env={}))
     cfg = load_config(overrides=overrides, env={})
     data = load_eval_data(cfg, resolve_dataset(cfg), cfg.train.train_seq_len)
+    assert isinstance(data.lut, SidecarBytes)
     assert summary["val_bytes"] == int(data.lut.counts[1 : data.tokens.numel()].sum())
     assert "data_warning" in (tmp_path / "caseops" / "train.log").read_text()  # 1 shard < the expected 80

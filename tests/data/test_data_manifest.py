@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ def corpus(tmp_path: Path, small_docs: list[str], write_jsonl) -> Path:
     return write_jsonl(tmp_path / "web.jsonl", small_docs[:30])
 
 
-def _build(corpus: Path, out: Path, tokenizer: Path, **options: object) -> Path:
+def _build(corpus: Path, out: Path, tokenizer: Path, **options: Any) -> Path:
     return build_dataset([corpus], out, tokenizer=tokenizer, val_fraction=0.2, shard_tokens=20_000,
                          options=BuildOptions(**options)).dataset_dir
 

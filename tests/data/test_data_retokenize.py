@@ -11,7 +11,7 @@ from pgolf.data.build import BuildOptions, build_dataset
 from pgolf.data.families import load_tokenizer
 from pgolf.data.manifest import check_dataset
 from pgolf.data.retokenize import retokenize_dataset, shard_documents
-from pgolf.data.shards import list_shards
+from pgolf.data.shards import Split, list_shards
 from pgolf.errors import DataError
 
 
@@ -21,7 +21,7 @@ def source(tmp_path: Path, small_docs: list[str], sp1024_path: Path, write_jsonl
     return build_dataset([src], tmp_path / "src", tokenizer=sp1024_path, val_fraction=0.25, shard_tokens=30_000)
 
 
-def _texts(dataset: Path, tokenizer: Path | str, split: str) -> list[bytes]:
+def _texts(dataset: Path, tokenizer: Path | str, split: Split) -> list[bytes]:
     tok = load_tokenizer(tokenizer)
     return [tok.decode_bytes(doc[1:].tolist()) for doc in shard_documents(list_shards(dataset, split))]
 

@@ -14,6 +14,7 @@ from experiments_kit import ablation_toml
 from pgolf.errors import UserError
 from pgolf.experiments.ablate import run_ablation
 from pgolf.experiments.results import load_run
+from testkit import present
 
 CONFIGS = ("baseline", "deeper")
 
@@ -104,15 +105,16 @@ def test_adaptive_and_leave_one_out_designs_reuse_the_same_runs(finished_ablatio
     file = tmp_path / f"{design}.toml"
     file.write_text(ablation_toml(small_dataset, design=design))
     log: list[str] = []
-    outcome = run_ablation(file, out=folder, echo=log.append)
+    outcome = present(run_ablation(file, out=folder, echo=log.append))
     assert not any(" start " in line for line in log)  # feature sets name their runs canonically: all reused
     base = statistics.fmean(s["val_bpb"] for s in _summaries(finished_ablation, "baseline"))
     deeper = statistics.fmean(s["val_bpb"] for s in _summaries(finished_ablation, "deeper"))
     text = (folder / "results.md").read_text()
     if design == "forward":
         expected = ["deeper"] if deeper < base else []
-        assert [r.added for r in outcome.rounds if r.added] == expected
-        assert outcome.rounds[1].candidates == {"deeper": pytest.approx(deeper)}
+        rounds = present(outcome.rounds)
+        assert [r.added for r in rounds if r.added] == expected
+        assert rounds[1].candidates == {"deeper": pytest.approx(deeper)}
         assert "## Greedy forward selection" in text
     else:
         assert "## Leave-one-out contribution of each feature" in text

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pgolf.config import load_config
-from pgolf.model.gpt import build_model
+from pgolf.model.gpt import GPT, build_model
 from pgolf.optim.factory import qat_bits_for
 from pgolf.pipeline import prepare_training
 from pgolf.quant.qat import QATForward
@@ -17,7 +17,7 @@ from pgolf.train.runtime import RecompileCounter, RecompileLimitError, compile_e
 from testkit import tiny_overrides
 
 
-def _model() -> torch.nn.Module:
+def _model() -> GPT:
     cfg = load_config("tiny", env={}, overrides=["model.num_layers=2", "model.model_dim=64", "model.num_heads=2",
                                                  "model.num_kv_heads=1"])
     torch.manual_seed(0)
