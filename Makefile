@@ -27,8 +27,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/pgolf bench train --preset tiny --json --out benchmarks/results/train_tiny_cpu-2core.json
 
+# ruff (style, bugs, imports) then pyright (types, basic mode); both read their settings from pyproject.toml.
 lint: $(STAMP)
-	$(PY) -m compileall -q src tests
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/pyright
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

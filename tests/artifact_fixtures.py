@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,7 +46,7 @@ def baseline_state_dict(vocab: int = 600, dim: int = 128, layers: int = 2, heads
     return sd
 
 
-def official_int8_export(state_dict: dict[str, Tensor]) -> dict[str, object]:
+def official_int8_export(state_dict: dict[str, Tensor]) -> dict[str, Any]:
     """The dict `train_gpt.py` serialises into final_model.int8.ptz."""
     q_level = 99.99984 / 100.0
     quantized, scales, dtypes, passthrough, orig, qmeta = {}, {}, {}, {}, {}, {}
@@ -76,7 +77,7 @@ def official_int8_export(state_dict: dict[str, Tensor]) -> dict[str, object]:
                 q = torch.clamp(torch.round(torch.clamp(t32, -c, c) / s), -127, 127).to(torch.int8).contiguous()
             quantized[name], scales[name] = q, s
             dtypes[name] = str(t.dtype).removeprefix("torch.")
-    obj: dict[str, object] = {"__quant_format__": "int8_clean_per_row_v1", "quantized": quantized,
+    obj: dict[str, Any] = {"__quant_format__": "int8_clean_per_row_v1", "quantized": quantized,
                               "scales": scales, "dtypes": dtypes, "passthrough": passthrough}
     if qmeta:
         obj["qmeta"] = qmeta
@@ -85,7 +86,7 @@ def official_int8_export(state_dict: dict[str, Tensor]) -> dict[str, object]:
     return obj
 
 
-def official_ptz_bytes(obj: dict[str, object]) -> bytes:
+def official_ptz_bytes(obj: object) -> bytes:
     """torch.save into memory, then zlib level 9 — the bytes of final_model.int8.ptz."""
     buf = io.BytesIO()
     torch.save(obj, buf)

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from pgolf.data.build import DatasetPaths, build_dataset, embedded_corpus_files
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+T = TypeVar("T")
 
 SHIPPED_SP1024 = Path(__file__).parents[1] / "src" / "pgolf" / "data" / "tokenizers" / "fineweb_1024_bpe.model"
 SHIPPED_SP8192 = SHIPPED_SP1024.with_name("fineweb_8192_bpe.model")
@@ -38,6 +44,19 @@ def tiny_overrides(paths: DatasetPaths, **extra: object) -> list[str]:
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def present(value: T | None) -> T:
+    """`value`, asserted not None: an optional field the code under test must have filled."""
+    assert value is not None
+    return value
+
+
+def same_tensor(x: Tensor | None, y: Tensor | None) -> bool:
+    """Both None, or equal tensors: an optional field such as a quantization scale."""
+    import torch
+
+    return (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

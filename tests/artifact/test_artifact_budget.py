@@ -56,8 +56,8 @@ def test_code_files_are_the_imported_package_sources(monkeypatch: pytest.MonkeyP
     assert root / "__init__.py" in files and root / "artifact" / "budget.py" in files
     assert root / "quant" / "int8.py" in files
     assert outside not in files and all(f.suffix == ".py" and f.is_relative_to(root) for f in files)
-    imported = {Path(m.__file__).resolve() for n, m in list(sys.modules.items())
-                if (n == "pgolf" or n.startswith("pgolf.")) and getattr(m, "__file__", "").endswith(".py")}
+    modules = [m for n, m in list(sys.modules.items()) if n == "pgolf" or n.startswith("pgolf.")]
+    imported = {Path(f).resolve() for m in modules if (f := getattr(m, "__file__", None) or "").endswith(".py")}
     assert set(files) == {f for f in imported if f.is_relative_to(root)}
 
 

@@ -6,16 +6,18 @@ import io
 import pickle
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
-from artifact_fixtures import baseline_state_dict, official_int8_export, official_ptz_bytes
 from torch import Tensor
 
+from artifact_fixtures import baseline_state_dict, official_int8_export, official_ptz_bytes
 from pgolf.artifact.format import read_artifact, write_artifact
 from pgolf.artifact.official import load_official_checkpoint, official_quant_to_model, read_official_int8
 from pgolf.errors import ArtifactError
 from pgolf.quant import dequantize, quantize_state_dict_int8
+from testkit import present
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,7 @@ def state_dict() -> dict[str, Tensor]:
 
 
 @pytest.fixture(scope="module")
-def official(state_dict: dict[str, Tensor]) -> dict[str, object]:
+def official(state_dict: dict[str, Tensor]) -> dict[str, Any]:
     obj = official_int8_export(state_dict)
     assert set(obj["qmeta"]) == {"tok_emb.weight", "lm_head.weight"}
     assert obj["passthrough_orig_dtypes"] and "extra.cube" in obj["quantized"]
@@ -34,7 +36,7 @@ def official(state_dict: dict[str, Tensor]) -> dict[str, object]:
 
 
 @pytest.fixture
-def ptz(tmp_path: Path, official: dict[str, object]) -> Path:
+def ptz(tmp_path: Path, official: dict[str, Any]) -> Path:
     path = tmp_path / "final_model.int8.ptz"
     path.write_bytes(official_ptz_bytes(official))
     return path
@@ -42,19 +44,20 @@ def ptz(tmp_path: Path, official: dict[str, object]) -> Path:
 
 def assert_same_tensors(a: dict[str, Tensor], b: dict[str, Tensor]) -> None:
     assert set(a) == set(b)
-    for name in a:
-        assert a[name].dtype == b[name].dtype and a[name].shape == b[name].shape, name
-        assert torch.equal(a[name], b[name]), name
+    for name, tensor in a.items():
+        assert tensor.dtype == b[name].dtype and tensor.shape == b[name].shape, name
+        assert torch.equal(tensor, b[name]), name
 
 
 def test_ptz_dequantizes_exactly_like_pgolf_roundtrip(ptz: Path, state_dict: dict[str, Tensor]) -> None:
     assert_same_tensors(load_official_checkpoint(ptz), dequantize(quantize_state_dict_int8(state_dict)))
 
 
-def test_pgolf_codes_equal_official_codes(official: dict[str, object], state_dict: dict[str, Tensor]) -> None:
+def test_pgolf_codes_equal_official_codes(official: dict[str, Any], state_dict: dict[str, Tensor]) -> None:
     ours = quantize_state_dict_int8(state_dict)
     for name, q in official["quantized"].items():
-        assert torch.equal(ours[name].data, q) and torch.equal(ours[name].scale, official["scales"][name]), name
+        assert torch.equal(ours[name].data, q), name
+        assert torch.equal(present(ours[name].scale), official["scales"][name]), name
     for name, t in official["passthrough"].items():
         assert ours[name].data.dtype == t.dtype and torch.equal(ours[name].data, t), name
 
@@ -68,20 +71,20 @@ def test_final_model_pt_loads_unchanged(tmp_path: Path, state_dict: dict[str, Te
     assert_same_tensors(load_official_checkpoint(legacy), state_dict)
 
 
-def test_repack_preserves_codes(tmp_path: Path, ptz: Path, official: dict[str, object]) -> None:
+def test_repack_preserves_codes(tmp_path: Path, ptz: Path, official: dict[str, Any]) -> None:
     qm = read_official_int8(ptz)
     for name, q in official["quantized"].items():
         assert qm[name].scheme == ("per_row" if name in official["qmeta"] else "per_tensor") and qm[name].bits == 8
-        assert torch.equal(qm[name].data, q) and torch.equal(qm[name].scale, official["scales"][name])
+        assert torch.equal(qm[name].data, q) and torch.equal(present(qm[name].scale), official["scales"][name])
     write_artifact(tmp_path / "repacked.pgolf", qm, {"source": "final_model.int8.ptz"}, codec="zstd")
     loaded, meta = read_artifact(tmp_path / "repacked.pgolf")
     assert meta == {"source": "final_model.int8.ptz"}
     for name, q in official["quantized"].items():
-        assert torch.equal(loaded[name].data, q) and torch.equal(loaded[name].scale, official["scales"][name])
+        assert torch.equal(loaded[name].data, q) and torch.equal(present(loaded[name].scale), official["scales"][name])
     assert_same_tensors(dequantize(loaded), load_official_checkpoint(ptz))
 
 
-def test_scheme_from_scale_rank_without_qmeta(official: dict[str, object]) -> None:
+def test_scheme_from_scale_rank_without_qmeta(official: dict[str, Any]) -> None:
     obj = {k: v for k, v in official.items() if k != "qmeta"}
     qm = official_quant_to_model(obj)
     assert qm["tok_emb.weight"].scheme == "per_row" and qm["extra.cube"].scheme == "per_tensor"
@@ -105,7 +108,7 @@ def write_ptz(tmp_path: Path, obj: object) -> Path:
         (lambda o: o["scales"].update({"tok_emb.weight": torch.ones(3, dtype=torch.float16)}), "malformed int8"),
     ],
 )
-def test_malformed_official_exports(tmp_path: Path, official: dict[str, object], mutate, match: str) -> None:
+def test_malformed_official_exports(tmp_path: Path, official: dict[str, Any], mutate, match: str) -> None:
     obj = {k: (dict(v) if isinstance(v, dict) else v) for k, v in official.items()}
     mutate(obj)
     with pytest.raises(ArtifactError, match=match):

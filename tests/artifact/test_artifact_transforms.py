@@ -16,6 +16,7 @@ from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, inver
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
 from pgolf.quant.intk import ClipRule, quantize_rows
+from testkit import same_tensor
 
 
 def int_k_model() -> QuantizedModel:
@@ -25,14 +26,15 @@ def int_k_model() -> QuantizedModel:
         codes, scale = quantize_rows(torch.randn(37, 29, generator=g), bits, ClipRule("search"))
         tensors[f"w{bits}"] = QuantizedTensor(f"w{bits}", "per_row", bits, codes, scale, torch.float32)
     tensors["gain"] = QuantizedTensor("gain", "passthrough", None, torch.randn(33, generator=g), None, torch.float32)
-    tensors["ids"] = QuantizedTensor("ids", "passthrough", None, torch.arange(-5, 6, dtype=torch.int8), None, torch.int8)
+    ids = torch.arange(-5, 6, dtype=torch.int8)
+    tensors["ids"] = QuantizedTensor("ids", "passthrough", None, ids, None, torch.int8)
     return QuantizedModel(tensors)
 
 
 def same(a: QuantizedModel, b: QuantizedModel) -> bool:
     return list(a) == list(b) and all(
         torch.equal(a[n].data, b[n].data) and a[n].bits == b[n].bits
-        and (a[n].scale is None or torch.equal(a[n].scale, b[n].scale)) for n in a)
+        and same_tensor(a[n].scale, b[n].scale) for n in a)
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS)

@@ -46,7 +46,7 @@ def _write_jsonl(path: Path, texts: list[str]) -> Path:
 
 
 @pytest.fixture
-def write_jsonl():  # noqa: ANN201 - returns the helper
+def write_jsonl():
     """`write_jsonl(path, texts)`: one {"text": ...} object per line."""
     return _write_jsonl
 

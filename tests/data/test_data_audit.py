@@ -31,7 +31,7 @@ def trained_models(tmp_path_factory: pytest.TempPathFactory, small_docs: list[st
 
 
 @pytest.mark.parametrize("spec", ["sp1024", "sp8192", "byte260", "bpe", "unigram", "caseops"])
-def test_every_tokenizer_pgolf_trains_or_loads_passes(spec: str, trained_models: dict[str, Path], small_docs,  # noqa: ANN001
+def test_every_tokenizer_pgolf_trains_or_loads_passes(spec: str, trained_models: dict[str, Path], small_docs,
                                                       sp1024_path: Path, sp8192_path: Path) -> None:
     path = {"sp1024": sp1024_path, "sp8192": sp8192_path, "byte260": "byte260"}.get(spec) or trained_models[spec]
     tok = load_tokenizer(path)
@@ -52,8 +52,14 @@ def test_caseops_counts_original_bytes(trained_models: dict[str, Path]) -> None:
         tok.byte_lut(500)
 
 
-def _tampered(path: Path, edit) -> SentencePieceTokenizer:  # noqa: ANN001
+def _sp(path: Path) -> SentencePieceTokenizer:
     tok = load_tokenizer(path)
+    assert isinstance(tok, SentencePieceTokenizer)
+    return tok
+
+
+def _tampered(path: Path, edit) -> SentencePieceTokenizer:
+    tok = _sp(path)
     base, lead, boundary = (a.copy() for a in lut_arrays(tok.sp))
     edit(tok.sp, base, lead, boundary)
     return SentencePieceTokenizer(tok.path, tok.sp, (base, lead, boundary))
@@ -61,7 +67,7 @@ def _tampered(path: Path, edit) -> SentencePieceTokenizer:  # noqa: ANN001
 
 def test_scylla_byte_table_fails(sp1024_path: Path, small_docs: list[str]) -> None:
     # P2: byte-fallback tokens credited len(U+FFFD) = 3 bytes instead of 1.
-    def scylla(sp, base, lead, boundary):  # noqa: ANN001, ANN202
+    def scylla(sp, base, lead, boundary):
         base[[i for i in range(sp.vocab_size()) if sp.is_byte(i)]] = 3
 
     report = audit_tokenizer(_tampered(sp1024_path, scylla), [HARD])
@@ -69,25 +75,25 @@ def test_scylla_byte_table_fails(sp1024_path: Path, small_docs: list[str]) -> No
 
 
 def test_double_space_byte_fails(sp1024_path: Path) -> None:
-    def double_space(sp, base, lead, boundary):  # noqa: ANN001, ANN202
+    def double_space(sp, base, lead, boundary):
         base[lead] += 1  # the ▁ counted inside the piece and again as the leading space (#1632)
 
     report = audit_tokenizer(_tampered(sp1024_path, double_space), ["a b c"])
-    spaced = int(lut_arrays(load_tokenizer(sp1024_path).sp)[1].sum())
+    spaced = int(lut_arrays(_sp(sp1024_path).sp)[1].sum())
     assert report.counts() == {"token": spaced, "document": 1}
 
 
 def test_space_after_bos_fails(sp1024_path: Path) -> None:
-    def no_boundary(sp, base, lead, boundary):  # noqa: ANN001, ANN202
+    def no_boundary(sp, base, lead, boundary):
         boundary[:] = False  # a ▁ right after BOS credited a space the decoder drops
 
     report = audit_tokenizer(_tampered(sp1024_path, no_boundary), [" leading space"])
-    spaced = int(lut_arrays(load_tokenizer(sp1024_path).sp)[1].sum())
+    spaced = int(lut_arrays(_sp(sp1024_path).sp)[1].sum())
     assert report.counts()["leading_space"] == spaced
 
 
 def test_zero_byte_and_control_tokens_fail(sp1024_path: Path) -> None:
-    def zero_and_control(sp, base, lead, boundary):  # noqa: ANN001, ANN202
+    def zero_and_control(sp, base, lead, boundary):
         base[sp.piece_to_id("ing")] = 0
         base[1] = 2  # BOS credited bytes
 
@@ -95,8 +101,8 @@ def test_zero_byte_and_control_tokens_fail(sp1024_path: Path) -> None:
     assert set(report.counts()) == {"zero_byte", "control"}
 
 
-def test_missing_space_piece_fails_and_blocks_builds(no_space_model: Path, tmp_path: Path, write_jsonl) -> None:  # noqa: ANN001
-    tok = SentencePieceTokenizer(no_space_model, tables=lut_arrays(load_tokenizer(no_space_model).sp))
+def test_missing_space_piece_fails_and_blocks_builds(no_space_model: Path, tmp_path: Path, write_jsonl) -> None:
+    tok = SentencePieceTokenizer(no_space_model, tables=lut_arrays(_sp(no_space_model).sp))
     report = audit_tokenizer(tok, ["abc abd"])
     assert report.counts() == {"missing_space_piece": 1}
     assert report.counted_bytes == 9 and report.source_bytes == 7  # the space counted as 3 bytes
@@ -106,18 +112,18 @@ def test_missing_space_piece_fails_and_blocks_builds(no_space_model: Path, tmp_p
     assert not (tmp_path / "out" / "datasets").exists() or not any((tmp_path / "out" / "datasets").iterdir())
 
 
-def test_cli_audit_exit_codes(sp1024_path: Path, tmp_path: Path, write_jsonl, capsys) -> None:  # noqa: ANN001
+def test_cli_audit_exit_codes(sp1024_path: Path, tmp_path: Path, write_jsonl, capsys) -> None:
     corpus = write_jsonl(tmp_path / "c.jsonl", [HARD, "second document"])
     assert main(["data", "audit", str(sp1024_path), "--corpus", str(corpus)]) == 0
     assert "audit: PASS" in capsys.readouterr().out
-    base, lead, boundary = lut_arrays(load_tokenizer(sp1024_path).sp)
+    base, lead, boundary = lut_arrays(_sp(sp1024_path).sp)
     base = base.copy()
     base[4:260] = 3  # ids 4..259 are sp1024's byte tokens
     np.savez(tmp_path / "scylla.npz", base_bytes=base, has_leading_space=lead, is_boundary=boundary)
     assert main(["data", "audit", str(sp1024_path), "--lut", str(tmp_path / "scylla.npz")]) == 2
     captured = capsys.readouterr()
     assert "byte_fallback: 256" in captured.out and "fails the byte-accounting audit" in captured.err
-    with pytest.raises(DataError, match="is not an .npz with arrays"):
+    with pytest.raises(DataError, match=r"is not an \.npz with arrays"):
         load_lut_file(str(sp1024_path), corpus)
 
 
@@ -126,7 +132,7 @@ def test_tokenmonster_and_offline_tiktoken_errors_name_the_cause() -> None:
         load_tokenizer("tokenmonster:english-1024.vocab")
 
 
-def test_tiktoken_family_when_installed(tmp_path: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_tiktoken_family_when_installed(tmp_path: Path, write_jsonl) -> None:
     tiktoken = pytest.importorskip("tiktoken")
     ranks = {bytes([i]): i for i in range(256)}
     for merge in (b"th", b"the", b" the", b"in", b"ing", b" a"):

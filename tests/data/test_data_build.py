@@ -16,7 +16,7 @@ from pgolf.data.build import (
     embedded_dataset,
     read_documents,
 )
-from pgolf.data.shards import list_shards, open_shard, read_num_tokens, validate_shard
+from pgolf.data.shards import Split, list_shards, open_shard, read_num_tokens, validate_shard
 from pgolf.data.tokenizer import load_sentencepiece
 from pgolf.errors import DataError
 
@@ -32,15 +32,15 @@ DOCS = [
 ]
 
 
-def _stream(dataset_dir: Path, split: str) -> np.ndarray:
+def _stream(dataset_dir: Path, split: Split) -> np.ndarray:
     return np.concatenate([np.asarray(open_shard(p)) for p in list_shards(dataset_dir, split)]).astype(np.int64)
 
 
-def _expected(sp, docs: list[str]) -> list[int]:  # noqa: ANN001
+def _expected(sp, docs: list[str]) -> list[int]:
     return [t for d in docs for t in [BOS_ID, *sp.encode(d)]]
 
 
-def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     a = write_jsonl(tmp_path / "a.jsonl", DOCS[:5])
     b = write_jsonl(tmp_path / "b.jsonl", DOCS[5:])
     paths = build_dataset([a, b], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=48)
@@ -61,7 +61,7 @@ def test_build_jsonl_straddles_shards_with_bos_per_doc(tmp_path: Path, small_tok
         validate_shard(shard, sp.vocab_size())
 
 
-def test_metadata_describes_the_shards(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_metadata_describes_the_shards(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     src = write_jsonl(tmp_path / "corpus.jsonl", DOCS)
     paths = build_dataset(
         [src], tmp_path / "out", tokenizer=small_tokenizer, val_fraction=0.25, shard_tokens=48, name="tiny"
@@ -79,7 +79,7 @@ def test_metadata_describes_the_shards(tmp_path: Path, small_tokenizer: Path, wr
     assert {s["name"] for s in meta["shards"]} == {p.name for p in paths.dataset_dir.glob("*.bin")}
 
 
-def test_txt_inputs_glob_and_explicit_val(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_txt_inputs_glob_and_explicit_val(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     docs_dir = tmp_path / "books"
     docs_dir.mkdir()
     for i, text in enumerate(DOCS[:3]):
@@ -96,7 +96,7 @@ def test_txt_inputs_glob_and_explicit_val(tmp_path: Path, small_tokenizer: Path,
     assert meta["inputs"]["val"]["files"] == [str(val)]
 
 
-def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
+def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:
     src = write_jsonl(tmp_path / "web.jsonl", small_docs[:40])
     paths = build_dataset([src], tmp_path / "out", vocab_size=400, val_fraction=0.1, shard_tokens=40_000)
     assert paths.dataset_dir.name == "web_sp400" and paths.tokenizer_path.name == "web_sp400.model"
@@ -105,7 +105,7 @@ def test_trains_a_tokenizer_when_none_given(tmp_path: Path, small_docs: list[str
     assert _stream(paths.dataset_dir, "val").tolist() == _expected(sp, small_docs[:4])
 
 
-def test_rebuild_replaces_dataset_atomically(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_rebuild_replaces_dataset_atomically(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     src = write_jsonl(tmp_path / "c.jsonl", DOCS)
     first = build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=48, name="d")
     n_first = len(list(first.dataset_dir.glob("*.bin")))
@@ -155,7 +155,7 @@ def test_bad_jsonl_lines(tmp_path: Path, line: str, message: str) -> None:
         list(read_documents([bad]))
 
 
-def test_input_errors(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_input_errors(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     with pytest.raises(DataError, match=r"matches no files"):
         list(read_documents([str(tmp_path / "*.jsonl")]))
     (tmp_path / "x.csv").write_text("a,b")
@@ -168,7 +168,7 @@ def test_input_errors(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> Non
         build_dataset([src], tmp_path / "o", tokenizer=small_tokenizer, val_fraction=1.5)
 
 
-def test_tokenizer_vocab_mismatch(tmp_path: Path, sp8192_path: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_tokenizer_vocab_mismatch(tmp_path: Path, sp8192_path: Path, write_jsonl) -> None:
     src = write_jsonl(tmp_path / "c.jsonl", DOCS)
     with pytest.raises(DataError, match=r"VOCAB_SIZE=1024 .* vocab_size=8192: set model.vocab_size to 8192"):
         build_dataset([src], tmp_path / "out", tokenizer=sp8192_path, vocab_size=1024)
@@ -176,7 +176,7 @@ def test_tokenizer_vocab_mismatch(tmp_path: Path, sp8192_path: Path, write_jsonl
     assert paths.vocab_size == 8192 and paths.dataset_dir.name == "c_sp8192"
 
 
-def test_cache_entry_race_is_harmless(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_cache_entry_race_is_harmless(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     src = write_jsonl(tmp_path / "c.jsonl", DOCS)
     entry = tmp_path / "cache" / "entry"
     (entry / "marker").parent.mkdir(parents=True)
@@ -209,7 +209,7 @@ def test_embedded_dataset_builds_once_and_is_cached(tmp_path: Path) -> None:
 
 
 # ---- challenge-scale options -----------------------------------------------------------------------
-def test_parallel_encoding_writes_identical_shards(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
+def test_parallel_encoding_writes_identical_shards(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:
     from pgolf.data.build import BuildOptions
 
     src = write_jsonl(tmp_path / "c.jsonl", small_docs[:30])
@@ -222,7 +222,7 @@ def test_parallel_encoding_writes_identical_shards(tmp_path: Path, small_docs: l
     assert all((one.dataset_dir / n).read_bytes() == (many.dataset_dir / n).read_bytes() for n in names)
 
 
-def test_unigram_tokenizer_of_requested_size(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:  # noqa: ANN001
+def test_unigram_tokenizer_of_requested_size(tmp_path: Path, small_docs: list[str], write_jsonl) -> None:
     from pgolf.data.build import BuildOptions
 
     src = write_jsonl(tmp_path / "web.jsonl", small_docs[:40])
@@ -234,9 +234,10 @@ def test_unigram_tokenizer_of_requested_size(tmp_path: Path, small_docs: list[st
     assert any(not float(s).is_integer() for s in scores)  # unigram log-probabilities, not BPE merge ranks
 
 
-def test_document_larger_than_a_shard_is_refused(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_document_larger_than_a_shard_is_refused(tmp_path: Path, small_tokenizer: Path, write_jsonl) -> None:
     src = write_jsonl(tmp_path / "c.jsonl", DOCS)
-    with pytest.raises(DataError, match=r"val document 0 has \d+ tokens, more than a whole shard \(8\): raise --shard-tokens"):
+    message = r"val document 0 has \d+ tokens, more than a whole shard \(8\): raise --shard-tokens"
+    with pytest.raises(DataError, match=message):
         build_dataset([src], tmp_path / "out", tokenizer=small_tokenizer, shard_tokens=8)
     assert not list((tmp_path / "out" / "datasets").glob("*/*.bin"))  # nothing half-written
 
@@ -246,14 +247,16 @@ def test_replace_invalid_reads_bad_bytes(tmp_path: Path, small_tokenizer: Path) 
 
     (tmp_path / "a.txt").write_bytes(b"caf\xe9 au lait")
     (tmp_path / "b.txt").write_bytes(b"second document")
-    with pytest.raises(DataError, match=r"a\.txt is not valid UTF-8: bad byte 0xe9 at byte offset 3: .*--replace-invalid"):
+    message = r"a\.txt is not valid UTF-8: bad byte 0xe9 at byte offset 3: .*--replace-invalid"
+    with pytest.raises(DataError, match=message):
         build_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", tokenizer=small_tokenizer)
     paths = build_dataset([tmp_path / "a.txt", tmp_path / "b.txt"], tmp_path / "out", tokenizer=small_tokenizer,
                           options=BuildOptions(replace_invalid=True))
-    assert json.loads((paths.dataset_dir / "dataset.json").read_text())["text_bytes"]["val"] == len("caf\ufffd au lait".encode())
+    meta = json.loads((paths.dataset_dir / "dataset.json").read_text())
+    assert meta["text_bytes"]["val"] == len("caf\ufffd au lait".encode())
 
 
-def test_vocabulary_beyond_uint16_is_refused(tmp_path: Path, write_jsonl) -> None:  # noqa: ANN001
+def test_vocabulary_beyond_uint16_is_refused(tmp_path: Path, write_jsonl) -> None:
     import io
 
     import sentencepiece as spm
@@ -276,6 +279,7 @@ def test_cli_download_reports_offline_failure_as_user_error(tmp_path: Path, monk
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    assert main(["data", "download", "--variant", "sp8192", "--out", str(tmp_path / "data"), "--train-shards", "1"]) == 2
+    args = ["data", "download", "--variant", "sp8192", "--out", str(tmp_path / "data"), "--train-shards", "1"]
+    assert main(args) == 2
     assert "kevclark/parameter-golf" in capsys.readouterr().err  # the repo that publishes sp8192
     assert default_repo_id("sp1024") == "willdepueoai/parameter-golf"

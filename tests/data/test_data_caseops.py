@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -38,7 +39,7 @@ def test_transform_is_lossless_on_real_text(small_docs: list[str]) -> None:
 
 
 @pytest.fixture(scope="module")
-def caseops_dataset(tmp_path_factory: pytest.TempPathFactory, small_docs: list[str]):  # noqa: ANN201
+def caseops_dataset(tmp_path_factory: pytest.TempPathFactory, small_docs: list[str]):
     root = tmp_path_factory.mktemp("caseops")
     (root / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in small_docs[:40]))
     (root / "val.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in small_docs[40:46]))
@@ -47,7 +48,7 @@ def caseops_dataset(tmp_path_factory: pytest.TempPathFactory, small_docs: list[s
     return paths, small_docs[40:46]
 
 
-def test_caseops_build_writes_a_sidecar_of_original_bytes(caseops_dataset) -> None:  # noqa: ANN001
+def test_caseops_build_writes_a_sidecar_of_original_bytes(caseops_dataset) -> None:
     paths, val_docs = caseops_dataset
     assert paths.dataset_dir.name == "train_sp600_caseops"
     tokens = np.concatenate([np.asarray(open_shard(p)) for p in list_shards(paths.dataset_dir, "val")])
@@ -57,16 +58,16 @@ def test_caseops_build_writes_a_sidecar_of_original_bytes(caseops_dataset) -> No
     tok = load_tokenizer(paths.tokenizer_path)
     starts = [*np.flatnonzero(tokens == 1), tokens.size]
     assert len(starts) == len(val_docs) + 1
-    for a, b in zip(starts, starts[1:]):
+    for a, b in itertools.pairwise(starts):
         assert int(counts[a:b].sum()) == len(tok.decode_bytes(tokens[a + 1 : b].tolist()))
     transformed_lut_bytes = sum(len(caseops.encode(d).encode()) for d in val_docs)
     assert int(counts.sum()) < transformed_lut_bytes  # operators are not counted as 3-byte text
 
 
-def test_eval_uses_the_sidecar_and_never_the_lut(caseops_dataset, tmp_path: Path) -> None:  # noqa: ANN001
+def test_eval_uses_the_sidecar_and_never_the_lut(caseops_dataset, tmp_path: Path) -> None:
     paths, _ = caseops_dataset
-    cfg = load_config(overrides=tiny_overrides(paths, **{"model.vocab_size": paths.vocab_size, "eval.val_max_tokens": 0}),
-                      env={})
+    overrides = tiny_overrides(paths, **{"model.vocab_size": paths.vocab_size, "eval.val_max_tokens": 0})
+    cfg = load_config(overrides=overrides, env={})
     data = load_eval_data(cfg, resolve_dataset(cfg), cfg.train.train_seq_len)
     assert isinstance(data.lut, SidecarBytes)
     setup = EvalSetup(seq_len=64, batch_tokens=4096)
@@ -84,8 +85,8 @@ def test_eval_uses_the_sidecar_and_never_the_lut(caseops_dataset, tmp_path: Path
         eval_byte_counter(copy, load_tokenizer(paths.tokenizer_path), paths.vocab_size, 100)
 
 
-def test_plain_sidecar_gives_the_lut_score(tmp_path: Path, small_docs: list[str], sp1024_path: Path,  # noqa: ANN001
-                                           write_jsonl) -> None:  # noqa: ANN001
+def test_plain_sidecar_gives_the_lut_score(tmp_path: Path, small_docs: list[str], sp1024_path: Path,
+                                           write_jsonl) -> None:
     src = write_jsonl(tmp_path / "c.jsonl", small_docs[:20])
     paths = build_dataset([src], tmp_path / "out", tokenizer=sp1024_path, val_fraction=0.3,
                           options=BuildOptions(byte_sidecar=True))
@@ -100,12 +101,13 @@ def test_plain_sidecar_gives_the_lut_score(tmp_path: Path, small_docs: list[str]
     assert (with_sidecar.val_bytes, with_sidecar.val_bpb) == (with_lut.val_bytes, with_lut.val_bpb)
 
 
-def test_training_on_caseops_with_doc_aligned_loader(caseops_dataset, tmp_path: Path) -> None:  # noqa: ANN001
+def test_training_on_caseops_with_doc_aligned_loader(caseops_dataset, tmp_path: Path) -> None:
     paths, _ = caseops_dataset
     overrides = tiny_overrides(paths, **{"model.vocab_size": paths.vocab_size, "data.loader": "doc_aligned",
                                          "run.out_dir": str(tmp_path), "run.run_id": "caseops", "train.iterations": 3})
     summary = run_train(load_config(overrides=overrides, env={}))
     cfg = load_config(overrides=overrides, env={})
     data = load_eval_data(cfg, resolve_dataset(cfg), cfg.train.train_seq_len)
+    assert isinstance(data.lut, SidecarBytes)
     assert summary["val_bytes"] == int(data.lut.counts[1 : data.tokens.numel()].sum())
     assert "data_warning" in (tmp_path / "caseops" / "train.log").read_text()  # 1 shard < the expected 80

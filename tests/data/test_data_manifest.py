@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,11 +15,11 @@ from pgolf.errors import DataError
 
 
 @pytest.fixture
-def corpus(tmp_path: Path, small_docs: list[str], write_jsonl) -> Path:  # noqa: ANN001
+def corpus(tmp_path: Path, small_docs: list[str], write_jsonl) -> Path:
     return write_jsonl(tmp_path / "web.jsonl", small_docs[:30])
 
 
-def _build(corpus: Path, out: Path, tokenizer: Path, **options: object) -> Path:
+def _build(corpus: Path, out: Path, tokenizer: Path, **options: Any) -> Path:
     return build_dataset([corpus], out, tokenizer=tokenizer, val_fraction=0.2, shard_tokens=20_000,
                          options=BuildOptions(**options)).dataset_dir
 
@@ -33,7 +34,7 @@ def test_manifest_records_disjoint_document_ranges(corpus: Path, tmp_path: Path,
     assert check_dataset(dataset, list_shards(dataset, "train")) == []
 
 
-def test_prefix_options_limit_documents(corpus: Path, tmp_path: Path, sp1024_path: Path, small_docs) -> None:  # noqa: ANN001
+def test_prefix_options_limit_documents(corpus: Path, tmp_path: Path, sp1024_path: Path, small_docs) -> None:
     by_docs = json.loads((_build(corpus, tmp_path / "a", sp1024_path, max_docs=10) / "dataset.json").read_text())
     assert by_docs["docs"] == {"val": 2, "train": 8}
     limit = sum(len(d.encode()) for d in small_docs[:12]) + 1
@@ -41,8 +42,8 @@ def test_prefix_options_limit_documents(corpus: Path, tmp_path: Path, sp1024_pat
     assert sum(by_bytes["docs"].values()) == 12
 
 
-def test_train_document_equal_to_a_val_document_is_refused(tmp_path: Path, small_docs, sp1024_path: Path,  # noqa: ANN001
-                                                           write_jsonl) -> None:  # noqa: ANN001
+def test_train_document_equal_to_a_val_document_is_refused(tmp_path: Path, small_docs, sp1024_path: Path,
+                                                           write_jsonl) -> None:
     train = write_jsonl(tmp_path / "train.jsonl", small_docs[:10] + [small_docs[20]])
     val = write_jsonl(tmp_path / "val.jsonl", small_docs[20:23])
     dataset = build_dataset([train], tmp_path / "out", tokenizer=sp1024_path, val_inputs=[val]).dataset_dir
@@ -57,7 +58,7 @@ def test_changed_val_split_is_refused(corpus: Path, tmp_path: Path, sp1024_path:
     tokens = np.asarray(open_shard(val)).copy()
     tokens[-1] = 5
     write_shard(val, tokens)
-    with pytest.raises(DataError, match="does not match its sha256 in dataset.json"):
+    with pytest.raises(DataError, match=r"does not match its sha256 in dataset\.json"):
         check_dataset(dataset, list_shards(dataset, "train"))
 
 

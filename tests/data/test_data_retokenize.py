@@ -11,34 +11,35 @@ from pgolf.data.build import BuildOptions, build_dataset
 from pgolf.data.families import load_tokenizer
 from pgolf.data.manifest import check_dataset
 from pgolf.data.retokenize import retokenize_dataset, shard_documents
-from pgolf.data.shards import list_shards
+from pgolf.data.shards import Split, list_shards
 from pgolf.errors import DataError
 
 
 @pytest.fixture
-def source(tmp_path: Path, small_docs: list[str], sp1024_path: Path, write_jsonl):  # noqa: ANN001, ANN201
+def source(tmp_path: Path, small_docs: list[str], sp1024_path: Path, write_jsonl):
     src = write_jsonl(tmp_path / "web.jsonl", small_docs[:24])
     return build_dataset([src], tmp_path / "src", tokenizer=sp1024_path, val_fraction=0.25, shard_tokens=30_000)
 
 
-def _texts(dataset: Path, tokenizer: Path | str, split: str) -> list[bytes]:
+def _texts(dataset: Path, tokenizer: Path | str, split: Split) -> list[bytes]:
     tok = load_tokenizer(tokenizer)
     return [tok.decode_bytes(doc[1:].tolist()) for doc in shard_documents(list_shards(dataset, split))]
 
 
-def test_retokenize_keeps_every_document_byte_exact(source, tmp_path: Path, sp8192_path: Path) -> None:  # noqa: ANN001
+def test_retokenize_keeps_every_document_byte_exact(source, tmp_path: Path, sp8192_path: Path) -> None:
     result = retokenize_dataset(source.dataset_dir, sp8192_path, tmp_path / "out", threads=2)
     assert result.paths.dataset_dir.name == "web_sp8192" and result.docs == {"val": 6, "train": 18}
     assert (result.roundtrip.checked, result.roundtrip.failed) == (24, 0)
     for split in ("val", "train"):
-        assert _texts(result.paths.dataset_dir, sp8192_path, split) == _texts(source.dataset_dir, source.tokenizer_path, split)
+        expected = _texts(source.dataset_dir, source.tokenizer_path, split)
+        assert _texts(result.paths.dataset_dir, sp8192_path, split) == expected
     meta = json.loads((result.paths.dataset_dir / "dataset.json").read_text())
     old = json.loads((source.dataset_dir / "dataset.json").read_text())
     assert meta["documents"]["train"]["first"] == old["documents"]["train"]["first"] == 6
     assert check_dataset(result.paths.dataset_dir, list_shards(result.paths.dataset_dir, "train")) == []
 
 
-def test_documents_that_do_not_round_trip_are_reported(tmp_path: Path, write_jsonl, capsys) -> None:  # noqa: ANN001
+def test_documents_that_do_not_round_trip_are_reported(tmp_path: Path, write_jsonl, capsys) -> None:
     # byte260 keeps text as is; sp1024 normalizes (NFKC, whitespace), so these cannot come back exactly.
     docs = ["plain text", "double  space", "ligature ﬁne", "fine again", "last one"]
     src = build_dataset([write_jsonl(tmp_path / "raw.jsonl", docs)], tmp_path / "src", tokenizer="byte260",

@@ -57,7 +57,8 @@ def test_ranks_and_batches_partition_the_stream_exactly() -> None:
     usable = ((tokens.numel() - 1) // seq_len) * seq_len + 1
     trimmed = tokens[:usable]
     whole, _ = evaluate_plain(fake_losses, trimmed, lut, EvalSetup(seq_len, batch_tokens=6), torch.device("cpu"))
-    parts = [evaluate_plain(fake_losses, trimmed, lut, EvalSetup(seq_len, 6, rank=r, world_size=2), torch.device("cpu"))[0]
+    cpu = torch.device("cpu")
+    parts = [evaluate_plain(fake_losses, trimmed, lut, EvalSetup(seq_len, 6, rank=r, world_size=2), cpu)[0]
              for r in range(2)]
     assert sum(p.val_tokens for p in parts) == whole.val_tokens == usable - 1
     assert sum(p.val_bytes for p in parts) == whole.val_bytes

@@ -4,6 +4,7 @@ as the records define them."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from pgolf.evaluate.lora import LoRASet
 from pgolf.evaluate.modes import VERIFY_MODES, lora_settings, run_mode
 from pgolf.evaluate.ttt import cosine_lr, trainable_copy
 from pgolf.evaluate.ttt_lora import chunk_window, document_spans, phase_boundaries
+from testkit import present
 
 HALF = 144
 
@@ -36,9 +38,10 @@ def test_ttt_learns_from_scored_tokens(eval_fixture, name: str) -> None:
     sliding = run_mode(fx.model, VERIFY_MODES["sliding"], cfg, fx.scoring(tokens))
     adapted = run_mode(fx.model, VERIFY_MODES[name], cfg, fx.scoring(tokens))
     first, second = slice(0, 64), slice(HALF + 64, 2 * HALF)
-    assert adapted.losses[second].mean() < sliding.losses[second].mean() - 0.05  # the repeat got cheaper
+    adapted_losses, sliding_losses = present(adapted.losses), present(sliding.losses)
+    assert adapted_losses[second].mean() < sliding_losses[second].mean() - 0.05  # the repeat got cheaper
     if name == "ttt-full":  # the first chunk is scored before any update
-        np.testing.assert_allclose(adapted.losses[first], sliding.losses[first], rtol=1e-5)
+        np.testing.assert_allclose(adapted_losses[first], sliding_losses[first], rtol=1e-5)
     assert adapted.bpb.val_tokens == sliding.bpb.val_tokens == tokens.numel() - 1
 
 
@@ -64,7 +67,7 @@ def test_documents_partition_the_targets_and_chunks_stay_inside_them(eval_fixtur
     n = fx.tokens.numel() - 1
     spans = document_spans(fx.tokens, n, bos_id=1)
     assert [s for s, _ in spans] == [0, 37, 70, 101, 150, 181, 220, 251, 270]
-    assert spans[-1][1] == n and all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    assert spans[-1][1] == n and all(a[1] == b[0] for a, b in itertools.pairwise(spans))
     for span in spans:
         for index in range(math.ceil((span[1] - span[0]) / 8)):
             w = chunk_window(span, index, chunk=8, context=20)
@@ -91,5 +94,6 @@ def test_phased_equals_lora_until_the_first_phase_then_differs(eval_fixture) -> 
     phased = run_mode(fx.model, VERIFY_MODES["ttt-phased"], fx.cfg, fx.scoring())
     assert phase_boundaries(lora_settings(fx.cfg, phased=True)) == [2, 4]  # 4 prefix documents, 2 phases
     first_phase_end = 70  # the end of document 2
-    np.testing.assert_allclose(phased.losses[:first_phase_end], lora.losses[:first_phase_end], rtol=1e-6)
-    assert not np.allclose(phased.losses[first_phase_end:], lora.losses[first_phase_end:])
+    phased_losses, lora_losses = present(phased.losses), present(lora.losses)
+    np.testing.assert_allclose(phased_losses[:first_phase_end], lora_losses[:first_phase_end], rtol=1e-6)
+    assert not np.allclose(phased_losses[first_phase_end:], lora_losses[first_phase_end:])

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from experiments_kit import ablation_toml
+
 from pgolf.experiments.ablate import AblationOutcome, run_ablation
 
 

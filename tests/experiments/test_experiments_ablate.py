@@ -9,11 +9,12 @@ import statistics
 from pathlib import Path
 
 import pytest
-
 from experiments_kit import ablation_toml
+
 from pgolf.errors import UserError
 from pgolf.experiments.ablate import run_ablation
 from pgolf.experiments.results import load_run
+from testkit import present
 
 CONFIGS = ("baseline", "deeper")
 
@@ -42,7 +43,8 @@ def test_results_csv_holds_each_run_and_the_mean_and_std_of_every_metric(finishe
             values = [float(s[metric]) for s in summaries]
             assert float(mean[metric]) == pytest.approx(statistics.fmean(values))
             assert float(std[metric]) == pytest.approx(statistics.stdev(values))
-        assert float(mean["step_ms"]) == pytest.approx(statistics.fmean(1000 * s["wallclock_s"] / s["steps"] for s in summaries))
+        step_ms = statistics.fmean(1000 * s["wallclock_s"] / s["steps"] for s in summaries)
+        assert float(mean["step_ms"]) == pytest.approx(step_ms)
 
 
 def test_results_md_reports_deltas_and_the_isolated_contribution(finished_ablation) -> None:
@@ -88,7 +90,8 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(fini
 
 def test_a_changed_configuration_does_not_silently_reuse_old_results(finished_ablation, tmp_path: Path) -> None:
     changed = tmp_path / "changed.toml"
-    changed.write_text(finished_ablation.file.read_text().replace('"train.iterations" = "6"', '"train.iterations" = "7"'))
+    text = finished_ablation.file.read_text()
+    changed.write_text(text.replace('"train.iterations" = "6"', '"train.iterations" = "7"'))
     assert changed.read_text() != finished_ablation.file.read_text()
     with pytest.raises(UserError, match=r"was made with train.iterations=6 but the ablation now asks for 7"):
         run_ablation(changed, out=finished_ablation.folder, echo=lambda _: None)
@@ -102,15 +105,16 @@ def test_adaptive_and_leave_one_out_designs_reuse_the_same_runs(finished_ablatio
     file = tmp_path / f"{design}.toml"
     file.write_text(ablation_toml(small_dataset, design=design))
     log: list[str] = []
-    outcome = run_ablation(file, out=folder, echo=log.append)
+    outcome = present(run_ablation(file, out=folder, echo=log.append))
     assert not any(" start " in line for line in log)  # feature sets name their runs canonically: all reused
     base = statistics.fmean(s["val_bpb"] for s in _summaries(finished_ablation, "baseline"))
     deeper = statistics.fmean(s["val_bpb"] for s in _summaries(finished_ablation, "deeper"))
     text = (folder / "results.md").read_text()
     if design == "forward":
         expected = ["deeper"] if deeper < base else []
-        assert [r.added for r in outcome.rounds if r.added] == expected
-        assert outcome.rounds[1].candidates == {"deeper": pytest.approx(deeper)}
+        rounds = present(outcome.rounds)
+        assert [r.added for r in rounds if r.added] == expected
+        assert rounds[1].candidates == {"deeper": pytest.approx(deeper)}
         assert "## Greedy forward selection" in text
     else:
         assert "## Leave-one-out contribution of each feature" in text

@@ -22,7 +22,7 @@ _RUN = ("import sys; sys.path[:0] = {paths!r}; import runpy; "
 def _bare_python(folder: Path, code: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SEED", "RUN_ID")} | env
     return subprocess.run([sys.executable, "-S", "-c", code], cwd=folder, env=clean, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, check=False)
 
 
 def test_export_runs_alone_and_reproduces_the_run(finished_ablation, tmp_path: Path) -> None:
@@ -53,14 +53,17 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     info = write_export(script, cfg, "test", "baseline-s2", "-", minified=True, compressed=True)
     assert info.form == "minified+lzma" and info.bytes == script.stat().st_size < info.source_bytes / 2
     # Run the wrapper as a module (not __main__): it unpacks itself; its import hook then serves pgolf.config.
-    check = (_RUN.format(paths=site.getsitepackages(), run_name="export_check").replace("runpy.run_path", "g = runpy.run_path")
+    run = _RUN.format(paths=site.getsitepackages(), run_name="export_check")
+    check = (run.replace("runpy.run_path", "g = runpy.run_path")
              + "; import hashlib, json; sys.meta_path.insert(0, g['_EmbeddedModules']()); import pgolf.config as c; "
-             "print(json.dumps({'modules': {k: hashlib.sha256(v[1].encode()).hexdigest() for k, v in g['MODULES'].items()}, "
+             "print(json.dumps({'modules': "
+             "{k: hashlib.sha256(v[1].encode()).hexdigest() for k, v in g['MODULES'].items()}, "
              "'config': c.load_config(base=c.tomllib.loads(g['CONFIG']), env={}).to_dict(), 'file': c.__file__}))")
     result = _bare_python(tmp_path, check)
     assert result.returncode == 0, result.stderr[-2000:]
     unpacked = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest() for name, path in module_closure().items()}
+    expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest()
+                for name, path in module_closure().items()}
     assert unpacked["modules"] == expected
     assert unpacked["config"]["model"] == cfg.to_dict()["model"] and unpacked["config"]["run"]["run_id"] == ""
     assert unpacked["file"].startswith(str(script))  # served from inside the shipped file

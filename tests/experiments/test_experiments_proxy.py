@@ -12,7 +12,7 @@ from pgolf.config import load_config, read_toml_file
 from pgolf.errors import ConfigError
 from pgolf.train.setup import apply_proxy
 from pgolf.pipeline import run_train
-from testkit import tiny_overrides
+from testkit import present, tiny_overrides
 
 
 def test_one_gpu_emulating_eight_keeps_the_batch_and_scales_the_clock() -> None:
@@ -22,13 +22,13 @@ def test_one_gpu_emulating_eight_keeps_the_batch_and_scales_the_clock() -> None:
     assert proxied.train.max_wallclock_seconds == 4800.0
     assert proxied.train.proxy_world_size == 0  # resolved: re-applying changes nothing
     assert apply_proxy(proxied, 1)[1] is None
-    assert (info.time_scale, info.target_grad_accum_steps) == (8.0, 1)
+    assert (present(info).time_scale, present(info).target_grad_accum_steps) == (8.0, 1)
     two, _ = apply_proxy(cfg, world_size=2)
     assert (two.train.grad_accum_steps, two.train.max_wallclock_seconds) == (4, 2400.0)
 
 
 def test_a_gpu_count_the_world_does_not_divide_is_refused() -> None:
-    with pytest.raises(ConfigError, match="train.proxy_world_size: 6 is not a multiple of the world size 4"):
+    with pytest.raises(ConfigError, match=r"train\.proxy_world_size: 6 is not a multiple of the world size 4"):
         load_config("baseline", overrides=["train.proxy_world_size=6"], env={}, world_size=4)
 
 

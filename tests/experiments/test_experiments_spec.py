@@ -146,4 +146,5 @@ def test_phase2_int5_policies_put_int5_on_the_stated_number_of_mlp_layers() -> N
     folder = example_files()[0].parent / "policies"
     for count in (2, 6, 10):
         rule = next(r for r in load_policy(str(folder / f"proteus_int5x{count}.toml")).rules if r.fmt.name == "int5")
+        assert isinstance(rule.layers, tuple)
         assert len(rule.layers) == count and set(rule.layers) <= set(range(11))

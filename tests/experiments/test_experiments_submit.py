@@ -33,7 +33,8 @@ def test_records_folder_has_every_file_with_the_runs_numbers(finished_ablation, 
     assert meta["val_bpb"] == pytest.approx(statistics.fmean(s["val_bpb"] for s in summaries))
     assert meta["val_bpb_std"] == pytest.approx(statistics.stdev(s["val_bpb"] for s in summaries))
     assert [r["seed"] for r in meta["seed_results"]] == [1, 2]
-    assert {"author", "github_id", "name", "blurb", "date", "val_loss", "val_bpb", "bytes_total", "bytes_code"} <= set(meta)
+    required = {"author", "github_id", "name", "blurb", "date", "val_loss", "val_bpb", "bytes_total", "bytes_code"}
+    assert required <= set(meta)
     assert meta["code_form"] == "minified+lzma"
     assert (out / "train_seed2.log").read_text() == (_runs(finished_ablation)[1] / "train.log").read_text()
     readme = (out / "README.md").read_text()

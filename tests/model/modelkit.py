@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from pgolf.config import ModelConfig, load_config
+from pgolf.model.blocks import Block
 from pgolf.model.gpt import GPT, build_model
 
 # 4 layers so that encoder, decoder, recurrence and parallel lanes all exist; GQA with 2 query heads
@@ -32,6 +33,13 @@ def active_model(cfg: ModelConfig, seed: int = 0, noise: float = 0.05) -> GPT:
         for p in model.parameters():
             p.add_(noise * torch.randn_like(p))
     return model.eval()
+
+
+def blocks(model: GPT) -> list[Block]:
+    """`model.blocks` as the Blocks they are (an nn.ModuleList hands its items back as plain Modules)."""
+    found = list(model.blocks)
+    assert all(isinstance(b, Block) for b in found)
+    return [b for b in found if isinstance(b, Block)]
 
 
 def random_ids(batch: int, seq: int, vocab: int = 1024, bos_id: int = 1, seed: int = 0) -> torch.Tensor:

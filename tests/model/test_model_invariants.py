@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from modelkit import active_model, random_ids, small_config
+
 from pgolf.model.techniques import TECHNIQUES, TECHNIQUES_BY_NAME, combined_overrides
 
 CASES = [pytest.param(t.name, id=t.name) for t in TECHNIQUES] + [pytest.param("all", id="all")]
@@ -35,7 +35,8 @@ def test_forward_backward_and_every_parameter_is_optimised(name: str) -> None:
     assert not missing, f"parameters without a finite gradient: {missing}"
     groups = model.optimizer_groups()
     grouped = [id(p) for g in (groups.token, groups.head, groups.matrix, groups.scalar) for p in g]
-    assert sorted(grouped) == sorted(id(p) for p in model.parameters()), "optimizer partition must cover each parameter once"
+    assert sorted(grouped) == sorted(id(p) for p in model.parameters()), \
+        "optimizer partition must cover each parameter once"
 
 
 @pytest.mark.parametrize("name", CASES)

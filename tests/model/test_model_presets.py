@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -51,7 +52,7 @@ def _switched_on(m: ModelConfig) -> dict[str, object]:
             if f.name not in SIZE_KEYS and getattr(m, f.name) != getattr(default, f.name)}
 
 
-def _without(section: object, *keys: str) -> dict[str, object]:
+def _without(section: Any, *keys: str) -> dict[str, object]:
     return {k: v for k, v in dataclasses.asdict(section).items() if k not in keys}
 
 

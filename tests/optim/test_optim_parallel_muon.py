@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from pgolf.optim.muon import Muon
 from pgolf.optim.parallel_muon import ParallelMuon, make_banks
+from testkit import present
 
 SHAPES = [(16, 8), (8, 16), (16, 8), (8, 8), (16, 8), (8, 16)]
-OPTIONS = dict(lr=0.05, momentum=0.9, backend_steps=5, ns_dtype=torch.float32, ns_variant="polar_express",
-               row_normalize=True, weight_decay=0.2)
+OPTIONS: dict[str, Any] = dict(lr=0.05, momentum=0.9, backend_steps=5, ns_dtype=torch.float32,
+                               ns_variant="polar_express", row_normalize=True, weight_decay=0.2)
 
 
-def _params(seed: int) -> list[torch.nn.Parameter]:
+def _params(seed: int) -> list[torch.Tensor]:
     torch.manual_seed(seed)
     return [torch.nn.Parameter(torch.randn(*s)) for s in SHAPES]
 
@@ -22,9 +25,9 @@ def _grads(step: int) -> list[torch.Tensor]:
     return [torch.randn(*s) for s in SHAPES]
 
 
-def _run(opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], steps: range) -> None:
+def _run(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
     for step in steps:
-        for p, g in zip(params, _grads(step)):
+        for p, g in zip(params, _grads(step), strict=True):
             p.grad = g
         if isinstance(opt, ParallelMuon):
             opt.sync_gradients()
@@ -41,7 +44,7 @@ def test_parallel_muon_equals_muon() -> None:
     plain, banked = _params(0), _params(0)
     _run(Muon(plain, **OPTIONS), plain, range(4))
     _run(ParallelMuon(banked, **OPTIONS), banked, range(4))
-    for a, b in zip(plain, banked):
+    for a, b in zip(plain, banked, strict=True):
         torch.testing.assert_close(b.detach(), a.detach(), atol=1e-6, rtol=1e-5)
 
 
@@ -53,7 +56,7 @@ def test_momentum_survives_a_state_dict_roundtrip() -> None:
     second = ParallelMuon(resumed, **OPTIONS)
     second.load_state_dict(first.state_dict())
     _run(second, resumed, range(2, 4))
-    for a, b in zip(straight, resumed):
+    for a, b in zip(straight, resumed, strict=True):
         assert torch.equal(a, b)
 
 
@@ -61,12 +64,12 @@ def test_clipping_matches_torch_on_the_global_norm() -> None:
     params = _params(0)
     extra = torch.nn.Parameter(torch.randn(5))
     opt = ParallelMuon(params, replicated=[extra], **OPTIONS)
-    for p, g in zip(params, _grads(0)):
+    for p, g in zip(params, _grads(0), strict=True):
         p.grad = g.clone()
     extra.grad = torch.full((5,), 3.0)
-    reference = [p.grad.clone() for p in [*params, extra]]
+    reference = [present(p.grad).clone() for p in [*params, extra]]
     twins = [torch.nn.Parameter(torch.zeros_like(g)) for g in reference]
-    for twin, g in zip(twins, reference):
+    for twin, g in zip(twins, reference, strict=True):
         twin.grad = g.clone()
     expected_norm = torch.nn.utils.clip_grad_norm_(twins, 0.5)
     opt.sync_gradients()
@@ -75,4 +78,4 @@ def test_clipping_matches_torch_on_the_global_norm() -> None:
     assert float(expected_norm) > 0.5  # the clip binds
     torch.testing.assert_close(extra.grad, twins[-1].grad)
     by_shape = {tuple(b.params[0].shape): b.grad_shard for b in opt.banks}
-    torch.testing.assert_close(by_shape[(16, 8)], torch.stack([twins[i].grad for i in (0, 2, 4)]))
+    torch.testing.assert_close(by_shape[(16, 8)], torch.stack([present(twins[i].grad) for i in (0, 2, 4)]))

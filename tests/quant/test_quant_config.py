@@ -10,9 +10,11 @@ from pgolf.errors import ConfigError
 
 def test_defaults_are_the_baseline_export() -> None:
     q = Config().quant
-    assert (q.scheme, q.codec, q.codec_level, q.transform, q.gptq, q.prune_fraction) == ("int8", "zlib", -1, "none", False, 0.0)
+    settings = (q.scheme, q.codec, q.codec_level, q.transform, q.gptq, q.prune_fraction)
+    assert settings == ("int8", "zlib", -1, "none", False, 0.0)
     assert q.budget_bytes == 16_000_000 and q.calibration == "ar"
-    assert set(CALIBRATION_SOURCES) == {"ar", "train"} and "inside the training time budget" in CALIBRATION_SOURCES["train"]
+    assert set(CALIBRATION_SOURCES) == {"ar", "train"}
+    assert "inside the training time budget" in CALIBRATION_SOURCES["train"]
 
 
 @pytest.mark.parametrize(("override", "message"), [
@@ -31,7 +33,7 @@ def test_bad_values_name_the_key(override: str, message: str) -> None:
 
 
 def test_unknown_policy_is_caught_at_config_time() -> None:
-    with pytest.raises(ConfigError, match="quant.policy: 'int3' is neither a shipped policy"):
+    with pytest.raises(ConfigError, match=r"quant\.policy: 'int3' is neither a shipped policy"):
         load_config(overrides=["quant.scheme=policy", "quant.policy=int3"], env={})
     assert load_config(overrides=["quant.scheme=fit", "quant.policy=proteus"], env={}).quant.policy == "proteus"
     assert parse_fit_bits("8, 5,6") == (8, 6, 5)

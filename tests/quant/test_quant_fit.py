@@ -20,7 +20,7 @@ def sensitivity() -> Sensitivity:
 def brute_force(target: float) -> float:
     best = float("inf")
     for combo in itertools.product(*(SIZES[n] for n in SIZES)):
-        choice = dict(zip(SIZES, combo))
+        choice = dict(zip(SIZES, combo, strict=True))
         if sum(SIZES[n][b] for n, b in choice.items()) <= target:
             best = min(best, sum(LOSS[n][b] for n, b in choice.items()))
     return best

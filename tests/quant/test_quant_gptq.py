@@ -10,6 +10,7 @@ from pgolf.quant.gptq import collect_hessians, gptq_codes, hessian_names
 from pgolf.quant.intk import ClipRule, round_to_grid, row_scales
 from pgolf.quant.mixed import TensorQuantizer
 from pgolf.quant.policy import TensorFormat
+from testkit import present
 
 
 def correlated_inputs(n: int = 2048, cols: int = 64, seed: int = 0) -> torch.Tensor:
@@ -29,14 +30,14 @@ def test_gptq_cuts_the_output_error_of_round_to_nearest() -> None:
     for bits in (4, 6):
         scale = row_scales(w, bits, ClipRule("search"))
         rtn = output_error(x, w, round_to_grid(w, scale, bits), scale)
-        gptq = output_error(x, w, gptq_codes(w, h, scale, bits, block_size=16), scale)
+        gptq = output_error(x, w, present(gptq_codes(w, h, scale, bits, block_size=16)), scale)
         assert gptq < 0.7 * rtn, (bits, gptq, rtn)
 
 
 def test_uncorrelated_inputs_leave_nothing_to_compensate() -> None:
     w = torch.randn(16, 40, generator=torch.Generator().manual_seed(2))
     scale = row_scales(w, 5, ClipRule("max"))
-    assert torch.equal(gptq_codes(w, torch.eye(40) * 3.0, scale, 5), round_to_grid(w, scale, 5))
+    assert torch.equal(present(gptq_codes(w, torch.eye(40) * 3.0, scale, 5)), round_to_grid(w, scale, 5))
 
 
 def test_dead_columns_are_zeroed_and_a_broken_hessian_falls_back_to_rtn() -> None:
@@ -44,7 +45,7 @@ def test_dead_columns_are_zeroed_and_a_broken_hessian_falls_back_to_rtn() -> Non
     x[:, 5] = 0.0
     w = torch.randn(8, 24, generator=torch.Generator().manual_seed(4))
     scale = row_scales(w, 6, ClipRule("max"))
-    codes = gptq_codes(w, x.T @ x / len(x), scale, 6)
+    codes = present(gptq_codes(w, x.T @ x / len(x), scale, 6))
     assert torch.all(codes[:, 5] == 0)
     assert gptq_codes(w, torch.full((24, 24), float("nan")), scale, 6) is None
     quantizer = TensorQuantizer({"w": torch.full((24, 24), float("nan"))})

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch import Tensor
 
 from pgolf.quant import QuantizedModel, QuantizedTensor, dequantize, quantize_state_dict_int8
 from pgolf.quant.int8 import INT8_KEEP_FLOAT_FP32_NAME_PATTERNS, KEEP_FLOAT_MAX_NUMEL
+from testkit import present
 
 Q = 0.9999984
 
@@ -82,9 +85,9 @@ def test_per_row_codes_and_scales_match_formulas_bit_for_bit(qm: QuantizedModel,
         if qt.scheme != "per_row":
             continue
         codes, scales = ref_per_row(state_dict[name])
-        assert qt.data.dtype == torch.int8 and qt.scale.dtype == torch.float16
+        assert qt.data.dtype == torch.int8 and present(qt.scale).dtype == torch.float16
         assert torch.equal(qt.data, codes), name
-        assert torch.equal(qt.scale.view(torch.int16), scales.view(torch.int16)), name
+        assert torch.equal(present(qt.scale).view(torch.int16), scales.view(torch.int16)), name
         assert qt.orig_dtype == state_dict[name].dtype
 
 
@@ -95,7 +98,7 @@ def test_dequantize_matches_formula(qm: QuantizedModel, state_dict: dict[str, Te
         qt = qm[name]
         assert t.dtype == state_dict[name].dtype and t.shape == state_dict[name].shape
         if qt.scheme == "per_row":
-            expected = (qt.data.float() * qt.scale.float()[:, None]).to(t.dtype)
+            expected = (qt.data.float() * present(qt.scale).float()[:, None]).to(t.dtype)
             assert torch.equal(t, expected), name
 
 
@@ -106,7 +109,7 @@ def test_roundtrip_error_bound_per_row() -> None:
     clip = torch.quantile(w.abs(), Q, dim=1)[:, None]
     s32 = (clip / 127).clamp_min(1 / 127)
     # Codes are computed with the fp32 scale but decoded with the stored fp16 one.
-    bound = s32 / 2 + 127 * (s32 - qt.scale.float()[:, None]).abs() + 1e-6 * clip
+    bound = s32 / 2 + 127 * (s32 - present(qt.scale).float()[:, None]).abs() + 1e-6 * clip
     inside = w.abs() <= clip
     assert inside.float().mean() > 0.99 and (~inside).any()
     assert ((w - deq).abs() <= bound)[inside].all()
@@ -122,8 +125,9 @@ def test_per_tensor_path(shape: tuple[int, ...]) -> None:
     qt = quantize_state_dict_int8({"t": w})["t"]
     codes, scale = ref_per_tensor(w)
     assert qt.scheme == "per_tensor" and qt.bits == 8
-    assert qt.scale.dtype == torch.float32 and qt.scale.ndim == 0
-    assert torch.equal(qt.data, codes) and torch.equal(qt.scale, scale)
+    stored = present(qt.scale)
+    assert stored.dtype == torch.float32 and stored.ndim == 0
+    assert torch.equal(qt.data, codes) and torch.equal(stored, scale)
     deq = dequantize(QuantizedModel({"t": qt}))["t"]
     assert torch.equal(deq, qt.data.float() * scale.item())
     clip = scale.item() * 127
@@ -134,7 +138,7 @@ def test_per_tensor_path(shape: tuple[int, ...]) -> None:
 
 def test_all_zero_tensor_gets_unit_scale() -> None:
     qt = quantize_state_dict_int8({"z": torch.zeros(70_000)})["z"]
-    assert qt.scale.item() == 1.0 and not qt.data.any()
+    assert present(qt.scale).item() == 1.0 and not qt.data.any()
     assert not quantize_state_dict_int8({"z": torch.zeros(300, 300)})["z"].data.any()
 
 
@@ -195,7 +199,7 @@ def test_stats(qm: QuantizedModel, state_dict: dict[str, Tensor]) -> None:
     [("passthrough", None, torch.ones(3)), ("per_row", None, torch.ones(3)), ("per_row", 8, torch.ones(2)),
      ("per_tensor", 8, torch.ones(3)), ("per_row", 8, None), ("int3", 3, torch.ones(3))],
 )
-def test_inconsistent_quantized_tensor_is_rejected(scheme: str, bits: int | None, scale: Tensor | None) -> None:
+def test_inconsistent_quantized_tensor_is_rejected(scheme: Any, bits: int | None, scale: Tensor | None) -> None:
     with pytest.raises(ValueError):
         QuantizedTensor("w", scheme, bits, torch.zeros(3, 4, dtype=torch.int8), scale, torch.float32)
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pgolf.quant.intk import SEARCH_PERCENTILES, ClipRule, magnitude_prune, qmax, quantize_rows, round_to_grid, row_scales
+from pgolf.quant.intk import (
+    SEARCH_PERCENTILES,
+    ClipRule,
+    magnitude_prune,
+    qmax,
+    quantize_rows,
+    round_to_grid,
+    row_scales,
+)
 
 
 def gaussian(rows: int = 48, cols: int = 96, seed: int = 0) -> torch.Tensor:

@@ -6,18 +6,18 @@ import pytest
 import torch
 
 from pgolf.config import load_config
-from pgolf.model.gpt import build_model
+from pgolf.model.gpt import GPT, build_model
 from pgolf.optim.factory import qat_bits_for
 from pgolf.quant.qat import QATForward
 from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import DistContext
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
-from testkit import tiny_overrides
 from pgolf.train.runtime import RecompileCounter, RecompileLimitError, compile_enabled, maybe_compile
+from testkit import tiny_overrides
 
 
-def _model() -> torch.nn.Module:
+def _model() -> GPT:
     cfg = load_config("tiny", env={}, overrides=["model.num_layers=2", "model.model_dim=64", "model.num_heads=2",
                                                  "model.num_kv_heads=1"])
     torch.manual_seed(0)
@@ -56,7 +56,7 @@ def test_a_python_constant_that_changes_is_counted_and_stopped() -> None:
     scale_fn(x, 0.5)  # a float argument is specialised: each new value is a new graph
     assert counter.check(step=1) == 1
     scale_fn(x, 0.25)
-    with pytest.raises(RecompileLimitError, match="train.max_recompiles: 2 graphs"):
+    with pytest.raises(RecompileLimitError, match=r"train\.max_recompiles: 2 graphs"):
         counter.check(step=2)
 
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _train(sets: list[str], extra: list[str] = ()) -> subprocess.CompletedProcess:
+def _train(sets: list[str], extra: Sequence[str] = ()) -> subprocess.CompletedProcess:
     args = [*PGOLF, "train", "--json", *[a for s in sets for a in ("--set", s)], *extra]
-    return subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
+    return subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300, check=False)
 
 
 def test_resume_after_kill_is_bit_identical(small_dataset, tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_resume_after_kill_is_bit_identical(small_dataset, tmp_path: Path) -> No
     assert 0 < step < 40
 
     resumed = subprocess.run([*PGOLF, "train", "--json", "--resume", str(run_dir)], capture_output=True, text=True,
-                             env=_env(), timeout=300)
+                             env=_env(), timeout=300, check=False)
     assert resumed.returncode == 0, resumed.stderr
     result = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert result["steps"] == reference["steps"] == 40
@@ -72,8 +73,9 @@ def test_non_finite_loss_names_step_and_tensor(small_dataset, tmp_path: Path) ->
     ctx = DistContext(0, 1, 0, torch.device("cpu"), None)
     setup = prepare_training(cfg, ctx, None, RunLogger(None, enabled=False), PhaseClock())
     with torch.no_grad():
-        setup.model.blocks[1].mlp.fc.weight[0, 0] = float("nan")
-    with pytest.raises(NonFiniteLossError, match=r"step 1; first non-finite tensor: parameter blocks\.1\.mlp\.fc\.weight"):
+        setup.model.get_parameter("blocks.1.mlp.fc.weight")[0, 0] = float("nan")
+    message = r"step 1; first non-finite tensor: parameter blocks\.1\.mlp\.fc\.weight"
+    with pytest.raises(NonFiniteLossError, match=message):
         setup.trainer.fit()
 
 

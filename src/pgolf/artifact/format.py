@@ -27,7 +27,7 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from torch import Tensor
@@ -35,7 +35,7 @@ from torch import Tensor
 from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
 from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
-from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, dtype_name
+from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, Scheme, dtype_name
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
 MAGIC = b"PGOLF\0"
@@ -70,7 +70,7 @@ class _Region:
 @dataclass(frozen=True)
 class _Entry:
     name: str
-    scheme: str
+    scheme: Scheme
     bits: int | None
     orig_dtype: torch.dtype
     data: _Region
@@ -275,11 +275,15 @@ def _parse_region(obj: Any, cursor: int, where: str) -> _Region:
     return _Region(dtype, shape, offset, nbytes)
 
 
+def _is_scheme(value: str) -> TypeGuard[Scheme]:
+    return value in SCHEMES
+
+
 def _parse_entry(obj: Any, cursor: int, index: int) -> _Entry:
     where = f"tensors[{index}]"
     name = _get(obj, "name", str, where)
     scheme = _get(obj, "scheme", str, where)
-    if scheme not in SCHEMES:
+    if not _is_scheme(scheme):
         raise ArtifactError(f"artifact header: {where} has unknown scheme {scheme!r}; upgrade pgolf or re-pack")
     bits = obj.get("bits")
     quantized = scheme != "passthrough"
@@ -291,7 +295,7 @@ def _parse_entry(obj: Any, cursor: int, index: int) -> _Entry:
     data = _parse_region(obj.get("data"), cursor, f"{where}.data")
     scale = _parse_region(obj["scale"], cursor + data.nbytes, f"{where}.scale") if quantized else None
     expected_scale = {"per_row": data.shape[:1], "per_tensor": ()}.get(scheme)
-    if scale is not None and (scale.shape != expected_scale or not data.shape and scheme == "per_row"):
+    if scale is not None and (scale.shape != expected_scale or (not data.shape and scheme == "per_row")):
         raise ArtifactError(f"artifact header: {where} ({name}) scale shape {list(scale.shape)} does not fit "
                             f"scheme {scheme} with data shape {list(data.shape)}; re-create the artifact")
     return _Entry(name, scheme, bits, orig_dtype, data, scale)

@@ -38,13 +38,17 @@ class Region:
         return self.itemsize * self.numel
 
     def coded_bytes(self, transform: str) -> int:
-        if transform == "bitpack" and self.packs:
-            return (self.numel * self.code_bits + 7) // 8
+        bits = self.packed_bits
+        if transform == "bitpack" and bits is not None:
+            return (self.numel * bits + 7) // 8
         return self.nbytes
 
     @property
-    def packs(self) -> bool:
-        return self.code_bits is not None and self.code_bits < 8 and self.itemsize == 1
+    def packed_bits(self) -> int | None:
+        """The code width when `bitpack` packs this region (int-k codes stored one per byte), else None."""
+        if self.code_bits is not None and self.code_bits < 8 and self.itemsize == 1:
+            return self.code_bits
+        return None
 
 
 def _planes(data: bytes, itemsize: int) -> bytes:
@@ -81,7 +85,7 @@ def _unpack_codes(data: bytes, bits: int, numel: int) -> bytes:
 def _map_regions(data: bytes, regions: Sequence[Region], sizes: Sequence[int],
                  fn: Callable[[bytes, Region], bytes]) -> bytes:
     out, cursor = [], 0
-    for region, size in zip(regions, sizes):
+    for region, size in zip(regions, sizes, strict=True):
         out.append(fn(data[cursor : cursor + size], region))
         cursor += size
     return b"".join(out)
@@ -99,8 +103,9 @@ def apply_transform(raw: bytes, regions: Sequence[Region], transform: str) -> by
         return raw
 
     def one(chunk: bytes, region: Region) -> bytes:
-        if transform == "bitpack" and region.packs:
-            return _pack_codes(chunk, region.code_bits)
+        bits = region.packed_bits
+        if transform == "bitpack" and bits is not None:
+            return _pack_codes(chunk, bits)
         return _planes(chunk, region.itemsize) if region.itemsize > 1 else chunk
 
     return _map_regions(raw, regions, [r.nbytes for r in regions], one)
@@ -117,8 +122,9 @@ def invert_transform(coded: bytes, regions: Sequence[Region], transform: str) ->
         return coded
 
     def one(chunk: bytes, region: Region) -> bytes:
-        if transform == "bitpack" and region.packs:
-            return _unpack_codes(chunk, region.code_bits, region.numel)
+        bits = region.packed_bits
+        if transform == "bitpack" and bits is not None:
+            return _unpack_codes(chunk, bits, region.numel)
         return _unplanes(chunk, region.itemsize) if region.itemsize > 1 else chunk
 
     return _map_regions(coded, regions, sizes, one)

@@ -39,7 +39,8 @@ def bench_ablate(file: str, folder: Path, out: Path | None = None, jobs: int = 1
     wall = time.perf_counter() - start
     assert outcome is not None
     metric = spec.metric
-    configs = {name: {f"{m}_mean": aggregate([r.metrics[m] for r in runs]).mean for m in (metric, "step_ms", "artifact_bytes")}
+    means = (metric, "step_ms", "artifact_bytes")
+    configs = {name: {f"{m}_mean": aggregate([r.metrics[m] for r in runs]).mean for m in means}
                | {f"{metric}_std": aggregate([r.metrics[metric] for r in runs]).std, "n": len(runs)}
                for name, runs in outcome.results.items()}
     kind, found = contributions(spec, spec.configurations(), outcome.results)

@@ -67,7 +67,7 @@ def _train_one(preset: str, overrides: dict[str, Any], seed: int, budget: dict[s
 def _row(name: str, summary: str, overrides: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
     bpb = [r["val_bpb"] for r in runs]
     return {
-        "technique": name, "summary": summary, "overrides": {k: v for k, v in overrides.items()},
+        "technique": name, "summary": summary, "overrides": dict(overrides),
         "val_bpb_mean": statistics.fmean(bpb), "val_bpb_std": statistics.stdev(bpb) if len(bpb) > 1 else 0.0,
         "pre_quant_val_bpb_mean": statistics.fmean(r["pre_quant_val_bpb"] for r in runs),
         "tokens_per_s_mean": statistics.fmean(r["train_tokens_per_s"] for r in runs),
@@ -87,7 +87,8 @@ def _with_baseline_ratios(rows: list[dict[str, Any]]) -> None:
 
 def markdown_table(result: dict[str, Any]) -> str:
     lines = [
-        f"# ablate-cpu on `{result['preset']}` ({result['machine']}, {result['threads']} threads, torch {result['torch']})",
+        f"# ablate-cpu on `{result['preset']}` ({result['machine']}, {result['threads']} threads, "
+        f"torch {result['torch']})",
         "",
         (f"{result['steps']} optimizer steps" if result.get("steps") else f"{result['seconds']:.0f} s of training")
         + f" per run ({result['jobs']} at a time), seeds {result['seeds']}, "
@@ -99,15 +100,17 @@ def markdown_table(result: dict[str, Any]) -> str:
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['technique']} | {r['val_bpb_mean']:.4f} ± {r['val_bpb_std']:.4f} | {r['delta_bpb_vs_baseline']:+.4f} "
-            f"| {r['tokens_per_s_mean']:,.0f} | {r['tokens_per_s_vs_baseline']:.2f} | {r['steps_mean']:.0f} "
+            f"| {r['technique']} | {r['val_bpb_mean']:.4f} ± {r['val_bpb_std']:.4f} "
+            f"| {r['delta_bpb_vs_baseline']:+.4f} | {r['tokens_per_s_mean']:,.0f} "
+            f"| {r['tokens_per_s_vs_baseline']:.2f} | {r['steps_mean']:.0f} "
             f"| {r['params']:,} | {r['artifact_bytes_mean']:,.0f} |")
     return "\n".join(lines) + "\n"
 
 
 def bench_ablate_cpu(preset: str = "tiny", seconds: float = 30.0, seeds: Sequence[int] = (1337, 1338),
                      val_tokens: int = 32768, threads: int = 0, jobs: int = 1, only: Sequence[str] = (),
-                     out: Path | None = None, progress: Callable[[str], None] = print, steps: int = 0) -> dict[str, Any]:
+                     out: Path | None = None, progress: Callable[[str], None] = print,
+                     steps: int = 0) -> dict[str, Any]:
     """Run the matrix; with `out`, the JSON (and a .md table beside it) is rewritten after every row.
 
     `jobs` > 1 trains that many runs at once in separate processes (the seeds of one configuration

@@ -81,7 +81,8 @@ def bench_data(vocab_size: int = 1024, threads: int = 1, train_tokens_per_s: flo
     ratios = {mode: tps / train_tps for mode, tps in loaders.items()} if train_tps else {}
     result: dict[str, Any] = {
         "benchmark": "data", "machine": platform.machine(), "threads": threads,
-        "tokenizer_train_mb": text_mb, "tokenizer_trained_on_mb": trained_mb, "tokenizer_vocab_size": vocab_size, "tokenizer_train_s": train_s,
+        "tokenizer_train_mb": text_mb, "tokenizer_trained_on_mb": trained_mb, "tokenizer_vocab_size": vocab_size,
+        "tokenizer_train_s": train_s,
         "encode_tokens": sum(len(ids) for ids in encoded),
         "encode_mb_per_s_1_thread": text_mb / encode_1_s, "encode_mb_per_s": text_mb / encode_n_s,
         "shard_write_mb_per_s": 2 * SHARD_WRITE_TOKENS / 1e6 / write_s,

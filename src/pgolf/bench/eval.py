@@ -66,7 +66,8 @@ def bench_eval(loaded: LoadedTarget, out: Path | None = None) -> dict[str, Any]:
         "slot_steps": cfg.eval.slot_steps, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "stages": [{**{k: r[k] for k in ("stage", "val_loss", "val_bpb", "val_tokens", "elapsed_s", "tokens_per_s")},
-                    "cost_vs_plain": plain_rate / r["tokens_per_s"], "projected_8gpu_full_val_s": r["projection"]["seconds"],
+                    "cost_vs_plain": plain_rate / r["tokens_per_s"],
+                    "projected_8gpu_full_val_s": r["projection"]["seconds"],
                     "projection_basis": r["projection"]["basis"], "compliant": r["legality"]["compliant"]}
                    for r in reports],
     }

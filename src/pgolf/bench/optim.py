@@ -23,11 +23,13 @@ import socket
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import spawn
 
 from pgolf.config import Config, config_from_dict
 from pgolf.model.gpt import build_model
@@ -47,7 +49,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _median_ms(fn, device: torch.device, repeats: int, warmup: int = 2) -> float:
+def _median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int = 2) -> float:
     times = []
     for i in range(warmup + repeats):
         group_barrier()
@@ -61,6 +63,11 @@ def _median_ms(fn, device: torch.device, repeats: int, warmup: int = 2) -> float
 
 
 # ---- Newton–Schulz kernel ------------------------------------------------------------------------
+def _newton_schulz_each(stack: torch.Tensor, dtype: torch.dtype, variant: str) -> None:
+    for m in stack:
+        newton_schulz(m, 5, dtype, variant)
+
+
 def bench_newton_schulz(device: torch.device, dtype: torch.dtype, batch: int | None, repeats: int) -> list[dict]:
     rows_out = []
     torch.manual_seed(0)
@@ -68,8 +75,8 @@ def bench_newton_schulz(device: torch.device, dtype: torch.dtype, batch: int | N
         n = min(batch, count) if batch else count
         stack = torch.randn(n, rows, cols, device=device, dtype=dtype)
         for variant in ("classic", "polar_express"):
-            loop = _median_ms(lambda: [newton_schulz(m, 5, dtype, variant) for m in stack], device, repeats)
-            batched = _median_ms(lambda: newton_schulz(stack, 5, dtype, variant), device, repeats)
+            loop = _median_ms(partial(_newton_schulz_each, stack, dtype, variant), device, repeats)
+            batched = _median_ms(partial(newton_schulz, stack, 5, dtype, variant), device, repeats)
             rows_out.append({"shape": [rows, cols], "matrices": n, "variant": variant,
                              "loop_ms_per_matrix": loop / n, "batched_ms_per_matrix": batched / n,
                              "batched_vs_loop": batched / loop})
@@ -77,6 +84,17 @@ def bench_newton_schulz(device: torch.device, dtype: torch.dtype, batch: int | N
 
 
 # ---- optimizer step ------------------------------------------------------------------------------
+def _parallel_muon_step(muon: ParallelMuon) -> None:
+    muon.sync_gradients()
+    muon.step()
+
+
+def _round_robin_step(muon: Muon, params: list[torch.Tensor], world: int) -> None:
+    if world > 1:
+        average_gradients(params, world)  # what DDP's backward hooks do
+    muon.step()
+
+
 def _step_times(cfg: Config, device: torch.device, repeats: int) -> dict[str, float]:
     """Median ms of (gradient sync + Muon step) for both flavours, in the current process group."""
     world, _ = group_world()
@@ -84,28 +102,19 @@ def _step_times(cfg: Config, device: torch.device, repeats: int) -> dict[str, fl
     for impl in ("round_robin", "parallel"):
         torch.manual_seed(cfg.run.seed)
         model = build_model(cfg.model, device)
-        matrix = list(partition(model)[0].values())
+        matrix: list[torch.Tensor] = list(partition(model)[0].values())
         matrix_ids = {id(p) for p in matrix}
-        others = [p for p in model.parameters() if id(p) not in matrix_ids]
+        others: list[torch.Tensor] = [p for p in model.parameters() if id(p) not in matrix_ids]
         for p in model.parameters():
             p.grad = torch.randn_like(p)
         o = cfg.optim
-        options = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
-                       ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
-                       row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay)
+        options: dict[str, Any] = dict(lr=o.matrix_lr, momentum=o.muon_momentum, backend_steps=o.muon_backend_steps,
+                                       ns_dtype=ns_dtype(cfg, device), ns_variant=o.muon_ns_variant,
+                                       row_normalize=o.muon_row_normalize, weight_decay=o.muon_weight_decay)
         if impl == "parallel":
-            muon = ParallelMuon(matrix, replicated=others, **options)
-
-            def step(muon=muon) -> None:
-                muon.sync_gradients()
-                muon.step()
+            step = partial(_parallel_muon_step, ParallelMuon(matrix, replicated=others, **options))
         else:
-            muon = Muon(matrix, **options)
-
-            def step(muon=muon, params=list(model.parameters())) -> None:
-                if world > 1:
-                    average_gradients(params, world)  # what DDP's backward hooks do
-                muon.step()
+            step = partial(_round_robin_step, Muon(matrix, **options), list(model.parameters()), world)
         out[impl] = _median_ms(step, device, repeats)
     return out
 
@@ -134,7 +143,7 @@ def bench_optimizer_step(cfg: Config, device: torch.device, world_size: int, rep
     if world_size > 1 and device.type == "cpu":
         with tempfile.TemporaryDirectory() as tmp:
             path = str(Path(tmp) / "times.json")
-            mp.spawn(_worker, args=(world_size, _free_port(), cfg.to_dict(), repeats, path), nprocs=world_size)
+            spawn(_worker, args=(world_size, _free_port(), cfg.to_dict(), repeats, path), nprocs=world_size)
             multi = json.loads(Path(path).read_text())
         result[f"processes_{world_size}_gloo"] = multi | {"parallel_vs_muon": multi["parallel"] / multi["round_robin"]}
     return result
@@ -169,7 +178,8 @@ def bench_late_qat(cfg: Config, device: torch.device, steps: int, threshold: flo
                           f"int{bits}_rtn_val_bpb": intk.val_bpb,
                           "int8_gap": summary["val_bpb"] - summary["pre_quant_val_bpb"],
                           f"int{bits}_gap": intk.val_bpb - summary["pre_quant_val_bpb"]}
-    out[f"int{bits}_gap_ratio_qat_vs_none"] = out["with_late_qat"][f"int{bits}_gap"] / out["without_qat"][f"int{bits}_gap"]
+    gap = f"int{bits}_gap"
+    out[f"int{bits}_gap_ratio_qat_vs_none"] = out["with_late_qat"][gap] / out["without_qat"][gap]
     return out
 
 
@@ -187,7 +197,7 @@ def bench_optim(cfg: Config, world_size: int = 2, repeats: int = 5, ns_batch: in
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "threads": torch.get_num_threads(), "torch": torch.__version__, "ns_dtype": str(dtype).replace("torch.", ""),
         "optimizer_step_ms": bench_optimizer_step(cfg, device, world_size, repeats),
-        "newton_schulz": bench_newton_schulz(device, dtype, ns_batch if ns_batch else (None if device.type == "cuda" else 4),
+        "newton_schulz": bench_newton_schulz(device, dtype, ns_batch or (None if device.type == "cuda" else 4),
                                              repeats),
     }
     if not skip_qat:
@@ -213,8 +223,8 @@ def _report(r: dict[str, Any]) -> str:
         bits = q["bits"]
         for label in ("without_qat", "with_late_qat"):
             v = q[label]
-            lines.append(f"{label.replace('_', ' ')}: pre-quant {v['pre_quant_val_bpb']:.4f}, int8 gap {v['int8_gap']:+.4f}, "
-                         f"int{bits} gap {v[f'int{bits}_gap']:+.4f} bpb")
+            lines.append(f"{label.replace('_', ' ')}: pre-quant {v['pre_quant_val_bpb']:.4f}, "
+                         f"int8 gap {v['int8_gap']:+.4f}, int{bits} gap {v[f'int{bits}_gap']:+.4f} bpb")
         lines.append(f"late QAT (threshold {q['threshold']}, {q['steps']} steps) leaves "
                      f"{q[f'int{bits}_gap_ratio_qat_vs_none']:.2f}× the int{bits} gap")
     return "\n".join(lines)

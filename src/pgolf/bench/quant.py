@@ -83,14 +83,14 @@ def _pack_timing(params: int, codecs: list[str], vocab: int) -> dict[str, Any]:
     model_cfg = dataclasses.replace(base, num_layers=layers)
     torch.manual_seed(0)
     state = {k: v.detach() for k, v in build_model(model_cfg, torch.device("cpu")).state_dict().items()}
-    for name, t in state.items():
+    for t in state.values():
         if t.ndim == 2 and not t.any():
             t.normal_(0.0, PACK_TIMING_DIM ** -0.5)
     cfg = load_config(overrides=["quant.scheme=policy", f"quant.policy={PACK_TIMING_POLICY}"], env={})
     cfg = dataclasses.replace(cfg, model=model_cfg)
     start = time.perf_counter()
     packed = pack_weights(state, dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, codec=codecs[0])),
-                          {}, torch.device("cpu"), lambda: [])
+                          {}, torch.device("cpu"), list)
     first = time.perf_counter() - start
     encode = {codecs[0]: {"seconds_total": first, "bytes": len(packed.blob)}}
     for codec in codecs[1:]:
@@ -187,7 +187,8 @@ def _targets(table: list[dict[str, Any]], codecs: list[str]) -> dict[str, Any]:
         rtn = _gap(table, policy.removesuffix(":gptq"))
         if not policy.endswith(":gptq") or rtn is None or f"gptq_over_rtn_gap[{policy}]" in targets:
             continue
-        targets[f"gptq_over_rtn_gap[{policy}]"] = row["quant_gap_bpb"] / rtn if rtn > 0 else "rtn gap ≤ 0: not measurable"
+        key = f"gptq_over_rtn_gap[{policy}]"
+        targets[key] = row["quant_gap_bpb"] / rtn if rtn > 0 else "rtn gap ≤ 0: not measurable"
     ratio = targets.get("gptq_over_rtn_gap[int6:gptq]")
     if ratio is not None:
         targets["int6_gptq_gap_at_most_half_of_rtn"] = ratio <= 0.5 if isinstance(ratio, float) else "not measurable"

@@ -65,7 +65,8 @@ class AuditReport:
         }
 
     def text(self) -> str:
-        lines = [f"tokenizer {self.tokenizer}: {self.vocab_size} ids, {self.tokens_checked} checked against the decoder"]
+        lines = [f"tokenizer {self.tokenizer}: {self.vocab_size} ids, "
+                 f"{self.tokens_checked} checked against the decoder"]
         if self.docs:
             lines.append(
                 f"corpus: {self.docs} documents, {self.doc_tokens:,} tokens, counted {self.counted_bytes:,} bytes, "
@@ -97,7 +98,8 @@ def require_clean(report: AuditReport, force: bool) -> None:
     if not report.ok and not force:
         raise DataError(
             f"tokenizer {report.tokenizer} fails the byte-accounting audit "
-            f"({', '.join(f'{k}: {n}' for k, n in sorted(report.counts().items()))}; first: {report.issues[0].detail}): "
+            f"({', '.join(f'{k}: {n}' for k, n in sorted(report.counts().items()))}; "
+            f"first: {report.issues[0].detail}): "
             "its val_bpb would be wrong; run `pgolf data audit` for details, fix the tokenizer, or pass --force"
         )
 
@@ -136,11 +138,7 @@ def _token_issue(tok: Tokenizer, token_id: int, after_text: int, after_bos: int,
                  decoded_text: int, decoded_bos: int) -> AuditIssue | None:
     label = _label(tok, token_id)
     if _is_special(tok, token_id):
-        if after_text or after_bos:
-            return AuditIssue("control", f"{label} is a control token but is credited {after_text} bytes", token_id)
-        if decoded_text and _is_unknown(tok, token_id):
-            return _unknown_issue(tok, token_id, label, decoded_text)
-        return None
+        return _special_issue(tok, token_id, label, (after_text, after_bos), decoded_text)
     if after_text == 0 and decoded_text:  # a zero-byte operator (CaseOps) decodes to nothing and is fine
         return AuditIssue("zero_byte", f"{label} is credited 0 bytes but decodes to {decoded_text}", token_id)
     if (after_text, after_bos) == (decoded_text, decoded_bos):
@@ -150,6 +148,16 @@ def _token_issue(tok: Tokenizer, token_id: int, after_text: int, after_bos: int,
                           f"gives {decoded_text - decoded_bos} (counted {after_text}/{after_bos} after text/BOS, "
                           f"decoded {decoded_text}/{decoded_bos})", token_id)
     return AuditIssue("token", f"{label}: counted {after_text} bytes, decoded {decoded_text}", token_id)
+
+
+def _special_issue(tok: Tokenizer, token_id: int, label: str, credited: tuple[int, int],
+                   decoded: int) -> AuditIssue | None:
+    """Control and unknown tokens: credited no bytes (after text, after BOS), and lost text only with byte fallback."""
+    if any(credited):
+        return AuditIssue("control", f"{label} is a control token but is credited {credited[0]} bytes", token_id)
+    if decoded and _is_unknown(tok, token_id):
+        return _unknown_issue(tok, token_id, label, decoded)
+    return None
 
 
 def _unknown_issue(tok: Tokenizer, token_id: int, label: str, decoded: int) -> AuditIssue | None:
@@ -199,8 +207,8 @@ def _audit_byte_fallback(tok: Tokenizer, fallback: dict[int, int], report: Audit
         counted = int(tok.token_bytes(np.array([BOS_ID, token_id]))[1])
         problem = f"credited {counted}" if counted != 1 else ""
         context = _utf8_context(byte)  # None: valid text never holds this byte
-        ids = [fallback.get(b) for b in context or []]
-        if context is not None and None not in ids:
+        ids = [fallback[b] for b in context] if context is not None and all(b in fallback for b in context) else None
+        if context is not None and ids is not None:
             decoded = len(tok.decode_bytes(ids))
             in_sequence = int(tok.token_bytes(np.array([BOS_ID, *ids]))[1:].sum())
             if (decoded, in_sequence) != (len(context), len(context)):

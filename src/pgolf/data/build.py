@@ -99,15 +99,17 @@ def build_dataset(
     if shard_tokens <= 0:
         raise DataError(f"shard_tokens={shard_tokens} must be positive: e.g. 100000000")
     if options.model_type not in MODEL_TYPES:
-        raise DataError(f"model type {options.model_type!r} is not one of {', '.join(MODEL_TYPES)}: e.g. --model-type bpe")
+        raise DataError(f"model type {options.model_type!r} is not one of {', '.join(MODEL_TYPES)}: "
+                        "e.g. --model-type bpe")
     train_corpus = Corpus.of(inputs, options.max_docs, options.max_bytes, options.replace_invalid)
     val_corpus = Corpus.of(val_inputs, replace_invalid=options.replace_invalid) if val_inputs else None
     n_val = _val_doc_count(train_corpus, val_corpus, val_fraction)
     corpus = _corpus_name(list(train_corpus.files))
     tok_dir = out_dir / "tokenizers"
     if tokenizer is None:
-        tok = _train_tokenizer(_skip(iter(train_corpus), n_val), vocab_size or DEFAULT_VOCAB_SIZE,
-                               tok_dir, name or _default_name(corpus, vocab_size or DEFAULT_VOCAB_SIZE, options), options)
+        size = vocab_size or DEFAULT_VOCAB_SIZE
+        tok = _train_tokenizer(_skip(iter(train_corpus), n_val), size, tok_dir,
+                               name or _default_name(corpus, size, options), options)
     else:
         tok = _given_tokenizer(tokenizer, vocab_size, options)
     check_shard_vocab(tok)
@@ -134,7 +136,8 @@ def build_dataset(
     return DatasetPaths(dataset_dir=dataset_dir, tokenizer_path=tokenizer_file, vocab_size=tok.vocab_size)
 
 
-def _train_tokenizer(docs: Iterator[str], vocab_size: int, tok_dir: Path, name: str, options: BuildOptions) -> Tokenizer:
+def _train_tokenizer(docs: Iterator[str], vocab_size: int, tok_dir: Path, name: str,
+                     options: BuildOptions) -> Tokenizer:
     if options.tokenizer_train_docs:
         docs = itertools.islice(docs, options.tokenizer_train_docs)
     symbols: tuple[str, ...] = ()

@@ -58,14 +58,13 @@ class Corpus:
         return cls(tuple(expand_inputs(inputs)), max_docs, max_bytes, replace_invalid)
 
     def __iter__(self) -> Iterator[str]:
-        count = total = 0
-        for text in read_documents(self.files, self.replace_invalid):
+        total = 0
+        for count, text in enumerate(read_documents(self.files, self.replace_invalid)):
             if self.max_docs and count >= self.max_docs:
                 return
             total += len(text.encode("utf-8"))
             if self.max_bytes and total > self.max_bytes and count > 0:
                 return
-            count += 1
             yield text
 
     def describe(self) -> dict[str, object]:

@@ -241,7 +241,8 @@ def _write_spec(path: Path, fields: dict[str, Any]) -> Path:
 
 def _tiktoken_encoding(name: str) -> Any:
     try:
-        import tiktoken
+        # tiktoken is optional (not a pgolf dependency), so a type check may run without it
+        import tiktoken  # pyright: ignore[reportMissingImports]
     except ImportError:
         raise DataError(
             f"tokenizer tiktoken:{name} needs the tiktoken package: pip install tiktoken "
@@ -250,7 +251,8 @@ def _tiktoken_encoding(name: str) -> Any:
     try:
         return tiktoken.get_encoding(name)
     except ValueError as exc:
-        raise DataError(f"tiktoken has no encoding {name!r} ({exc}): choose one of {tiktoken.list_encoding_names()}") from None
+        raise DataError(f"tiktoken has no encoding {name!r} ({exc}): "
+                        f"choose one of {tiktoken.list_encoding_names()}") from None
     except Exception as exc:  # noqa: BLE001 - tiktoken raises network errors of several types
         raise DataError(
             f"tiktoken encoding {name!r} is not available offline ({type(exc).__name__}): tiktoken ships no "

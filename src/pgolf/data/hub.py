@@ -126,7 +126,7 @@ class HubSource:
             infos = HfApi().get_paths_info(
                 self.repo_id, [self._remote(remote_path)], repo_type="dataset", revision=self.revision
             )
-        except Exception:  # checksums are best effort; the download itself reports real failures
+        except Exception:  # noqa: BLE001 - checksums are best effort; the download itself reports real failures
             return None
         lfs = getattr(infos[0], "lfs", None) if infos else None
         return getattr(lfs, "sha256", None)

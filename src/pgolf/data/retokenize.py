@@ -91,8 +91,9 @@ def retokenize_dataset(src: str | Path, tokenizer: str | Path, out_dir: str | Pa
         encode_documents(new, _decoded(old, shard_documents(list_shards(src, "val"))), val, threads, roundtrip)
         train = SplitWriter(staging, "train", shard_tokens, exclude=frozenset(val.digests))
         encode_documents(new, _decoded(old, shard_documents(list_shards(src, "train"))), train, threads, roundtrip)
+        source = f"dataset:{src.name}"
         ranges = (meta or {}).get("documents") or {
-            "val": {"source": f"dataset:{src.name}", "first": 0}, "train": {"source": f"dataset:{src.name}", "first": val.docs}}
+            "val": {"source": source, "first": 0}, "train": {"source": source, "first": val.docs}}
         documents = {w.split: {"source": ranges[w.split]["source"], "first": ranges[w.split]["first"], "count": w.docs,
                                "sha256": w.docs_sha256()} for w in (val, train)}
         write_manifest(staging, name, tokenizer_file, new, shard_tokens, [val, train], documents, {

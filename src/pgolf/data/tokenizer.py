@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import sentencepiece as spm
@@ -25,7 +25,7 @@ from pgolf.utils import atomic_write_bytes, atomic_write_text
 SPACE_PIECE = "\u2581"  # "▁", SentencePiece's whitespace marker
 
 # Trainer settings of the official data pipeline (TECHNIQUES §1.2).
-OFFICIAL_TRAINER_SETTINGS: dict[str, object] = {
+OFFICIAL_TRAINER_SETTINGS: dict[str, Any] = {
     "character_coverage": 0.999,
     "byte_fallback": True,
     "split_digits": True,

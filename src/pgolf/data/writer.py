@@ -115,7 +115,8 @@ class RoundTrip:
             return
         self.failed += 1
         if len(self.examples) < MAX_ROUNDTRIP_EXAMPLES:
-            at = next((i for i, (a, b) in enumerate(zip(decoded, original)) if a != b), min(len(decoded), len(original)))
+            pairs = enumerate(zip(decoded, original, strict=False))  # lengths differ when text is lost or added
+            at = next((i for i, (a, b) in pairs if a != b), min(len(decoded), len(original)))
             self.examples.append({"split": split, "document": index, "source_bytes": len(original),
                                   "decoded_bytes": len(decoded), "first_difference_at": at,
                                   "source": original[max(at - 20, 0): at + 20].decode("utf-8", "replace")})

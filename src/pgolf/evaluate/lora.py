@@ -16,6 +16,7 @@ named like the baseline's (`….attn.c_q`, `….attn`, `….mlp`) can be adapted
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -79,7 +80,7 @@ class LoRASet(nn.Module):
         d, vocab = model.cfg.model_dim, model.cfg.vocab_size
         self.head = BatchedLoRA(slots, d, vocab, rank, alpha, device, generator) if "head" in targets else None
 
-    def _hook(self, adapter: BatchedLoRA):
+    def _hook(self, adapter: BatchedLoRA) -> Callable[[nn.Module, tuple, Tensor], Tensor]:
         def add_adapter(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
             if self.rows is None:
                 return output
@@ -106,4 +107,7 @@ class LoRASet(nn.Module):
 def _site_shape(module: nn.Module, target: str, model_dim: int) -> tuple[int, int]:
     if target in ("o", "mlp"):
         return model_dim, model_dim
-    return int(module.in_features), int(module.out_features)
+    if not isinstance(module, nn.Linear):
+        raise ConfigError(f"eval.ttt_lora_targets: the '{target}' site is a {type(module).__name__}, not a linear "
+                          "layer: drop it from the list")
+    return module.in_features, module.out_features

@@ -8,6 +8,7 @@ stage scores the same targets, so their val_bpb compare directly.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,7 +86,7 @@ def stride_of(cfg: Config) -> int:
     return cfg.eval.stride or min(DEFAULT_STRIDE, eval_context(cfg))
 
 
-def _scorer_factory(mode: Mode, cfg: Config):
+def _scorer_factory(mode: Mode, cfg: Config) -> Callable[[GPT], ScoreFn]:
     e = cfg.eval
     if mode.slot == "off":
         return logits_scorer
@@ -139,8 +140,9 @@ def projection(per_device_tokens_per_s: float, vocab_size: int, local_targets: i
     tokens, source = (official, f"official sp{vocab_size} val split") if official else (local_targets, "this val split")
     seconds = tokens / (per_device_tokens_per_s * PROJECTION_GPUS) if per_device_tokens_per_s > 0 else float("inf")
     return {"val_tokens": tokens, "gpus": PROJECTION_GPUS, "per_gpu_tokens_per_s": per_device_tokens_per_s,
-            "seconds": seconds, "basis": f"{per_device_tokens_per_s:,.0f} tokens/s per device measured on {device_name}; "
-                                          f"{tokens:,} tokens ({source}) on {PROJECTION_GPUS} such devices"}
+            "seconds": seconds,
+            "basis": f"{per_device_tokens_per_s:,.0f} tokens/s per device measured on {device_name}; "
+                     f"{tokens:,} tokens ({source}) on {PROJECTION_GPUS} such devices"}
 
 
 def device_name(device: torch.device) -> str:
@@ -176,7 +178,8 @@ def scoring_for(mode: Mode, cfg: Config, tokens: torch.Tensor, lut: ByteCounter,
 
 
 def run_stages(model: GPT, modes: list[Mode], cfg: Config, tokens: torch.Tensor, lut: ByteCounter,
-               dist_ctx: DistContext, autocast_dtype: torch.dtype | None, keep_losses: bool = False) -> list[tuple[dict[str, Any], LedgerResult]]:
+               dist_ctx: DistContext, autocast_dtype: torch.dtype | None,
+               keep_losses: bool = False) -> list[tuple[dict[str, Any], LedgerResult]]:
     """Every stage from the same weights, in eval mode; returns (report, ledger result) per stage."""
     was_training = model.training
     model.eval()

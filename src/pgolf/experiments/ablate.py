@@ -68,7 +68,8 @@ class Ablation:
         pending = [p for p in planned if p.state() != "done"]
         spec, jobs = self.spec, self.launcher.jobs
         lines = [f"ablation {spec.name}: design {spec.design}, {len(rows)} configurations × {len(spec.seeds)} seeds = "
-                 f"{len(planned)} runs ({len(planned) - len(pending)} finished, {len(pending)} to run, {jobs} at a time)"]
+                 f"{len(planned)} runs ({len(planned) - len(pending)} finished, {len(pending)} to run, "
+                 f"{jobs} at a time)"]
         extra = spec.max_runs() - len(planned)
         if extra > 0:
             lines.append(f"forward selection may add up to {extra} more runs "

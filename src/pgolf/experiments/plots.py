@@ -57,7 +57,8 @@ def loss_curves(results: Results, folder: Path) -> Path:
 
 
 def metric_bars(results: Results, metric: str, folder: Path) -> Path:
-    stats = {config: aggregate([r.metrics[metric] for r in runs if metric in r.metrics]) for config, runs in results.items()}
+    stats = {config: aggregate([r.metrics[metric] for r in runs if metric in r.metrics])
+             for config, runs in results.items()}
     _write_csv(folder / f"{metric}_bars.csv", ("config", "mean", "std", "n"),
                [(c, a.mean, a.std, a.n) for c, a in stats.items()])
     figure = Figure(figsize=(max(6, 0.9 * len(stats) + 2), 4.5))

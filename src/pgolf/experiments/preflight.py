@@ -86,7 +86,8 @@ def _forward_backward(ctx: _Context) -> Check:
     bad = [n for n, p in ctx.model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     ctx.model.zero_grad(set_to_none=True)
     value = float(loss.detach())
-    detail = f"loss {value:.3f} at init (ln V = {math.log(ctx.cfg.model.vocab_size):.3f}), 1×{seq} tokens in {seconds:.2f} s"
+    detail = (f"loss {value:.3f} at init (ln V = {math.log(ctx.cfg.model.vocab_size):.3f}), "
+              f"1×{seq} tokens in {seconds:.2f} s")
     if not math.isfinite(value) or bad:
         return Check("forward/backward", False, f"{detail}; missing or non-finite gradients: {', '.join(bad[:3])}")
     return Check("forward/backward", True, detail + ", every gradient finite")
@@ -123,7 +124,8 @@ def _artifact_projection(ctx: _Context) -> Check:
     plain_fits = ctx.plain_code_bytes + model <= BUDGET_BYTES
     detail = (f"{ctx.cfg.quant.scheme} + {packed.codec} on trained-like weights (matrices as unit Gaussians): model "
               f"{model:,} + code {ctx.code_bytes:,} (minified + lzma) = {total:,} of {BUDGET_BYTES:,} bytes; "
-              f"with the plain export {ctx.plain_code_bytes + model:,} ({'fits' if plain_fits else 'over: submit --minify --compress'})")
+              f"with the plain export {ctx.plain_code_bytes + model:,} "
+              f"({'fits' if plain_fits else 'over: submit --minify --compress'})")
     return Check("artifact size", total <= BUDGET_BYTES, detail)
 
 
@@ -140,10 +142,11 @@ def _step_time(ctx: _Context, gpus: int, tflops: float) -> Check:
     t = ctx.cfg.train
     step_ms, steps = project_steps(ctx.cfg, gpus, tflops)
     detail = (f"≈ {step_ms:.1f} ms/step on {gpus}×H100 at {tflops:g} TFLOP/s per GPU (stated) → ≈ {steps:,} steps "
-              f"({'wallclock cap' if steps < t.iterations else 'iteration limit'}), {steps * t.train_batch_tokens / 1e9:.2f}B tokens")
+              f"({'wallclock cap' if steps < t.iterations else 'iteration limit'}), "
+              f"{steps * t.train_batch_tokens / 1e9:.2f}B tokens")
     if steps < t.warmdown_iters:
-        return Check("step time", False, detail + f"; fewer than train.warmdown_iters={t.warmdown_iters}: the warm-down "
-                     "would start at step 0")
+        return Check("step time", False, f"{detail}; fewer than train.warmdown_iters={t.warmdown_iters}: "
+                     "the warm-down would start at step 0")
     return Check("step time", True, detail)
 
 
@@ -171,7 +174,8 @@ def run_preflight(load: Callable[[], Config], gpus: int = 8, tflops: float = BAS
     except ConfigError as exc:
         return [*checks, Check("config", False, str(exc))]
     steps: Sequence[Callable[[_Context], Check]] = (
-        _model, _forward_backward, _code_size, _artifact_projection, lambda c: _step_time(c, gpus, tflops), _quant_error)
+        _model, _forward_backward, _code_size, _artifact_projection, lambda c: _step_time(c, gpus, tflops),
+        _quant_error)
     return checks + [step(ctx) for step in steps]
 
 

@@ -50,7 +50,8 @@ def _plain_row(rows: Sequence[Configuration], features: set[str]) -> Configurati
     return next((r for r in rows if set(r.features) == features and not r.overrides and r.preset is None), None)
 
 
-def contributions(spec: AblationSpec, rows: Sequence[Configuration], results: Results) -> tuple[str, list[Contribution]]:
+def contributions(spec: AblationSpec, rows: Sequence[Configuration],
+                  results: Results) -> tuple[str, list[Contribution]]:
     """('isolated' | 'leave-one-out', contributions) from whichever design the rows support."""
     have = [r for r in rows if results.get(r.name)]
     found: list[Contribution] = []
@@ -113,7 +114,8 @@ def _contribution_table(kind: str, found: Sequence[Contribution], metric: str) -
              f"Δ = mean({how}); a negative Δ {metric} means the feature helps.", ""]
     rows = [[c.feature, f"{c.with_row} vs {c.without_row}", _signed(c.delta), _signed(c.delta_step_ms, 1),
              _signed(c.delta_step_pct, 1) + " %", _signed(c.delta_artifact_bytes, 0)] for c in found]
-    return lines + _table(["feature", "rows", f"Δ {metric}", "Δ ms/step", "Δ step time", "Δ artifact bytes"], rows) + [""]
+    header = ["feature", "rows", f"Δ {metric}", "Δ ms/step", "Δ step time", "Δ artifact bytes"]
+    return lines + _table(header, rows) + [""]
 
 
 def _selection_table(rounds: Sequence[SelectionRound], metric: str) -> list[str]:
@@ -172,7 +174,8 @@ def write_report(spec: AblationSpec, rows: Sequence[Configuration], results: Res
         lines += [spec.description, ""]
     lines += [f"Design **{spec.design}**, seeds {', '.join(map(str, spec.seeds))}, metric **{spec.metric}** "
               f"(lower is better), baseline **{spec.baseline}**; file `{spec.path}`. "
-              f"{len(runs)} finished runs" + (f", {device_seconds:,.0f} s of device time measured." if device_seconds else "."),
+              f"{len(runs)} finished runs"
+              + (f", {device_seconds:,.0f} s of device time measured." if device_seconds else "."),
               "", "## Configurations", ""]
     lines += _config_table(spec, rows, results) + [""]
     lines += _contribution_table(kind, found, spec.metric)

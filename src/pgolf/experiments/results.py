@@ -71,7 +71,8 @@ def load_run(path: str | Path) -> RunResult:
     target = Path(path)
     summary_path = target if target.name == SUMMARY_NAME else target / SUMMARY_NAME
     if not summary_path.is_file():
-        raise UserError(f"{target} has no {SUMMARY_NAME}: pass a finished run directory (runs/<id>) or its summary.json")
+        raise UserError(f"{target} has no {SUMMARY_NAME}: "
+                        "pass a finished run directory (runs/<id>) or its summary.json")
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:

@@ -63,9 +63,9 @@ class PlannedRun:
             for key, value in entries.items():
                 if (section, key) != ("run", "out_dir") and saved.get(section, {}).get(key) != value:  # folders move
                     raise UserError(
-                        f"run {self.run_dir} was made with {section}.{key}={saved[section][key]!r} but the ablation now "
-                        f"asks for {value!r}: delete {self.run_dir} to re-run it, or give the changed configuration "
-                        "a new name")
+                        f"run {self.run_dir} was made with {section}.{key}={saved[section][key]!r} "
+                        f"but the ablation now asks for {value!r}: delete {self.run_dir} to re-run it, "
+                        "or give the changed configuration a new name")
 
 
 @dataclass
@@ -110,7 +110,7 @@ class Launcher:
         if skipped:
             self.echo(f"{skipped} of {len(todo)} runs already finished: skipped")
         failures: list[str] = []
-        free = list(self.devices) or [None] * self.jobs
+        free: list[str | None] = [*self.devices] or [None] * self.jobs
         active: dict[subprocess.Popen, tuple[PlannedRun, str | None, float]] = {}
         done = skipped
         try:

@@ -150,7 +150,8 @@ class AblationSpec:
 
     def _file_relative(self, key: str, value: Any) -> Any:
         """A relative quant policy file is found beside the ablation file, so shipped examples run from anywhere."""
-        if key == "quant.policy" and isinstance(value, str) and value.endswith(".toml") and not Path(value).is_absolute():
+        is_policy_file = key == "quant.policy" and isinstance(value, str) and value.endswith(".toml")
+        if is_policy_file and not Path(value).is_absolute():
             return str(self.path.parent / value)
         return value
 
@@ -265,7 +266,8 @@ class _Parser:
     def _check_keys(self, table: str, entries: Mapping[str, Any], allowed: set[str]) -> None:
         for key in entries:
             if key not in allowed:
-                raise self.fail(table, key, f"unknown entry '{key}' in [{table}]: allowed are {', '.join(sorted(allowed))}")
+                raise self.fail(table, key,
+                                f"unknown entry '{key}' in [{table}]: allowed are {', '.join(sorted(allowed))}")
 
     def _overrides(self, table: str, value: Any) -> tuple[Override, ...]:
         if not isinstance(value, Mapping):
@@ -287,7 +289,8 @@ class _Parser:
         if seeds is None:
             raise self.fail("ablation", None, "[ablation] needs seeds = [..] (one or more integers)")
         if not isinstance(seeds, list) or not seeds:
-            raise self.fail("ablation", "seeds", "seeds is empty: list at least one integer seed, e.g. seeds = [42, 1337]")
+            raise self.fail("ablation", "seeds",
+                            "seeds is empty: list at least one integer seed, e.g. seeds = [42, 1337]")
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise self.fail("ablation", "seeds", f"seeds must be integers, got {seeds!r}")
         if len(set(seeds)) != len(seeds):
@@ -335,7 +338,8 @@ class _Parser:
     def spec(self) -> AblationSpec:
         for section in self.data:
             if section not in ("ablation", "common", "features", "configs"):
-                raise self.fail(section, None, f"unknown table [{section}]: use [ablation], [common], [features.*], [configs.*]")
+                raise self.fail(section, None,
+                                f"unknown table [{section}]: use [ablation], [common], [features.*], [configs.*]")
         head = self.data.get("ablation")
         if not isinstance(head, Mapping):
             raise self.fail("ablation", None, "the file needs an [ablation] table (seeds, design, baseline, ...)")

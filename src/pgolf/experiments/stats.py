@@ -63,7 +63,10 @@ class Sample:
 def _submission_values(data: dict[str, Any]) -> list[tuple[float, float, str]]:
     """(loss, bpb, label) per seed of a records folder's submission.json (list or dict form)."""
     seeds = data.get("seed_results")
-    entries = list(seeds.items()) if isinstance(seeds, dict) else [(e.get("seed", i), e) for i, e in enumerate(seeds or [])]
+    if isinstance(seeds, dict):
+        entries = list(seeds.items())
+    else:
+        entries = [(e.get("seed", i), e) for i, e in enumerate(seeds or [])]
     values = [(float(e["val_loss"]), float(e["val_bpb"]), f"seed {seed}") for seed, e in entries
               if isinstance(e, dict) and "val_loss" in e and "val_bpb" in e]
     if not values and "val_loss" in data and "val_bpb" in data:
@@ -114,14 +117,20 @@ def one_sided_p(candidate: Sequence[float], reference: Sequence[float], margin: 
     cand, ref = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if len(cand) >= 2 and len(ref) >= 2:
         result = sps.ttest_ind(cand, ref - margin, equal_var=False, alternative="less")
-        return TestResult(_finite(result.pvalue), "Welch")
+        return TestResult(_ttest_p(result), "Welch")
     if len(cand) >= 2:
         result = sps.ttest_1samp(cand, ref[0] - margin, alternative="less")
-        return TestResult(_finite(result.pvalue), "one-sample vs the single reference value")
+        return TestResult(_ttest_p(result), "one-sample vs the single reference value")
     if len(ref) >= 2:
         result = sps.ttest_1samp(ref, cand[0] + margin, alternative="greater")
-        return TestResult(_finite(result.pvalue), "one-sample vs the single candidate value")
+        return TestResult(_ttest_p(result), "one-sample vs the single candidate value")
     return TestResult(None, "untestable: one value on each side")
+
+
+def _ttest_p(result: tuple[Any, ...]) -> float | None:
+    """The p-value of a scipy t-test result: a (statistic, pvalue) tuple whose named fields scipy adds at run time,
+    out of a type checker's sight."""
+    return _finite(float(result[1]))
 
 
 def _finite(p: float) -> float | None:
@@ -206,8 +215,9 @@ class Comparison:
                 "val_loss": list(self.reference.loss), "sources": list(self.reference.sources)},
             "delta_bpb": self.delta_bpb, "delta_nats": self.delta_nats, "std_bpb": self.std_bpb,
             "target_delta_bpb": self.target_delta_bpb, "power": self.power,
-            "rules": {o.rule.name: {"alpha": o.rule.alpha, "margin_nats": o.rule.margin_nats, "margin_bpb": o.margin_bpb,
-                                    "p_bpb": o.bpb.p, "p_nats": o.nats.p, "method": o.bpb.method, "clears": o.clears,
+            "rules": {o.rule.name: {"alpha": o.rule.alpha, "margin_nats": o.rule.margin_nats,
+                                    "margin_bpb": o.margin_bpb, "p_bpb": o.bpb.p, "p_nats": o.nats.p,
+                                    "method": o.bpb.method, "clears": o.clears,
                                     "seeds_needed_per_side": o.seeds_needed} for o in self.outcomes},
         }
 
