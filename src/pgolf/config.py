@@ -184,6 +184,7 @@ class QuantConfig:
     transform: str = "none"  # payload transform before the codec: none | byteplane | bitpack | auto
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
     budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
+    code_form: str = "compressed"  # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper)
 
 
 @dataclass
@@ -621,6 +622,8 @@ def _validate_quant(cfg: Config) -> None:
     _require(0 <= q.prune_fraction < 1, "quant.prune_fraction", "must be in [0, 1)")
     _require(q.budget_bytes > 0, "quant.budget_bytes", "must be positive")
     _require(0 <= q.budget_margin < q.budget_bytes, "quant.budget_margin", "must be in [0, quant.budget_bytes)")
+    _require(q.code_form in ("plain", "minified", "compressed"), "quant.code_form",
+             f"must be plain, minified or compressed, got {q.code_form!r}")
     parse_fit_bits(q.fit_bits)
     _require(q.scheme != "int8" or not q.gptq, "quant.gptq",
              "applies to int-k policies: set quant.scheme=policy (or fit) to use GPTQ")

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from pgolf.artifact.budget import code_files, count_code_bytes
+from pgolf.artifact.budget import shipped_code
 from pgolf.artifact.format import encode_artifact
 from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits
 from pgolf.errors import ArtifactError
@@ -31,12 +31,12 @@ from pgolf.model.gpt import GPT, build_model
 from pgolf.precision import autocast_dtype
 from pgolf.quant.calibration import self_generated_sequences, train_sequences
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
-from pgolf.quant.fit import Sensitivity, allocate_bits, measure_sensitivity
-from pgolf.quant.gptq import collect_hessians, hessian_names
-from pgolf.quant.int8 import quantize_state_dict_int8
 from pgolf.quant.mixed import GPTQOptions, TensorQuantizer, quantize_mixed
 from pgolf.quant.policy import Assignment, TensorFormat, assign_formats, load_policy
 from pgolf.quant.report import estimated_bytes, tensor_rows
+
+if TYPE_CHECKING:  # quant.int8, quant.gptq and quant.fit are imported where the config uses them
+    from pgolf.quant.fit import Sensitivity
 
 TrainFiles = Callable[[], list[Path]]
 FIT_ROUNDS = 6
@@ -56,10 +56,6 @@ class Packed:
     quant_meta: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0  # quantization (incl. calibration, GPTQ, fitting) and encoding
-
-
-def current_code_bytes() -> int:
-    return count_code_bytes(code_files())
 
 
 Calibration = tuple[Tensor, dict[str, Any]]
@@ -113,6 +109,7 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     encode = _Encoder(cfg, meta)
     q = cfg.quant
     if q.scheme == "int8":
+        from pgolf.quant.int8 import quantize_state_dict_int8
         qm = quantize_state_dict_int8(cpu_state)
         blob, codec, transform = encode(qm, {"scheme": "int8"})
         labels = {n: f"int{qt.bits}" if qt.bits else str(qt.data.dtype).removeprefix("torch.") for n, qt in qm.items()}
@@ -137,11 +134,13 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
         log(f"calibration: {record['tokens']:,} tokens from {record['source']} ({record['legality']}) "
             f"in {record['seconds']:.1f}s")
         if q.gptq:
+            from pgolf.quant.gptq import collect_hessians, hessian_names
             wanted = {n for n, f in assignment.formats.items() if f.bits is not None} & hessian_names(model)
             hessians = collect_hessians(model, sequences[:, :-1].split(CALIBRATION_BATCH), wanted,
                                         autocast_dtype(cfg, device))
     quantizer = TensorQuantizer(hessians, q.prune_fraction, GPTQOptions(q.gptq_block_size, q.gptq_damp))
     if q.scheme == "fit":
+        from pgolf.quant.fit import measure_sensitivity
         sensitivity = measure_sensitivity(model, cpu_state, assignment.formats, parse_fit_bits(q.fit_bits),
                                           quantizer, sequences, autocast_dtype(cfg, device))
     if "calibration" in quant_meta:  # everything that read the calibration tokens: sequences, Hessians, sensitivities
@@ -164,9 +163,11 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
 def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], sensitivity: Sensitivity,
          quantizer: TensorQuantizer, encode: _Encoder, cfg: Config, quant_meta: Mapping[str, Any]) -> Packed:
     """Re-solve the allocation with a corrected target until the real artifact fits; keep the best fit."""
+    from pgolf.quant.fit import allocate_bits
+
     fixed = {n: quantizer.quantize(n, t, formats[n])[0] for n, t in state_dict.items() if n not in sensitivity.est_bytes}
     fixed_est = sum(estimated_bytes(qt) for qt in fixed.values())
-    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - current_code_bytes()
+    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - shipped_code(cfg)[0]
     target = float(available)
     best: Packed | None = None
     smallest_excess = None

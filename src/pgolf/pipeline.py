@@ -21,13 +21,12 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, code_files, count_code_bytes
+from pgolf.artifact.budget import Budget, check_budget, shipped_budget
 from pgolf.artifact.format import read_artifact, save_artifact_bytes, write_artifact
 from pgolf.config import Config, config_from_dict, read_toml_file, reads_train_calibration, resolve_grad_accum, validate
-from pgolf.data.build import DatasetPaths, embedded_dataset
 from pgolf.data.families import load_tokenizer
 from pgolf.data.loader import make_train_loader
-from pgolf.data.manifest import check_dataset
+from pgolf.data.manifest import DatasetPaths, check_dataset
 from pgolf.data.shards import list_shards, load_val_tokens
 from pgolf.data.sidecar import eval_byte_counter
 from pgolf.data.tokenizer import ByteCounter, check_vocab_size
@@ -73,6 +72,8 @@ def resolve_dataset(cfg: Config) -> DatasetPaths:
     """Dataset folder and tokenizer named by the config (`embedded:<variant>` builds the shipped corpus)."""
     dataset, tokenizer = cfg.data.dataset, cfg.data.tokenizer
     if dataset.startswith(EMBEDDED_PREFIX):
+        from pgolf.data.build import embedded_dataset  # dataset building ships only with runs that build
+
         paths = embedded_dataset(dataset[len(EMBEDDED_PREFIX):])
         dataset_dir = paths.dataset_dir
         default_tokenizer = paths.tokenizer_path
@@ -135,7 +136,7 @@ def pack_state_dict(state_dict: dict[str, Tensor], cfg: Config, path: Path, extr
     """
     packed = pack_weights(state_dict, cfg, {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta},
                           device or torch.device("cpu"), lambda: train_files(cfg, resolve_dataset(cfg)), log)
-    budget = measure_code_budget(len(packed.blob), cfg.quant.budget_bytes)
+    budget = measure_code_budget(cfg, len(packed.blob))
     if enforce_budget:
         check_budget(budget)
     save_artifact_bytes(path, packed.blob)
@@ -148,10 +149,9 @@ def pack_state_dict(state_dict: dict[str, Tensor], cfg: Config, path: Path, extr
         "warnings": packed.warnings}
 
 
-def measure_code_budget(model_bytes: int, limit: int = BUDGET_BYTES) -> Budget:
-    """Budget of `model_bytes` plus the bytes of the pgolf code imported in this process."""
-    files = tuple(code_files())
-    return Budget(code_bytes=count_code_bytes(files), model_bytes=model_bytes, limit=limit, code_files=files)
+def measure_code_budget(cfg: Config, model_bytes: int) -> Budget:
+    """Budget of `model_bytes` plus the code a run of `cfg` ships (artifact.budget.shipped_budget)."""
+    return shipped_budget(cfg, model_bytes)
 
 
 def packing_report(path: Path, codec: str, budget: Budget) -> dict[str, Any]:

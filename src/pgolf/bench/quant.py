@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
+from pgolf.artifact.budget import shipped_code
 from pgolf.artifact.format import encode_artifact
 from pgolf.config import Config, ModelConfig, load_config, read_toml_file
 from pgolf.model.gpt import build_model
-from pgolf.packing import Calibration, Packed, calibration_sequences, current_code_bytes, pack_weights
+from pgolf.packing import Calibration, Packed, calibration_sequences, pack_weights
 from pgolf.pipeline import WEIGHTS_NAME, evaluate_model, load_eval_data, load_packed_state, resolve_dataset, train_files
 from pgolf.quant.container import dequantize
 from pgolf.train.distributed import init_distributed, shutdown
@@ -127,7 +128,7 @@ def bench_quant(run_dir: Path, overrides: list[str], policies: list[str], codecs
         calibration = None
         if any(s.gptq or s.scheme == "fit" for s in specs):
             calibration = calibration_sequences(cfg, model, lambda: train_files(cfg, resolve_dataset(cfg)))
-        code_bytes = current_code_bytes()
+        code_bytes = shipped_code(cfg)[0]
         table: list[dict[str, Any]] = []
         reference_bytes: int | None = None
         for spec in sorted(specs, key=lambda s: s.scheme == "fit"):
