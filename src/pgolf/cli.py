@@ -342,8 +342,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pgolf.experiments.submit import describe, submit
 
     folder = submit([Path(r) for r in args.runs], name=args.name, author=args.author, github_id=args.github_id,
-                    out=args.out, blurb=args.blurb, track=args.track, minified=args.minify, compressed=args.compress)
+                    out=args.out, blurb=args.blurb, track=args.track, form=args.form)
     print(describe(folder))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pgolf.experiments.export import write_export
+    from pgolf.experiments.results import load_run
+    from pgolf.pipeline import load_run_config
+
+    result = load_run(Path(args.run))
+    cfg = load_run_config(result.run_dir)
+    out = args.out or result.run_dir / "train_gpt.py"
+    info = write_export(out, cfg, f"pgolf run {result.run_id}", result.run_id,
+                        result.summary["manifest"]["code_sha256"], args.form or cfg.quant.code_form)
+    print(f"{info.path}: {info.bytes:,} bytes ({info.form}, {len(info.modules)} modules); these are the code bytes")
     return 0
 
 
@@ -598,9 +612,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blurb", default="", help="one-paragraph description")
     p.add_argument("--track", default="10min_16mb", choices=("10min_16mb", "non_record_16mb"))
     p.add_argument("--out", type=Path, help="folder to create (default records/<date>_<name>)")
-    p.add_argument("--minify", action="store_true", help="strip docstrings and comments from the embedded code")
-    p.add_argument("--compress", action="store_true", help="ship the self-extracting lzma + base85 form")
+    p.add_argument("--form", choices=("plain", "minified", "compressed"),
+                   help="train_gpt.py form (default: the runs' quant.code_form, itself compressed by default)")
     p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("export", help="write a run's single-file train_gpt.py (the code bytes of its budget)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", type=Path, help="file to write (default <run>/train_gpt.py)")
+    p.add_argument("--form", choices=("plain", "minified", "compressed"),
+                   help="plain | minified | compressed (default: the run's quant.code_form)")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("preflight", help="CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time",
                        description="Green/red checks: imports, config, model creation, forward/backward, code size, "

@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgolf.experiments.export import minify, module_closure, write_export
+from pgolf.experiments.export import minify, module_closure, shipped_config, write_export
 from pgolf.pipeline import load_run_config
+from pgolf.train import provenance
 
 # Only the venv's site-packages, without processing its .pth files: the editable pgolf is invisible.
 _RUN = ("import sys; sys.path[:0] = {paths!r}; import runpy; "
@@ -29,7 +30,8 @@ def test_export_runs_alone_and_reproduces_the_run(finished_ablation, tmp_path: P
     run = finished_ablation.run_dir("baseline-s2")
     original = json.loads((run / "summary.json").read_text())
     script = tmp_path / "train_gpt.py"
-    info = write_export(script, load_run_config(run), "test", "baseline-s2", original["manifest"]["code_sha256"])
+    info = write_export(script, load_run_config(run), "test", "baseline-s2", original["manifest"]["code_sha256"],
+                        form="plain")
     assert info.bytes == script.stat().st_size and info.form == "plain"
     paths = site.getsitepackages()
     probe = _bare_python(tmp_path, f"import sys; sys.path[:0] = {paths!r}\ntry:\n import pgolf\nexcept ImportError:\n"
@@ -50,8 +52,8 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     run = finished_ablation.run_dir("baseline-s2")
     cfg = load_run_config(run)
     script = tmp_path / "train_gpt.py"
-    info = write_export(script, cfg, "test", "baseline-s2", "-", minified=True, compressed=True)
-    assert info.form == "minified+lzma" and info.bytes == script.stat().st_size < info.source_bytes / 2
+    info = write_export(script, cfg, "test", "baseline-s2", provenance.code_hash())
+    assert info.form.startswith("minified+") and info.bytes == script.stat().st_size < info.source_bytes / 2
     # Run the wrapper as a module (not __main__): it unpacks itself; its import hook then serves pgolf.config.
     check = (_RUN.format(paths=site.getsitepackages(), run_name="export_check").replace("runpy.run_path", "g = runpy.run_path")
              + "; import hashlib, json; sys.meta_path.insert(0, g['_EmbeddedModules']()); import pgolf.config as c; "
@@ -60,7 +62,8 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     result = _bare_python(tmp_path, check)
     assert result.returncode == 0, result.stderr[-2000:]
     unpacked = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest() for name, path in module_closure().items()}
+    expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest()
+                for name, path in module_closure(shipped_config(cfg)).items()}
     assert unpacked["modules"] == expected
     assert unpacked["config"]["model"] == cfg.to_dict()["model"] and unpacked["config"]["run"]["run_id"] == ""
     assert unpacked["file"].startswith(str(script))  # served from inside the shipped file
