@@ -23,29 +23,27 @@ TECHNIQUE_MODULES = {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model
                      "pgolf.model.init", "pgolf.evaluate.ttt", "pgolf.evaluate.ttt_lora", "pgolf.evaluate.slot",
                      "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official"}
 CPU_PRESETS = ("pr635_cpu", "pr1291_cpu", "proteus_ablation_cpu", "proteus_v16_cpu", "sota_cpu")
+# Builds `tiny`, then `sota_cpu`, printing the pgolf modules imported after each (one fresh interpreter).
 _IMPORTS = ("import sys, json, torch; from pgolf.config import load_config; from pgolf.model.gpt import build_model; "
-            "import pgolf.pipeline; build_model(load_config({preset!r}, env={{}}).model, torch.device('cpu')); "
-            "print(json.dumps(sorted(m for m in sys.modules if m.startswith('pgolf'))))")
-
-
-def _imported_after_building(preset: str) -> set[str]:
-    result = subprocess.run([sys.executable, "-c", _IMPORTS.format(preset=preset)], capture_output=True, text=True,
-                            timeout=300, env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")})
-    assert result.returncode == 0, result.stderr[-2000:]
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+            "import pgolf.pipeline\nfor p in ('tiny', 'sota_cpu'):\n"
+            " build_model(load_config(p, env={}).model, torch.device('cpu'))\n"
+            " print(json.dumps(sorted(m for m in sys.modules if m.startswith('pgolf'))))")
 
 
 def test_technique_modules_load_only_when_the_config_uses_them() -> None:
-    assert not TECHNIQUE_MODULES & _imported_after_building("tiny")
-    assert {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.xsa", "pgolf.model.init"} \
-        <= _imported_after_building("sota_cpu")
+    result = subprocess.run([sys.executable, "-c", _IMPORTS], capture_output=True, text=True, timeout=300,
+                            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    tiny, sota = (set(json.loads(line)) for line in result.stdout.strip().splitlines()[-2:])
+    assert not TECHNIQUE_MODULES & tiny
+    assert {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.xsa", "pgolf.model.init"} <= sota
 
 
 def test_module_set_follows_the_config() -> None:
     tiny, sota = module_closure(load_config("tiny", env={})), module_closure(load_config("sota_cpu", env={}))
-    assert not TECHNIQUE_MODULES & set(tiny) and "pgolf.experiments.export" not in sota
+    assert TECHNIQUE_MODULES & set(tiny) == {"pgolf.quant.int8"}  # tiny packs with the int8 baseline
     assert {"pgolf.evaluate.ttt_lora", "pgolf.quant.gptq", "pgolf.model.embeddings"} <= set(sota)
-    assert "pgolf.quant.int8" in tiny or load_config("tiny", env={}).quant.scheme != "int8"
+    assert "pgolf.quant.int8" not in sota and "pgolf.experiments.export" not in sota
     assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
 
 
