@@ -184,6 +184,10 @@ class QuantConfig:
     transform: str = "none"  # payload transform before the codec: none | byteplane | bitpack | auto
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
     budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
+    lqer_rank: int = 0  # LQER: rank of the low-rank correction of the worst-quantized int-k matrices (0 = off; record: 4)
+    lqer_top_k: int = 3  # LQER: how many matrices (largest ‖W − W_q‖) get a correction
+    lqer_group: int = 64  # LQER asymmetric form (int2 A, int4 B in groups of this size); 0 = symmetric only
+    lqer_factor_bits: int = 4  # LQER symmetric form: per-row int bits of both factors
     code_form: str = "compressed"  # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper)
 
 
@@ -622,6 +626,11 @@ def _validate_quant(cfg: Config) -> None:
     _require(0 <= q.prune_fraction < 1, "quant.prune_fraction", "must be in [0, 1)")
     _require(q.budget_bytes > 0, "quant.budget_bytes", "must be positive")
     _require(0 <= q.budget_margin < q.budget_bytes, "quant.budget_margin", "must be in [0, quant.budget_bytes)")
+    _require(q.lqer_rank >= 0 and q.lqer_top_k >= 0 and q.lqer_group >= 0, "quant.lqer_rank",
+             "quant.lqer_rank, lqer_top_k and lqer_group must be ≥ 0")
+    _require(2 <= q.lqer_factor_bits <= 8, "quant.lqer_factor_bits", "must be in 2..8")
+    _require(q.lqer_rank == 0 or q.scheme != "int8", "quant.lqer_rank",
+             "LQER corrects int-k policy matrices: set quant.scheme=policy (or fit), or lqer_rank=0")
     _require(q.code_form in ("plain", "minified", "compressed"), "quant.code_form",
              f"must be plain, minified or compressed, got {q.code_form!r}")
     parse_fit_bits(q.fit_bits)

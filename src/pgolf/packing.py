@@ -30,7 +30,7 @@ from pgolf.errors import ArtifactError
 from pgolf.model.gpt import GPT, build_model
 from pgolf.precision import autocast_dtype
 from pgolf.quant.calibration import self_generated_sequences, train_sequences
-from pgolf.quant.container import QuantizedModel, QuantizedTensor
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, is_correction
 from pgolf.quant.mixed import GPTQOptions, TensorQuantizer, quantize_mixed
 from pgolf.quant.policy import Assignment, TensorFormat, assign_formats, load_policy
 from pgolf.quant.report import estimated_bytes, tensor_rows
@@ -150,9 +150,15 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     else:
         qm, methods = quantize_mixed(cpu_state, assignment.formats, quantizer)
         quant_meta["methods"] = methods
+        if q.lqer_rank > 0:
+            from pgolf.quant.lqer import LQERSettings, add_lqer
+
+            qm = add_lqer(qm, cpu_state, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
+            quant_meta["lqer"] = [n for n in qm if is_correction(n)]
         blob, codec, transform = encode(qm, quant_meta)
         packed = Packed(blob, codec, transform, qm, [], quant_meta)
-    labels = {n: str(assignment.formats[n].with_bits(qt.bits) if qt.bits else assignment.formats[n])
+    labels = {n: f"lqer int{qt.bits}" if is_correction(n) else
+              str(assignment.formats[n].with_bits(qt.bits) if qt.bits else assignment.formats[n])
               for n, qt in packed.quantized.items()}
     packed.rows = tensor_rows(cpu_state, packed.quantized, labels)
     packed.warnings = list(assignment.warnings)

@@ -32,6 +32,7 @@ from pgolf.artifact.codecs import compress
 from pgolf.config import Config
 from pgolf.errors import UserError
 from pgolf.pipeline import EMBEDDED_PREFIX, resolve_dataset
+from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
 from pgolf.train import provenance
 from pgolf.utils import atomic_write_text, sha256_bytes
 
@@ -64,6 +65,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.int8": lambda c: c.quant.scheme == "int8",
     "pgolf.quant.gptq": lambda c: c.quant.gptq,
     "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
+    "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
     "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
     "pgolf.artifact.official": _never,
     "pgolf.experiments.export": _never,
@@ -95,6 +97,8 @@ MODULES = {{
 {modules}
 }}
 
+DATA = {data}
+
 
 class _EmbeddedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Serves the pgolf modules above, ahead of any installed pgolf."""
@@ -121,6 +125,7 @@ def main():
     import pgolf
 
     pgolf.SHIPPED_CODE = (os.path.abspath(__file__),)
+    pgolf.SHIPPED_DATA = DATA
     from pgolf.config import load_config, tomllib
     from pgolf.pipeline import run_train
 
@@ -265,10 +270,23 @@ def shipped_config(cfg: Config, concrete_data: bool = True) -> Config:
     return dataclasses.replace(cfg, data=data, run=dataclasses.replace(cfg.run, run_id="", out_dir="runs"))
 
 
+def _shipped_data(cfg: Config) -> tuple[Config, dict[str, str]]:
+    """The package data a run of `cfg` reads (its quant policy), and the config naming it as shipped data."""
+    if cfg.quant.scheme == "int8":
+        return cfg, {}
+    name = cfg.quant.policy
+    text = shipped_policy_text(name)
+    if text is None:  # a policy file: it ships inside the script, under its stem
+        name = Path(cfg.quant.policy).stem
+        text = Path(cfg.quant.policy).read_text(encoding="utf-8")
+    return (dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, policy=name)),
+            {f"{POLICY_FOLDER}/{name}.toml": text})
+
+
 def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = False,
                   concrete_data: bool = True) -> tuple[str, dict[str, Path]]:
     """The script's text and the modules it embeds (name → source file)."""
-    shipped = shipped_config(cfg, concrete_data)
+    shipped, data = _shipped_data(shipped_config(cfg, concrete_data))
     modules = module_closure(shipped)
     entries = []
     for name, path in modules.items():
@@ -278,7 +296,7 @@ def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = Fa
         entries.append(f"    {name!r}: ({path.name == '__init__.py'}, {_literal(source)}),")
     script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256,
                               module_count=len(modules), config=_literal(tomli_w.dumps(shipped.to_dict())),
-                              modules="\n".join(entries))
+                              modules="\n".join(entries), data=repr(data))
     return script, modules
 
 
