@@ -453,8 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fit", action="store_true", help="choose bit widths per tensor to fit quant.budget_bytes − "
                    "quant.budget_margin with the least measured loss increase (quant.scheme=fit)")
     p.add_argument("--gptq", action="store_true", help="full-Hessian GPTQ (calibration: quant.calibration)")
-    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "auto"),
-                   help="payload compressor (auto keeps the smallest of all four)")
+    p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "lrzip", "auto"),
+                   help="payload compressor (auto keeps the smallest of the installed ones; lrzip needs the lrzip tool)")
     p.add_argument("--transform", choices=("none", "byteplane", "bitpack", "auto"),
                    help="payload transform before the codec (auto keeps the smallest)")
     p.add_argument("--out", type=Path, help="artifact path (default: artifact.pgolf beside the input)")

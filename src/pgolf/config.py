@@ -314,7 +314,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.attn_gate": ("off", "dense", "sparse", "out"),
     "model.smear_gate": ("off", "v1", "v2"),
     "model.parallel_residual": ("off", "record", "proteus"),
-    "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
+    "quant.codec": ("zlib", "zstd", "lzma", "brotli", "lrzip", "auto"),
     "data.loader": ("stream", "doc_aligned", "coprime"),
     "eval.ttt": ("off", "full", "lora", "phased"),
     "eval.slot": ("off", "context", "published"),
