@@ -270,6 +270,17 @@ def cmd_bench_quant(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_bytes(args: argparse.Namespace) -> int:
+    from pgolf.bench.bytes import bench_bytes, report
+
+    result = bench_bytes(args.records, steps=args.steps, project_codecs=tuple(args.project_codecs.split(",")),
+                         out=args.out)
+    print(report(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 def cmd_bench_eval(args: argparse.Namespace) -> int:
     from pgolf.bench.eval import bench_eval, fresh_target
     from pgolf.targets import _args_overrides, load_target
@@ -645,6 +656,13 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--out", type=Path, help="also write the JSON result to this file")
     quant.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     quant.set_defaults(func=cmd_bench_quant)
+    bench = bench_sub.add_parser("bytes", help="shipped code bytes vs the records' own; model bytes per codec stack")
+    bench.add_argument("--records", type=Path, default=Path("../shared/records"), help="the records folder")
+    bench.add_argument("--steps", type=int, default=20, help="training steps of each _cpu run")
+    bench.add_argument("--project-codecs", default="brotli,lrzip", help="codecs of the full-size sota projection")
+    bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    bench.set_defaults(func=cmd_bench_bytes)
     bench = bench_sub.add_parser("optim", help="Muon vs Parallel Muon step time, Newton–Schulz kernel, quant gap with late QAT")
     _config_args(bench, preset_default="tiny")
     bench.add_argument("--world-size", type=int, default=2, help="gloo processes for the multi-process step timing (CPU)")
