@@ -466,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gptq", action="store_true", help="full-Hessian GPTQ (calibration: quant.calibration)")
     p.add_argument("--codec", choices=("zlib", "zstd", "lzma", "brotli", "lrzip", "auto"),
                    help="payload compressor (auto keeps the smallest of the installed ones; lrzip needs the lrzip tool)")
-    p.add_argument("--transform", choices=("none", "byteplane", "bitpack", "auto"),
+    p.add_argument("--transform", choices=("none", "byteplane", "bitpack", "grouped", "auto"),
                    help="payload transform before the codec (auto keeps the smallest)")
     p.add_argument("--out", type=Path, help="artifact path (default: artifact.pgolf beside the input)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")

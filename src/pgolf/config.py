@@ -181,7 +181,7 @@ class QuantConfig:
     fit_bits: str = "5,6,7,8"  # candidate widths of scheme fit
     codec: str = "zlib"
     codec_level: int = -1  # -1 = the codec's default (zlib 9, as the baseline)
-    transform: str = "none"  # payload transform before the codec: none | byteplane | bitpack | auto
+    transform: str = "none"  # payload transform before the codec: none | byteplane | bitpack | grouped | auto
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
     budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
     lqer_rank: int = 0  # LQER: rank of the low-rank correction of the worst-quantized int-k matrices (0 = off; record: 4)
@@ -318,7 +318,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.loader": ("stream", "doc_aligned", "coprime"),
     "eval.ttt": ("off", "full", "lora", "phased"),
     "eval.slot": ("off", "context", "published"),
-    "quant.transform": ("none", "byteplane", "bitpack", "auto"),
+    "quant.transform": ("none", "byteplane", "bitpack", "grouped", "auto"),
 }
 
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
@@ -14,20 +13,9 @@ from pgolf.quant.container import LQER_A, LQER_B, QuantizedModel, QuantizedTenso
 from pgolf.quant.intk import ClipRule, quantize_rows
 from pgolf.quant.lqer import LQERSettings, add_lqer, error_factors, pack_factors
 from pgolf.quant.policy import assign_formats, load_policy
+from testkit import SOTA_RECORD, record_functions
 
-RECORD = Path(__file__).parents[3] / "shared" / "records" / "sota_1855" / "train_gpt.py"
-pytestmark = pytest.mark.skipif(not RECORD.is_file(), reason="the shared record scripts are not checked out")
-
-
-def record_functions(*names: str) -> dict:
-    """Top-level functions of the record script, compiled alone (with torch and numpy in scope)."""
-    tree = ast.parse(RECORD.read_text(encoding="utf-8"))
-    module = ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names], [])
-    import numpy as np
-
-    scope: dict = {"torch": torch, "np": np}
-    exec(compile(module, str(RECORD), "exec"), scope)
-    return {name: scope[name] for name in names}
+pytestmark = pytest.mark.skipif(not SOTA_RECORD.is_file(), reason="the shared record scripts are not checked out")
 
 
 def _int6(name: str, w: torch.Tensor) -> QuantizedTensor:
