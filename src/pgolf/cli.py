@@ -273,8 +273,7 @@ def cmd_bench_quant(args: argparse.Namespace) -> int:
 def cmd_bench_bytes(args: argparse.Namespace) -> int:
     from pgolf.bench.bytes import bench_bytes, report
 
-    result = bench_bytes(args.records, steps=args.steps, project_codecs=tuple(args.project_codecs.split(",")),
-                         out=args.out)
+    result = bench_bytes(args.records, steps=args.steps, projection=tuple(args.projection.split(",")), out=args.out)
     print(report(result))
     if args.json:
         print(json.dumps(result))
@@ -659,7 +658,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench = bench_sub.add_parser("bytes", help="shipped code bytes vs the records' own; model bytes per codec stack")
     bench.add_argument("--records", type=Path, default=Path("../shared/records"), help="the records folder")
     bench.add_argument("--steps", type=int, default=20, help="training steps of each _cpu run")
-    bench.add_argument("--project-codecs", default="brotli,lrzip", help="codecs of the full-size sota projection")
+    bench.add_argument("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped",
+                       help="codec stacks (<codec>[+lqer][+grouped]) of the full-size sota projection")
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_bytes)

@@ -6,7 +6,8 @@ Per record preset:
   default) against the code bytes the record itself counted (its submission.json, else its logs'
   "Code size" line, the compressed one where the record logs both, else its train_gpt.py's size);
 * model: a short training run of the preset's `_cpu` counterpart on the embedded sample, packed under
-  each codec stack (codec × LQER on/off for policy schemes), with the preset's policy and transform.
+  each codec stack (each installed codec alone, + LQER, + LQER + the grouped layout), with the preset's
+  policy (and its transform where the stack does not say grouped).
 
 And the projection of `sota` at full size (synthetic weights, as `pgolf inspect` projects; the sdclip
 policy with the int8 gate rule, round-to-nearest) under each stack, plus its shipped code: the total the
@@ -59,17 +60,21 @@ def record_code_bytes(folder: Path) -> tuple[int, str] | None:
     return (script.stat().st_size, "train_gpt.py file size (the record states no count)") if script.is_file() else None
 
 
-def _stacks(cfg: Config) -> list[tuple[str, Config]]:
-    """(label, config) of every codec stack that runs here: codec × LQER (policy schemes only)."""
-    lqer_options = (0, 4) if cfg.quant.scheme != "int8" else (0,)
-    stacks = []
-    for codec in STACK_CODECS:
-        if not CODECS[codec].available:
-            continue
-        for rank in lqer_options:
-            quant = dataclasses.replace(cfg.quant, codec=codec, codec_level=-1, lqer_rank=rank)
-            stacks.append((codec + ("+lqer" if rank else ""), dataclasses.replace(cfg, quant=quant)))
-    return stacks
+def stack_config(cfg: Config, label: str) -> Config:
+    """`cfg` packed by stack `label`: `<codec>[+lqer][+grouped]` (LQER rank 4 as the record, else off; the
+    grouped transform, else the config's own)."""
+    codec, *parts = label.split("+")
+    if codec not in CODECS or not set(parts) <= {"lqer", "grouped"}:
+        raise UserError(f"codec stack {label!r}: use <codec>[+lqer][+grouped] with a codec of {', '.join(CODECS)}")
+    quant = dataclasses.replace(cfg.quant, codec=codec, codec_level=-1, lqer_rank=4 if "lqer" in parts else 0,
+                                transform="grouped" if "grouped" in parts else cfg.quant.transform)
+    return dataclasses.replace(cfg, quant=quant)
+
+
+def _stacks(cfg: Config) -> list[str]:
+    """Every stack that runs here: each installed codec alone, and (policy schemes) with LQER, and grouped."""
+    extra = ("+lqer", "+lqer+grouped") if cfg.quant.scheme != "int8" else ("+grouped",)
+    return [codec + suffix for codec in STACK_CODECS if CODECS[codec].available for suffix in ("", *extra)]
 
 
 def _short_run(preset: str, steps: int, folder: Path) -> Config:
@@ -95,7 +100,8 @@ def trained_model_bytes(preset: str, steps: int, folder: Path) -> dict[str, Any]
         model.load_state_dict(state)
         calibration = calibration_sequences(cfg, model, lambda: train_files(cfg, resolve_dataset(cfg)))
     sizes = {}
-    for label, stack in _stacks(cfg):
+    for label in _stacks(cfg):
+        stack = stack_config(cfg, label)
         packed = pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), lambda: [],
                               calibration=calibration)
         sizes[label] = len(packed.blob)
@@ -103,15 +109,16 @@ def trained_model_bytes(preset: str, steps: int, folder: Path) -> dict[str, Any]
             "gptq": cfg.quant.gptq, "transform": cfg.quant.transform, "model_bytes": sizes}
 
 
-def sota_projection(codecs: tuple[str, ...]) -> dict[str, Any]:
+def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     """Full-size `sota`: projected model bytes per stack (synthetic weights, RTN) plus its shipped code."""
     cfg = load_config("sota", env={})
     state = synthetic_weights(cfg, cfg.run.seed)
     rtn = dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, gptq=False))
     code = shipped_code(cfg).bytes
     out: dict[str, Any] = {"policy": cfg.quant.policy, "code_bytes": code, "stacks": {}}
-    for label, stack in _stacks(rtn):
-        if label.split("+")[0] not in codecs:
+    for label in stacks:
+        stack = stack_config(rtn, label)
+        if not CODECS[stack.quant.codec].available:
             continue
         start = time.perf_counter()
         model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), lambda: []).blob)
@@ -121,7 +128,10 @@ def sota_projection(codecs: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def bench_bytes(records: Path, steps: int = 20, project_codecs: tuple[str, ...] = ("brotli", "lrzip"),
+PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped")  # plain, + LQER, the record's whole stack
+
+
+def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PROJECTION_STACKS,
                 out: Path | None = None) -> dict[str, Any]:
     if not records.is_dir():
         raise UserError(f"records folder {records} does not exist: pass --records <the challenge's records folder>")
@@ -141,7 +151,7 @@ def bench_bytes(records: Path, steps: int = 20, project_codecs: tuple[str, ...] 
             if preset != "baseline":
                 row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp))
             result["presets"][preset] = row
-    result["sota_full_projection"] = sota_projection(project_codecs)
+    result["sota_full_projection"] = sota_projection(projection)
     if out is not None:
         atomic_write_json(out, result)
     return result
