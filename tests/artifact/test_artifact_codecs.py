@@ -86,7 +86,7 @@ def test_lrzip_is_the_zpaq_backend_of_the_tool_and_auto_tries_it() -> None:
     data = bytes(range(256)) * 200 + os.urandom(5000)
     out = compress(data, "lrzip", 3)
     assert out[:4] == b"LRZI" and decompress(out, "lrzip") == data
-    winner, best = compress_auto(data)
+    _, best = compress_auto(data)
     assert len(best) <= len(compress(data, "lrzip"))
 
 

@@ -36,7 +36,7 @@ def test_symmetric_form_when_b_does_not_divide_into_groups() -> None:
     torch.manual_seed(1)
     a, b = error_factors(torch.randn(10, 30), 3)
     pa, pb = pack_factors("w", a, b, LQERSettings(group=64))
-    q_a, s_a, q_b, s_b = record_functions("_lqer_pack")["_lqer_pack"](a, b, 4)
+    q_a, s_a, q_b, _ = record_functions("_lqer_pack")["_lqer_pack"](a, b, 4)
     assert (pa.scheme, pb.data.shape) == ("per_row", (3, 30))
     assert torch.equal(pa.data, q_a) and torch.equal(pa.scale, s_a) and torch.equal(pb.data, q_b)
 

@@ -13,5 +13,9 @@ _EXPORTS = {
     **dict.fromkeys(("ArtifactInfo", "artifact_model_bytes", "read_artifact", "write_artifact"), "format"),
     **dict.fromkeys(("load_official_checkpoint", "official_quant_to_model", "read_official_int8"), "official"),
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BUDGET_BYTES", "CODECS", "CODEC_CHOICES", "ArtifactInfo", "Budget", "artifact_model_bytes", "check_budget",
+    "code_files", "compress", "compress_auto", "count_code_bytes", "decompress", "load_official_checkpoint",
+    "measure_budget", "official_quant_to_model", "read_artifact", "read_official_int8", "write_artifact",
+]
 __getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -102,7 +102,7 @@ def trained_model_bytes(preset: str, steps: int, folder: Path) -> dict[str, Any]
     sizes = {}
     for label in _stacks(cfg):
         stack = stack_config(cfg, label)
-        packed = pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), lambda: [],
+        packed = pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list,
                               calibration=calibration)
         sizes[label] = len(packed.blob)
     return {"preset": preset, "steps": steps, "policy": cfg.quant.policy if cfg.quant.scheme != "int8" else "int8",
@@ -121,7 +121,7 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
         if not CODECS[stack.quant.codec].available:
             continue
         start = time.perf_counter()
-        model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), lambda: []).blob)
+        model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list).blob)
         out["stacks"][label] = {"model_bytes": model_bytes, "total": model_bytes + code,
                                 "fits": model_bytes + code <= cfg.quant.budget_bytes,
                                 "pack_seconds": round(time.perf_counter() - start, 1)}

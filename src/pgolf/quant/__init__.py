@@ -7,5 +7,5 @@ from pgolf.lazy import lazy_exports
 
 _EXPORTS = {"DTYPES": "container", "QuantizedModel": "container", "QuantizedTensor": "container",
             "dequantize": "container", "dequantize_tensor": "container", "quantize_state_dict_int8": "int8"}
-__all__ = sorted(_EXPORTS)
+__all__ = ["DTYPES", "QuantizedModel", "QuantizedTensor", "dequantize", "dequantize_tensor", "quantize_state_dict_int8"]
 __getattr__ = lazy_exports(__name__, _EXPORTS)

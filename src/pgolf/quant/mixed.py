@@ -12,7 +12,6 @@ from pgolf.quant.container import QuantizedModel, QuantizedTensor
 from pgolf.quant.intk import magnitude_prune, round_to_grid, row_scales
 from pgolf.quant.policy import TensorFormat
 
-
 DEFAULT_BLOCK_SIZE = 128
 DEFAULT_DAMP = 0.01
 
