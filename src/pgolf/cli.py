@@ -273,7 +273,8 @@ def cmd_bench_quant(args: argparse.Namespace) -> int:
 def cmd_bench_bytes(args: argparse.Namespace) -> int:
     from pgolf.bench.bytes import bench_bytes, report
 
-    result = bench_bytes(args.records, steps=args.steps, projection=tuple(args.projection.split(",")), out=args.out)
+    result = bench_bytes(args.records, steps=args.steps, projection=tuple(args.projection.split(",")),
+                         codecs=tuple(args.codecs.split(",")), out=args.out)
     print(report(result))
     if args.json:
         print(json.dumps(result))
@@ -660,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=20, help="training steps of each _cpu run")
     bench.add_argument("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped",
                        help="codec stacks (<codec>[+lqer][+grouped]) of the full-size sota projection")
+    bench.add_argument("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks")
     bench.add_argument("--out", type=Path, help="also write the JSON result to this file")
     bench.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     bench.set_defaults(func=cmd_bench_bytes)

@@ -71,10 +71,10 @@ def stack_config(cfg: Config, label: str) -> Config:
     return dataclasses.replace(cfg, quant=quant)
 
 
-def _stacks(cfg: Config) -> list[str]:
-    """Every stack that runs here: each installed codec alone, and (policy schemes) with LQER, and grouped."""
+def _stacks(cfg: Config, codecs: tuple[str, ...]) -> list[str]:
+    """Every stack of `codecs` that runs here: each codec alone, and (policy schemes) with LQER, and grouped."""
     extra = ("+lqer", "+lqer+grouped") if cfg.quant.scheme != "int8" else ("+grouped",)
-    return [codec + suffix for codec in STACK_CODECS if CODECS[codec].available for suffix in ("", *extra)]
+    return [codec + suffix for codec in codecs if CODECS[codec].available for suffix in ("", *extra)]
 
 
 def _short_run(preset: str, steps: int, folder: Path) -> Config:
@@ -88,7 +88,7 @@ def _short_run(preset: str, steps: int, folder: Path) -> Config:
     return cfg
 
 
-def trained_model_bytes(preset: str, steps: int, folder: Path) -> dict[str, Any]:
+def trained_model_bytes(preset: str, steps: int, folder: Path, codecs: tuple[str, ...] = STACK_CODECS) -> dict[str, Any]:
     """Model bytes of a short `preset` run under each codec stack (calibration shared by all stacks)."""
     cfg = _short_run(preset, steps, folder)
     state, _ = load_packed_state(folder / preset / WEIGHTS_NAME)
@@ -100,7 +100,7 @@ def trained_model_bytes(preset: str, steps: int, folder: Path) -> dict[str, Any]
         model.load_state_dict(state)
         calibration = calibration_sequences(cfg, model, lambda: train_files(cfg, resolve_dataset(cfg)))
     sizes = {}
-    for label in _stacks(cfg):
+    for label in _stacks(cfg, codecs):
         stack = stack_config(cfg, label)
         packed = pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list,
                               calibration=calibration)
@@ -132,7 +132,7 @@ PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped")  # plain, + 
 
 
 def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PROJECTION_STACKS,
-                out: Path | None = None) -> dict[str, Any]:
+                codecs: tuple[str, ...] = STACK_CODECS, out: Path | None = None) -> dict[str, Any]:
     if not records.is_dir():
         raise UserError(f"records folder {records} does not exist: pass --records <the challenge's records folder>")
     result: dict[str, Any] = {"presets": {}}
@@ -149,7 +149,7 @@ def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PR
                 "code_within_record": own is not None and counted.bytes <= own[0],
             }
             if preset != "baseline":
-                row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp))
+                row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp), codecs)
             result["presets"][preset] = row
     result["sota_full_projection"] = sota_projection(projection)
     if out is not None:
