@@ -12,6 +12,7 @@ from pgolf.artifact.format import read_artifact, read_artifact_meta
 from pgolf.bench.quant import bench_quant
 from pgolf.cli import main
 from pgolf.config import load_config, read_toml_file
+from pgolf.experiments.export import shipped_code
 from pgolf.model.gpt import build_model, count_parameters, flops_per_token
 from pgolf.packing import pack_weights
 from pgolf.packing import load_packed_state
@@ -118,6 +119,9 @@ def test_inspect_projects_without_training(capsys) -> None:
     assert sum(info["params_per_module"].values()) == info["params"] and "blocks.1.mlp" in info["params_per_module"]
     assert 0 < info["model_bytes"] < info["raw_payload_bytes"]
     assert info["projected_total_bytes"] == info["model_bytes"] + info["code_bytes"]
+    shipped = shipped_code(load_config("tiny", overrides=["model.num_layers=2", "model.model_dim=128",
+                                                          "quant.scheme=policy"], env={}))
+    assert info["code_bytes"] == shipped.bytes and shipped.form.startswith("minified+")  # as `pgolf train` counts
     assert main(["inspect", "--preset", "tiny", *small, "--set", "quant.scheme=fit"]) == 0
     assert "fit range:" in capsys.readouterr().out
 

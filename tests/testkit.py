@@ -76,3 +76,21 @@ def mixing_model(cfg, seed: int = 0):
         for param in model.parameters():
             param.add_(0.1 * torch.randn_like(param))
     return model.eval()
+
+
+SOTA_RECORD = Path(__file__).parents[2] / "shared" / "records" / "sota_1855" / "train_gpt.py"
+
+
+def record_functions(*names: str, record: Path = SOTA_RECORD) -> dict:
+    """Top-level functions of a record script, compiled alone with torch and numpy in scope: the record
+    scripts import GPU-only modules at the top, so they cannot be imported whole on CPU."""
+    import ast
+
+    import numpy as np
+    import torch
+
+    tree = ast.parse(record.read_text(encoding="utf-8"))
+    module = ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names], [])
+    scope: dict = {"torch": torch, "np": np}
+    exec(compile(module, str(record), "exec"), scope)  # noqa: S102 - trusted read-only reference script
+    return {name: scope[name] for name in names}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pgolf.config.introspect import choices
 from pgolf.config.options import add_field_option
 from pgolf.errors import UserError
 
@@ -343,8 +344,22 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from pgolf.experiments.submit import describe, submit
 
     folder = submit([Path(r) for r in args.runs], name=args.name, author=args.author, github_id=args.github_id,
-                    out=args.out, blurb=args.blurb, track=args.track, minified=args.minify, compressed=args.compress)
+                    out=args.out, blurb=args.blurb, track=args.track, form=args.form)
     print(describe(folder))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pgolf.experiments.export import write_export
+    from pgolf.experiments.results import load_run
+    from pgolf.pipeline import load_run_config
+
+    result = load_run(Path(args.run))
+    cfg = load_run_config(result.run_dir)
+    out = args.out or result.run_dir / "train_gpt.py"
+    info = write_export(out, cfg, f"pgolf run {result.run_id}", result.run_id,
+                        result.summary["manifest"]["code_sha256"], args.form or cfg.quant.code_form)
+    print(f"{info.path}: {info.bytes:,} bytes ({info.form}, {len(info.modules)} modules); these are the code bytes")
     return 0
 
 
@@ -354,6 +369,17 @@ def cmd_preflight(args: argparse.Namespace) -> int:
     checks = run_preflight(lambda: _load(args), gpus=args.gpus, tflops=args.tflops or BASELINE_TFLOPS_PER_GPU)
     print(render(checks))
     return 0 if all(c.ok for c in checks) else CHECK_FAILED
+
+
+def cmd_bench_bytes(args: argparse.Namespace) -> int:
+    from pgolf.bench.bytes import bench_bytes, report
+
+    result = bench_bytes(args.records, steps=args.steps, projection=tuple(args.projection.split(",")),
+                         codecs=tuple(args.codecs.split(",")), out=args.out)
+    print(report(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
 
 
 def cmd_bench_ablate_cpu(args: argparse.Namespace) -> int:
@@ -422,6 +448,7 @@ def workers(default: int | None = None, help: str = "encoding threads") -> Arg:
     return opt("--workers", type=int, default=default or os.cpu_count() or 1, help=help)
 
 
+CODE_FORMS = choices()["quant.code_form"]
 OUT_JSON = opt("--out", type=Path, help="also write the JSON result to this file")
 TARGET_HELP = "artifact.pgolf, runs/<id>, final_model.pt or final_model.int8.ptz"
 DATASET = fields(data="data.dataset", tokenizer="data.tokenizer")
@@ -559,6 +586,13 @@ BENCH_COMMANDS: tuple[Command, ...] = (
         opt("--qat-threshold", type=float, default=0.15, help="LR multiplier below which late QAT is on"),
         opt("--skip-qat", action="store_true", help="skip the two training runs of the quant-gap comparison"),
         OUT_JSON, json_opt())),
+    Command("bench bytes", cmd_bench_bytes, "shipped code bytes vs the records' own; model bytes per codec stack", (
+        opt("--records", type=Path, default=Path("../shared/records"), help="the records folder"),
+        opt("--steps", type=int, default=20, help="training steps of each _cpu run"),
+        opt("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped",
+            help="codec stacks (<codec>[+lqer][+grouped]) of the full-size sota projection"),
+        opt("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks"),
+        OUT_JSON, json_opt())),
     Command("bench ablate-cpu", cmd_bench_ablate_cpu, "train the preset with each model technique alone and all "
             "together, equal wallclock or steps, CPU", (
         opt("--preset", default="tiny", help="base preset (default tiny)"),
@@ -604,10 +638,14 @@ EXPERIMENT_COMMANDS: tuple[Command, ...] = (
         opt("--blurb", default="", help="one-paragraph description"),
         opt("--track", default="10min_16mb", choices=("10min_16mb", "non_record_16mb")),
         opt("--out", type=Path, help="folder to create (default records/<date>_<name>)"),
-        opt("--minify", action="store_true", help="strip docstrings and comments from the embedded code"),
-        opt("--compress", action="store_true", help="ship the self-extracting lzma + base85 form")),
+        opt("--form", choices=CODE_FORMS, help="train_gpt.py form (default: the runs' quant.code_form, itself "
+            "compressed by default)")),
         description="Package finished runs (one per seed, one configuration) as the challenge's records folder. The "
         "train_gpt.py export embeds the pgolf code and config; its bytes are the code bytes."),
+    Command("export", cmd_export, "write a run's single-file train_gpt.py (the code bytes of its budget)", (
+        opt("run", help="run directory"),
+        opt("--out", type=Path, help="file to write (default <run>/train_gpt.py)"),
+        opt("--form", choices=CODE_FORMS, help="plain | minified | compressed (default: the run's quant.code_form)"))),
     Command("preflight", cmd_preflight, "CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time", (
         *config_opts("baseline"), opt("--gpus", type=int, default=8, help="GPUs of the projected run (default 8)"),
         opt("--tflops", type=float, default=None, help="stated per-GPU throughput in TFLOP/s (default: the naive "
@@ -618,7 +656,7 @@ EXPERIMENT_COMMANDS: tuple[Command, ...] = (
 
 COMMANDS: tuple[Command, ...] = RUN_COMMANDS + DATA_COMMANDS + BENCH_COMMANDS + EXPERIMENT_COMMANDS
 ORDER = ("train", "demo", "eval", "verify", "pack", "inspect", "config", "data", "doctor", "bench", "ablate", "stats",
-         "reproduce", "submit", "preflight")  # top-level order of `pgolf --help`
+         "reproduce", "submit", "export", "preflight")  # top-level order of `pgolf --help`
 
 
 def _subparsers(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:

@@ -59,7 +59,8 @@ def synthetic_weights(cfg: Config, seed: int) -> dict[str, Tensor]:
 
 def projected_sizes(cfg: Config, state: dict[str, Tensor]) -> dict[str, Any]:
     """Encoded bytes of `state` under cfg.quant (scheme fit: at its narrowest and widest candidate widths)."""
-    from pgolf.packing import current_code_bytes, pack_weights
+    from pgolf.artifact.budget import shipped_code
+    from pgolf.packing import pack_weights
 
     def encoded(c: Config, uniform_bits: int | None = None) -> tuple[int, int]:
         packed = pack_weights(state, c, {"config": c.to_dict()}, torch.device("cpu"), lambda: [],
@@ -67,21 +68,20 @@ def projected_sizes(cfg: Config, state: dict[str, Tensor]) -> dict[str, Any]:
         return len(packed.blob), packed.quantized.stats["payload_bytes"]
 
     rtn = dataclasses.replace(cfg.quant, gptq=False)
+    code_bytes = shipped_code(cfg)[0]  # the train_gpt.py a run of cfg ships, in its quant.code_form
     if cfg.quant.scheme != "fit":
         model_bytes, raw = encoded(dataclasses.replace(cfg, quant=rtn))
-        return {"model_bytes": model_bytes, "raw_payload_bytes": raw, "code_bytes": current_code_bytes()}
+        return {"model_bytes": model_bytes, "raw_payload_bytes": raw, "code_bytes": code_bytes}
     bits = parse_fit_bits(cfg.quant.fit_bits)
     policy_cfg = dataclasses.replace(cfg, quant=dataclasses.replace(rtn, scheme="policy"))
     narrowest, _ = encoded(policy_cfg, bits[-1])
     model_bytes, raw = encoded(policy_cfg, bits[0])
-    return {"model_bytes": model_bytes, "raw_payload_bytes": raw, "code_bytes": current_code_bytes(),
+    return {"model_bytes": model_bytes, "raw_payload_bytes": raw, "code_bytes": code_bytes,
             "fit_range_bytes": {"narrowest": narrowest, "widest": model_bytes}}
 
 
 def inspect_config(cfg: Config) -> dict[str, Any]:
     """Parameters, FLOPs per token and the projected artifact bytes of `cfg`, as a plain dict."""
-    import pgolf.pipeline  # noqa: F401 - count the code a training run imports
-
     state = synthetic_weights(cfg, cfg.run.seed)
     sizes = projected_sizes(cfg, state)
     total = sizes["model_bytes"] + sizes["code_bytes"]

@@ -19,12 +19,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, code_files, count_code_bytes
+from pgolf.artifact.budget import Budget, check_budget, shipped_budget, shipped_code
 from pgolf.artifact.format import encode_artifact, read_artifact, save_artifact_bytes
 from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits, reads_train_calibration
 from pgolf.data import resolve
@@ -32,16 +32,16 @@ from pgolf.errors import ArtifactError
 from pgolf.model.gpt import GPT, build_model
 from pgolf.precision import autocast_dtype
 from pgolf.quant.calibration import self_generated_sequences, train_sequences
-from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
-from pgolf.quant.fit import Sensitivity, allocate_bits, measure_sensitivity
-from pgolf.quant.gptq import collect_hessians, hessian_names
-from pgolf.quant.int8 import quantize_state_dict_int8
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize, is_correction
 from pgolf.quant.mixed import GPTQOptions, TensorQuantizer, quantize_mixed
 from pgolf.quant.plan import QuantPlan
 from pgolf.quant.policy import Assignment, TensorFormat
 from pgolf.quant.report import estimated_bytes, tensor_rows
 from pgolf.rundir import PackResult, tensor_report_path
 from pgolf.utils import atomic_write_json
+
+if TYPE_CHECKING:  # quant.int8, quant.gptq and quant.fit are imported where the config uses them
+    from pgolf.quant.fit import Sensitivity
 
 TrainFiles = Callable[[], list[Path]]
 FIT_ROUNDS = 6
@@ -66,10 +66,6 @@ class Packed:
 def config_train_files(cfg: Config) -> list[Path]:
     """The training shards of the config's dataset (read only when calibrating on training data)."""
     return resolve.train_files(cfg, resolve.resolve_dataset(cfg))
-
-
-def current_code_bytes() -> int:
-    return count_code_bytes(code_files())
 
 
 Calibration = tuple[Tensor, dict[str, Any]]
@@ -148,11 +144,15 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
         log(f"calibration: {record['tokens']:,} tokens from {record['source']} ({record['legality']}) "
             f"in {record['seconds']:.1f}s")
         if q.gptq:
+            from pgolf.quant.gptq import collect_hessians, hessian_names
+
             wanted = {n for n, f in assignment.formats.items() if f.bits is not None} & hessian_names(model)
             hessians = collect_hessians(model, sequences[:, :-1].split(CALIBRATION_BATCH), wanted,
                                         autocast_dtype(cfg, device))
     quantizer = TensorQuantizer(hessians, q.prune_fraction, GPTQOptions(q.gptq_block_size, q.gptq_damp))
     if q.scheme == "fit":
+        from pgolf.quant.fit import measure_sensitivity
+
         sensitivity = measure_sensitivity(model, cpu_state, assignment.formats, parse_fit_bits(q.fit_bits),
                                           quantizer, sequences, autocast_dtype(cfg, device))
     if "calibration" in quant_meta:  # everything that read the calibration tokens: sequences, Hessians, sensitivities
@@ -162,9 +162,15 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     else:
         qm, methods = quantize_mixed(cpu_state, assignment.formats, quantizer)
         quant_meta["methods"] = methods
+        if q.lqer_rank > 0:
+            from pgolf.quant.lqer import LQERSettings, add_lqer
+
+            qm = add_lqer(qm, cpu_state, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
+            quant_meta["lqer"] = [n for n in qm if is_correction(n)]
         blob, codec, transform = encode(qm, quant_meta)
         packed = Packed(blob, codec, transform, qm, [], quant_meta)
-    labels = {n: str(assignment.formats[n].with_bits(qt.bits) if qt.bits else assignment.formats[n])
+    labels = {n: f"lqer int{qt.bits}" if is_correction(n) else
+              str(assignment.formats[n].with_bits(qt.bits) if qt.bits else assignment.formats[n])
               for n, qt in packed.quantized.items()}
     packed.rows = tensor_rows(cpu_state, packed.quantized, labels)
     packed.warnings = list(assignment.warnings)
@@ -174,6 +180,8 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
 
 def _pack_int8(state_dict: dict[str, Tensor], encode: _Encoder, start: float) -> Packed:
     """The baseline's int8 export (it chooses each tensor's treatment itself; no plan)."""
+    from pgolf.quant.int8 import quantize_state_dict_int8
+
     qm = quantize_state_dict_int8(state_dict)
     blob, codec, transform = encode(qm, {"scheme": "int8"})
     labels = {n: f"int{qt.bits}" if qt.bits else str(qt.data.dtype).removeprefix("torch.") for n, qt in qm.items()}
@@ -184,9 +192,11 @@ def _pack_int8(state_dict: dict[str, Tensor], encode: _Encoder, start: float) ->
 def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], sensitivity: Sensitivity,
          quantizer: TensorQuantizer, encode: _Encoder, cfg: Config, quant_meta: Mapping[str, Any]) -> Packed:
     """Re-solve the allocation with a corrected target until the real artifact fits; keep the best fit."""
+    from pgolf.quant.fit import allocate_bits
+
     fixed = {n: quantizer.quantize(n, t, formats[n])[0] for n, t in state_dict.items() if n not in sensitivity.est_bytes}
     fixed_est = sum(estimated_bytes(qt) for qt in fixed.values())
-    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - current_code_bytes()
+    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - shipped_code(cfg)[0]
     target = float(available)
     best: Packed | None = None
     smallest_excess = None
@@ -235,10 +245,9 @@ def load_packed_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     return dequantize(quantized), meta
 
 
-def measure_code_budget(model_bytes: int, limit: int = BUDGET_BYTES) -> Budget:
-    """Budget of `model_bytes` plus the bytes of the pgolf code imported in this process."""
-    files = tuple(code_files())
-    return Budget(code_bytes=count_code_bytes(files), model_bytes=model_bytes, limit=limit, code_files=files)
+def measure_code_budget(cfg: Config, model_bytes: int) -> Budget:
+    """Budget of `model_bytes` plus the code a run of `cfg` ships (artifact.budget.shipped_budget)."""
+    return shipped_budget(cfg, model_bytes)
 
 
 def pack_result(path: Path, codec: str, budget: Budget, transform: str = "none") -> PackResult:
@@ -260,7 +269,7 @@ def pack_state_dict(state_dict: Mapping[str, Tensor], cfg: Config, path: Path, e
     """
     packed = pack_weights(state_dict, cfg, {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta},
                           device or torch.device("cpu"), lambda: config_train_files(cfg), log, plan=plan)
-    budget = measure_code_budget(len(packed.blob), cfg.quant.budget_bytes)
+    budget = measure_code_budget(cfg, len(packed.blob))
     if enforce_budget:
         check_budget(budget)
     save_artifact_bytes(path, packed.blob)

@@ -228,7 +228,7 @@ def _pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> 
         blob, codec, transform = encode_artifact(read_official_int8(file), {"config": cfg.to_dict(), "source": f"official:{file.name}"},
                                          codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level,
                                          transform=cfg.quant.transform)
-        budget = measure_code_budget(len(blob), cfg.quant.budget_bytes)
+        budget = measure_code_budget(cfg, len(blob))
         check_budget(budget)
         save_artifact_bytes(out, blob)
         return pack_result(out, codec, budget, transform)

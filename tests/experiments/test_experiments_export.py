@@ -11,8 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgolf.experiments.export import minify, module_closure, write_export
+from pgolf.experiments.export import minify, module_closure, shipped_config, write_export
 from pgolf.pipeline import load_run_config
+from pgolf.train import provenance
 
 # Only the venv's site-packages, without processing its .pth files: the editable pgolf is invisible.
 _RUN = ("import sys; sys.path[:0] = {paths!r}; import runpy; "
@@ -29,7 +30,8 @@ def test_export_runs_alone_and_reproduces_the_run(finished_ablation, tmp_path: P
     run = finished_ablation.run_dir("baseline-s2")
     original = json.loads((run / "summary.json").read_text())
     script = tmp_path / "train_gpt.py"
-    info = write_export(script, load_run_config(run), "test", "baseline-s2", original["manifest"]["code_sha256"])
+    info = write_export(script, load_run_config(run), "test", "baseline-s2", original["manifest"]["code_sha256"],
+                        form="plain")
     assert info.bytes == script.stat().st_size and info.form == "plain"
     paths = site.getsitepackages()
     probe = _bare_python(tmp_path, f"import sys; sys.path[:0] = {paths!r}\ntry:\n import pgolf\nexcept ImportError:\n"
@@ -50,8 +52,8 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     run = finished_ablation.run_dir("baseline-s2")
     cfg = load_run_config(run)
     script = tmp_path / "train_gpt.py"
-    info = write_export(script, cfg, "test", "baseline-s2", "-", minified=True, compressed=True)
-    assert info.form == "minified+lzma" and info.bytes == script.stat().st_size < info.source_bytes / 2
+    info = write_export(script, cfg, "test", "baseline-s2", provenance.code_hash())
+    assert info.form.startswith("minified+") and info.bytes == script.stat().st_size < info.source_bytes / 2
     # Run the wrapper as a module (not __main__): it unpacks itself; its import hook then serves pgolf.config.
     run = _RUN.format(paths=site.getsitepackages(), run_name="export_check")
     check = (run.replace("runpy.run_path", "g = runpy.run_path")
@@ -63,7 +65,7 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     assert result.returncode == 0, result.stderr[-2000:]
     unpacked = json.loads(result.stdout.strip().splitlines()[-1])
     expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest()
-                for name, path in module_closure().items()}
+                for name, path in module_closure(shipped_config(cfg)).items()}
     assert unpacked["modules"] == expected
     assert unpacked["config"]["model"] == cfg.to_dict()["model"] and unpacked["config"]["run"]["run_id"] == ""
     assert unpacked["file"].startswith(str(script))  # served from inside the shipped file
@@ -82,3 +84,12 @@ def test_minify_keeps_behaviour_and_drops_docstrings() -> None:
     scope: dict = {}
     exec(small, scope)
     assert scope["f"](2) == 3 and isinstance(scope["A"](), scope["A"])
+
+
+def test_cli_export_writes_the_runs_file_in_the_chosen_form(finished_ablation, tmp_path: Path, capsys) -> None:
+    from pgolf.cli import main
+
+    out = tmp_path / "train_gpt.py"
+    assert main(["export", str(finished_ablation.run_dir("baseline-s1")), "--out", str(out), "--form", "minified"]) == 0
+    assert f"{out}: {out.stat().st_size:,} bytes (minified," in capsys.readouterr().out
+    assert '"""' not in out.read_text().split("MODULES = {", 1)[1]  # docstrings gone from the embedded modules

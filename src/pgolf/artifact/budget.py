@@ -1,8 +1,11 @@
 """The 16,000,000-byte budget: counted code bytes + model bytes (TECHNIQUES §3.9, §5.1).
 
-Code is counted conservatively as every `.py` source file of the pgolf modules that are imported in
-this process (the code that actually ran), at its raw UTF-8 byte size. Model bytes are the whole
-artifact file. The cap is decimal: 16,000,000 bytes, not 16 MiB.
+Code is counted as it ships (`shipped_budget`, what `pgolf train` logs): the single-file
+`train_gpt.py` a run of its config exports, in the config's `quant.code_form` (by default minified
+inside the smallest self-extracting wrapper), holding only the modules that config reaches. A run
+of such an export counts its own file. `measure_budget` is the conservative raw count: every imported
+pgolf source file at its UTF-8 size. Model bytes are the whole artifact file. The cap is decimal:
+16,000,000 bytes, not 16 MiB.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pgolf
 from pgolf.artifact.format import artifact_model_bytes
+from pgolf.config import Config
 from pgolf.errors import ArtifactError
 
 BUDGET_BYTES = 16_000_000
@@ -57,6 +62,7 @@ class Budget:
     model_bytes: int
     limit: int = BUDGET_BYTES
     code_files: tuple[Path, ...] = ()
+    code_how: str = ""  # how code_bytes were counted, for the report
 
     @property
     def total(self) -> int:
@@ -72,8 +78,8 @@ class Budget:
         return self.total <= self.limit
 
     def report(self) -> str:
-        how = "raw UTF-8 bytes"
-        if self.code_files:
+        how = self.code_how or "raw UTF-8 bytes"
+        if self.code_files and not self.code_how:
             how += f" of {len(self.code_files)} imported pgolf source files"
         lines = [
             f"code bytes:  {self.code_bytes:>12,} ({how})",
@@ -90,6 +96,26 @@ def measure_budget(artifact: str | os.PathLike[str], package: str = "pgolf", lim
     """Budget of `artifact` plus the imported source of `package`."""
     files = tuple(code_files(package))
     return Budget(count_code_bytes(files), artifact_model_bytes(artifact), limit, files)
+
+
+def shipped_code(cfg: Config) -> tuple[int, tuple[Path, ...], str]:
+    """(bytes, source files, how counted) of the code a run of `cfg` ships.
+
+    Inside a single-file export that is the file itself; otherwise the export is rendered (not written).
+    """
+    if pgolf.SHIPPED_CODE:
+        files = tuple(sorted(Path(p).resolve() for p in pgolf.SHIPPED_CODE))
+        return count_code_bytes(files), files, "bytes of the shipped file itself"
+    from pgolf.experiments.export import shipped_code as render  # tooling: not part of an exported run
+
+    info = render(cfg)
+    return info.bytes, info.files, f"train_gpt.py as it ships: {info.form}, {len(info.modules)} modules"
+
+
+def shipped_budget(cfg: Config, model_bytes: int) -> Budget:
+    """Budget of `model_bytes` plus the code a run of `cfg` ships, against `quant.budget_bytes`."""
+    code_bytes, files, how = shipped_code(cfg)
+    return Budget(code_bytes, model_bytes, cfg.quant.budget_bytes, files, how)
 
 
 def check_budget(budget: Budget) -> None:

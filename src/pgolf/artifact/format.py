@@ -23,6 +23,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import struct
 import sys
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ def _encode_header(header: dict[str, Any]) -> bytes:
 
 
 def _regions(table: list[dict[str, Any]]) -> list[Region]:
-    """Payload regions of a tensor table, in payload order, with int-k code widths marked."""
+    """Payload regions of a tensor table, in payload order, with int-k code widths and matrix roles marked."""
     regions = []
     for entry in table:
         for key in ("data", "scale"):
@@ -125,9 +126,16 @@ def _regions(table: list[dict[str, Any]]) -> list[Region]:
             if region is None:
                 continue
             itemsize = DTYPES[region["dtype"]].itemsize
-            code_bits = entry["bits"] if key == "data" and region["dtype"] == "int8" else None
-            regions.append(Region(itemsize, region["nbytes"] // itemsize, code_bits))
+            codes = key == "data" and region["dtype"] == "int8" and entry["scheme"] != "passthrough"
+            matrix = codes and entry["scheme"] == "per_row" and len(region["shape"]) == 2 and region["nbytes"] > 0
+            regions.append(Region(itemsize, region["nbytes"] // itemsize, entry["bits"] if codes else None,
+                                  region["shape"][0] if matrix else 0, _role(entry["name"]) if matrix else ""))
     return regions
+
+
+def _role(name: str) -> str:
+    """The role of a tensor across layers: its name without the `blocks.<i>.` prefix."""
+    return re.sub(r"^blocks\.\d+\.", "", name)
 
 
 def _smallest_payload(raw: bytes, regions: list[Region], codec: str, level: int | None,

@@ -8,6 +8,8 @@ each region independently, so the tensor table alone says how to undo it:
   all second bytes, …): the "byte shuffle" that helps fp16/fp32 data compress.
 * ``bitpack``   — as ``byteplane``, and int-k codes with k < 8 are packed densely, k bits per code
   (code + 2^(k−1) as an unsigned k-bit number, little-endian bit order).
+* ``grouped``   — the SOTA record's per-group layout (`pgolf.artifact.grouping`): code matrices of one
+  role across layers side by side, transposed, some with similarity-sorted rows; the rest byte planes.
 
 Whether a transform helps depends on the codec; `auto` (in `format`) tries them and keeps the smallest.
 """
@@ -19,19 +21,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pgolf.artifact.grouping import group_payload, ungroup_payload
 from pgolf.errors import ArtifactError
 
-TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack")
+TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack", "grouped")
 _CHUNK = 1 << 20  # codes per bit-packing step, bounding the temporary bit matrix
 
 
 @dataclass(frozen=True)
 class Region:
-    """One payload region: `numel` items of `itemsize` bytes; `code_bits` < 8 marks int-k codes."""
+    """One payload region: `numel` items of `itemsize` bytes; `code_bits` < 8 marks int-k codes.
+
+    `group` names the role of an int-k code matrix of `rows` rows (`grouped` lays those out by role).
+    """
 
     itemsize: int
     numel: int
     code_bits: int | None = None
+    rows: int = 0
+    group: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -57,6 +65,14 @@ def _planes(data: bytes, itemsize: int) -> bytes:
 
 def _unplanes(data: bytes, itemsize: int) -> bytes:
     return np.frombuffer(data, np.uint8).reshape(itemsize, -1).T.tobytes()
+
+
+def _planes_of(data: bytes, itemsize: int) -> bytes:
+    return _planes(data, itemsize) if itemsize > 1 else data
+
+
+def _unplanes_of(data: bytes, itemsize: int) -> bytes:
+    return _unplanes(data, itemsize) if itemsize > 1 else data
 
 
 def _pack_codes(data: bytes, bits: int) -> bytes:
@@ -101,6 +117,8 @@ def apply_transform(raw: bytes, regions: Sequence[Region], transform: str) -> by
     _check(transform)
     if transform == "none":
         return raw
+    if transform == "grouped":
+        return group_payload(raw, regions, _planes_of)
 
     def one(chunk: bytes, region: Region) -> bytes:
         bits = region.packed_bits
@@ -114,6 +132,8 @@ def apply_transform(raw: bytes, regions: Sequence[Region], transform: str) -> by
 def invert_transform(coded: bytes, regions: Sequence[Region], transform: str) -> bytes:
     """The raw payload; ArtifactError when `coded` has the wrong length for the tensor table."""
     _check(transform)
+    if transform == "grouped":
+        return ungroup_payload(coded, regions, _unplanes_of)
     sizes = [r.coded_bytes(transform) for r in regions]
     if len(coded) != sum(sizes):
         raise ArtifactError(f"{transform} payload is {len(coded)} bytes but the tensor table needs {sum(sizes)}: "

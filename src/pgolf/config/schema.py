@@ -162,11 +162,16 @@ class QuantConfig:
     calibration_reserve_seconds: float = 0.0
     prune_fraction: float = 0.0  # zero this fraction of smallest-|w| entries of each int-k matrix first
     fit_bits: str = "5,6,7,8"  # candidate widths of scheme fit
-    codec: Literal["zlib", "zstd", "lzma", "brotli", "auto"] = "zlib"  # payload compressor: zlib (the baseline) | zstd | lzma | brotli | auto (smallest of the four)
+    codec: Literal["zlib", "zstd", "lzma", "brotli", "lrzip", "auto"] = "zlib"  # payload compressor: zlib (the baseline) | zstd | lzma | brotli | lrzip (ZPAQ via the lrzip tool) | auto (smallest of the installed ones)
     codec_level: int = -1  # -1 = the codec's default (zlib 9, as the baseline)
-    transform: Literal["none", "byteplane", "bitpack", "auto"] = "none"  # payload transform before the codec: none | byteplane | bitpack | auto
+    transform: Literal["none", "byteplane", "bitpack", "grouped", "auto"] = "none"  # payload transform before the codec: none | byteplane | bitpack | grouped | auto
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
     budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
+    lqer_rank: int = 0  # LQER: rank of the low-rank correction of the worst-quantized int-k matrices (0 = off; record: 4)
+    lqer_top_k: int = 3  # LQER: how many matrices (largest ‖W − W_q‖) get a correction
+    lqer_group: int = 64  # LQER asymmetric form (int2 A, int4 B in groups of this size); 0 = symmetric only
+    lqer_factor_bits: int = 4  # LQER symmetric form: per-row int bits of both factors
+    code_form: Literal["plain", "minified", "compressed"] = "compressed"  # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper)
 
 
 @dataclass

@@ -143,6 +143,11 @@ def _check_quant(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(0 <= q.prune_fraction < 1, "quant.prune_fraction", "must be in [0, 1)")
     v.require(q.budget_bytes > 0, "quant.budget_bytes", "must be positive")
     v.require(0 <= q.budget_margin < q.budget_bytes, "quant.budget_margin", "must be in [0, quant.budget_bytes)")
+    v.require(q.lqer_rank >= 0 and q.lqer_top_k >= 0 and q.lqer_group >= 0, "quant.lqer_rank",
+              "quant.lqer_rank, lqer_top_k and lqer_group must be ≥ 0")
+    v.require(2 <= q.lqer_factor_bits <= 8, "quant.lqer_factor_bits", "must be in 2..8")
+    v.require(q.lqer_rank == 0 or q.scheme != "int8", "quant.lqer_rank",
+              "LQER corrects int-k policy matrices: set quant.scheme=policy (or fit), or lqer_rank=0")
     v.call("quant.fit_bits", parse_fit_bits, q.fit_bits)
     v.require(q.scheme != "int8" or not q.gptq, "quant.gptq",
               "applies to int-k policies: set quant.scheme=policy (or fit) to use GPTQ")

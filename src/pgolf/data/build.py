@@ -26,7 +26,7 @@ from pgolf.data import caseops
 from pgolf.data.audit import audit_tokenizer, require_clean
 from pgolf.data.corpus import Corpus, PathInput, read_documents
 from pgolf.data.families import BOS_ID, Tokenizer, check_shard_vocab, load_tokenizer
-from pgolf.data.manifest import DATASET_FORMAT, MANIFEST_NAME
+from pgolf.data.manifest import DATASET_FORMAT, MANIFEST_NAME, DatasetPaths
 from pgolf.data.tokenizer import check_vocab_size, load_sentencepiece, train_sentencepiece
 from pgolf.data.writer import SplitWriter, encode_documents, shard_records, split_records, staging_dir
 from pgolf.errors import DataError
@@ -46,15 +46,6 @@ EMBEDDED_TOKENIZERS = {
     "sp8192": TOKENIZER_DIR / "fineweb_8192_bpe.model",
 }
 EMBEDDED_SHARD_TOKENS = 1_000_000  # several train shards, so multi-shard code paths get exercised
-
-
-@dataclass(frozen=True)
-class DatasetPaths:
-    """Where a dataset lives: its shard folder, its tokenizer file and the vocabulary size."""
-
-    dataset_dir: Path
-    tokenizer_path: Path
-    vocab_size: int
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,15 @@ CANONICAL_VAL_DOCS = 50_000
 
 
 @dataclass(frozen=True)
+class DatasetPaths:
+    """Where a dataset lives: its shard folder, its tokenizer file and the vocabulary size."""
+
+    dataset_dir: Path
+    tokenizer_path: Path
+    vocab_size: int
+
+
+@dataclass(frozen=True)
 class DocumentRange:
     """Documents `[first, first + count)` of the document stream named `source`."""
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from torch import Tensor
 
 from pgolf.config import Config
-from pgolf.data.build import DatasetPaths, embedded_dataset
 from pgolf.data.families import load_tokenizer
+from pgolf.data.manifest import DatasetPaths
 from pgolf.data.shards import list_shards, load_val_tokens
 from pgolf.data.sidecar import eval_byte_counter
 from pgolf.data.tokenizer import ByteCounter, check_vocab_size
@@ -29,6 +29,8 @@ def resolve_dataset(cfg: Config) -> DatasetPaths:
     """Dataset folder and tokenizer named by the config (`embedded:<variant>` builds the shipped corpus)."""
     dataset, tokenizer = cfg.data.dataset, cfg.data.tokenizer
     if dataset.startswith(EMBEDDED_PREFIX):
+        from pgolf.data.build import embedded_dataset  # dataset building ships only with runs that build
+
         paths = embedded_dataset(dataset[len(EMBEDDED_PREFIX):])
         dataset_dir, default_tokenizer = paths.dataset_dir, paths.tokenizer_path
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,11 +21,12 @@ from pgolf.evaluate.context import ScoringContext
 from pgolf.evaluate.ledger import LedgerResult, NormalizationAudit
 from pgolf.evaluate.legality import ruling
 from pgolf.evaluate.sliding import ScoreFn, evaluate_windows, logits_scorer
-from pgolf.evaluate.slot import SlotSettings, slot_scorer
-from pgolf.evaluate.ttt import FullTTTSettings, SGDSettings, evaluate_ttt_full
-from pgolf.evaluate.ttt_lora import LoRATTTSettings, evaluate_ttt_lora
 from pgolf.model.gpt import GPT
 from pgolf.train.distributed import DistContext
+
+if TYPE_CHECKING:  # SLOT and TTT are imported where a mode uses them: a run imports (and ships) only its stages
+    from pgolf.evaluate.ttt import SGDSettings
+    from pgolf.evaluate.ttt_lora import LoRATTTSettings
 
 DEFAULT_STRIDE = 64  # the records' stride, used by TTT/SLOT when eval.stride = 0
 # Val tokens of the official FineWeb val split per tokenizer vocabulary (TECHNIQUES §1.6).
@@ -90,16 +91,22 @@ def _scorer_factory(mode: Mode, cfg: Config) -> Callable[[GPT], ScoreFn]:
     e = cfg.eval
     if mode.slot == "off":
         return logits_scorer
+    from pgolf.evaluate.slot import SlotSettings, slot_scorer
+
     settings = SlotSettings(mode.slot, e.slot_steps, e.slot_lr, e.slot_weight_decay, e.slot_eps)
     return lambda model: slot_scorer(model, settings)
 
 
 def _sgd(cfg: Config, epochs: int) -> SGDSettings:
+    from pgolf.evaluate.ttt import SGDSettings
+
     e = cfg.eval
     return SGDSettings(eval_context(cfg), e.ttt_batch_seqs, epochs, e.ttt_momentum, e.ttt_grad_clip)
 
 
 def lora_settings(cfg: Config, phased: bool) -> LoRATTTSettings:
+    from pgolf.evaluate.ttt_lora import LoRATTTSettings
+
     e = cfg.eval
     return LoRATTTSettings(
         context=eval_context(cfg), chunk=e.ttt_lora_chunk, docs_per_batch=e.ttt_lora_docs,
@@ -118,10 +125,14 @@ def run_mode(model: GPT, mode: Mode, cfg: Config, scoring: ScoringContext) -> Le
         seq_len = cfg.train.train_seq_len
         return evaluate_windows(make_scorer(model), scoring, seq_len, seq_len)
     if mode.ttt == "full":
+        from pgolf.evaluate.ttt import FullTTTSettings, evaluate_ttt_full
+
         settings = FullTTTSettings(context, stride_of(cfg), cfg.eval.ttt_chunk_tokens, cfg.eval.ttt_lr,
                                    cfg.eval.ttt_freeze_blocks, _sgd(cfg, cfg.eval.ttt_epochs))
         return evaluate_ttt_full(model, scoring, settings, make_scorer)
     if mode.ttt in ("lora", "phased"):
+        from pgolf.evaluate.ttt_lora import evaluate_ttt_lora
+
         return evaluate_ttt_lora(model, scoring, lora_settings(cfg, phased=mode.ttt == "phased"))
     score_fn: ScoreFn = make_scorer(model)
     return evaluate_windows(score_fn, scoring, context, stride_of(cfg))

@@ -1,35 +1,81 @@
-"""Single-file `train_gpt.py`: the pgolf modules a training run needs, embedded as source, plus the
-run's resolved config, runnable with pgolf not installed.
+"""Single-file `train_gpt.py`: the pgolf modules a training run of one config needs, embedded as
+source, plus the run's resolved config, runnable with pgolf not installed.
 
 The script installs an import hook that serves the embedded modules, declares itself as the code
 that ships (`pgolf.SHIPPED_CODE`), so the code bytes counted in the budget are exactly its own file
-size, and calls the same `pgolf.pipeline.run_train` as `pgolf train`. Optional forms: `minify`
-(docstrings and comments removed through the AST) and `compress` (the records' self-extracting
-lzma + base85 wrapper; the wrapper's bytes are what is counted).
+size, and calls the same `pgolf.pipeline.run_train` as `pgolf train`.
+
+Which modules: the static import closure of `pgolf.pipeline`, minus the technique modules the config
+does not use (`CONFIG_MODULES`; the code imports each of them only where the config reaches it, so
+the closure and the run agree: the export tests run every `_cpu` preset's export without pgolf).
+
+Forms (`CODE_FORMS`): `plain`; `minified` (docstrings, comments and function annotations removed
+through the AST); `compressed` (minified, inside the smallest of an lzma, brotli or zstd
+self-extracting base85 wrapper, as the records ship; the wrapper's bytes are what is counted).
+`pgolf train` counts the code the same way (`shipped_code`), in the config's `quant.code_form`.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
-import lzma
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import tomli_w
 
 import pgolf
+from pgolf.artifact.codecs import compress
 from pgolf.config import Config
+from pgolf.errors import UserError
 from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
-from pgolf.utils import atomic_write_text, sha256_file
+from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
+from pgolf.train import provenance
+from pgolf.utils import atomic_write_text, sha256_bytes
 
 ENTRY_MODULE = "pgolf.pipeline"  # what `pgolf train` calls; everything it imports is embedded
+CODE_FORMS = ("plain", "minified", "compressed")
+WRAPPER_CODECS = ("lzma", "brotli", "zstd")  # self-extracting forms; the smallest is shipped
+
+
+def _never(cfg: Config) -> bool:
+    return False
+
+
+def _lora_ttt(cfg: Config) -> bool:
+    return cfg.eval.ttt in ("lora", "phased")
+
+
+# Modules a run imports only when its config uses them (the code imports each one where that use is).
+# Everything else `pgolf.pipeline` can import is shipped. Modules mapped to `_never` are tooling a training
+# run does not execute: the official-format reader and this exporter (an exported run counts its own file).
+CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
+    "pgolf.model.embeddings": lambda c: c.model.bigram_vocab > 0 or c.model.smear_gate != "off",
+    "pgolf.model.values": lambda c: bool(c.model.value_embed_layers) or c.model.value_residual,
+    "pgolf.model.xsa": lambda c: c.model.xsa_last_n != 0,
+    "pgolf.model.gates": lambda c: c.model.attn_gate != "off",
+    "pgolf.model.init": lambda c: c.model.ortho_init,
+    "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",
+    "pgolf.evaluate.ttt": lambda c: c.eval.ttt != "off",
+    "pgolf.evaluate.ttt_lora": _lora_ttt,
+    "pgolf.evaluate.lora": _lora_ttt,
+    "pgolf.quant.int8": lambda c: c.quant.scheme == "int8",
+    "pgolf.quant.gptq": lambda c: c.quant.gptq,
+    "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
+    "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
+    "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
+    "pgolf.artifact.official": _never,
+    "pgolf.experiments.export": _never,
+}
 
 _TEMPLATE = '''#!/usr/bin/env python3
 """{title}
 
 Single-file export of pgolf {version} (package code sha256 {code_sha256}) with the resolved config
-of run {run_id}. Needs torch, numpy, sentencepiece, zstandard, brotli and tomli-w; pgolf itself is
+of the run. Needs torch, numpy, sentencepiece, zstandard, brotli and tomli-w; pgolf itself is
 embedded below ({module_count} modules) and need not be installed.
 
     python train_gpt.py                                     # one process: CPU or one GPU
@@ -50,6 +96,8 @@ CONFIG = {config}
 MODULES = {{
 {modules}
 }}
+
+DATA = {data}
 
 
 class _EmbeddedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -77,6 +125,7 @@ def main():
     import pgolf
 
     pgolf.SHIPPED_CODE = (os.path.abspath(__file__),)
+    pgolf.SHIPPED_DATA = DATA
     from pgolf.config import load_config, tomllib
     from pgolf.pipeline import run_train
 
@@ -88,18 +137,24 @@ if __name__ == "__main__":
     main()
 '''
 
-_WRAPPER = ('import lzma,base64\n'
-            'exec(compile(lzma.decompress(base64.b85decode(b"{payload}")),__file__,"exec"))\n')
+# One line per wrapper codec: the import that decodes it and the call that inverts `codecs.compress`.
+_DECODERS = {
+    "lzma": ("import lzma as z", "z.decompress"),
+    "brotli": ("import brotli as z", "z.decompress"),
+    "zstd": ("import zstandard as z", "z.ZstdDecompressor().decompress"),
+}
+_WRAPPER = '{imp},base64\nexec(compile({call}(base64.b85decode(b"{payload}")),__file__,"exec"))\n'
 
 
 @dataclass(frozen=True)
 class ExportInfo:
-    path: Path
+    path: Path | None  # None for a size projection (`shipped_code`): nothing written
     bytes: int  # the shipped file's size: the code bytes of the budget
     sha256: str
     modules: tuple[str, ...]
-    form: str  # plain | minified | lzma | minified+lzma
+    form: str  # plain | minified | minified+<codec>
     source_bytes: int  # size of the script before the self-extracting wrapper
+    files: tuple[Path, ...] = ()  # the source files of the embedded modules
 
 
 def _module_path(root: Path, name: str) -> Path | None:
@@ -122,8 +177,11 @@ def _imported_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def module_closure(entry: str = ENTRY_MODULE) -> dict[str, Path]:
-    """Every pgolf module `entry` can import, found statically, with its parent packages."""
+def module_closure(cfg: Config | None = None, entry: str = ENTRY_MODULE) -> dict[str, Path]:
+    """Every pgolf module `entry` can import, found statically, with its parent packages.
+
+    With `cfg`, the `CONFIG_MODULES` that config does not use are left out (and what only they import).
+    """
     root = Path(pgolf.__file__).parent
     found: dict[str, Path] = {}
     todo = [entry]
@@ -135,26 +193,63 @@ def module_closure(entry: str = ENTRY_MODULE) -> dict[str, Path]:
             path = _module_path(root, module) if module != "pgolf" else root / "__init__.py"
             if module in found or path is None:
                 continue
+            if cfg is not None and module in CONFIG_MODULES and not CONFIG_MODULES[module](cfg):
+                continue
             found[module] = path
             todo += sorted(_imported_names(ast.parse(path.read_text(encoding="utf-8"))))
     return dict(sorted(found.items()))
 
 
-class _StripDocstrings(ast.NodeTransformer):
-    def _strip(self, node: ast.AST) -> ast.AST:
-        self.generic_visit(node)
+class _Minifier(ast.NodeTransformer):
+    """Drops docstrings, function annotations and annotation-only statements outside class bodies.
+
+    Class-level annotations stay: dataclasses and `get_type_hints` read them.
+    """
+
+    def _strip_docstring(self, node: ast.AST) -> None:
         body = node.body  # type: ignore[attr-defined]
         if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
                 and isinstance(body[0].value.value, str):
             node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        self.generic_visit(node)
+        self._strip_docstring(node)
         return node
 
-    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _strip
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        self._strip_docstring(node)
+        node.body = [stmt if isinstance(stmt, ast.AnnAssign) else self.visit(stmt) for stmt in node.body]
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        return node
+
+    def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
+        self.generic_visit(node)
+        self._strip_docstring(node)
+        node.returns = None
+        a = node.args
+        for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)):
+            arg.annotation = None
+        return node
+
+    visit_FunctionDef = visit_AsyncFunctionDef = _function
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST | None:
+        if node.value is None:
+            return None  # a bare declaration: no runtime effect outside a class body
+        return ast.copy_location(ast.Assign(targets=[node.target], value=self.visit(node.value)), node)
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        super().generic_visit(node)
+        if getattr(node, "body", None) == []:  # a block emptied by removed declarations
+            node.body = [ast.Pass()]  # type: ignore[attr-defined]
+        return node
 
 
+@lru_cache(maxsize=256)
 def minify(source: str) -> str:
-    """The same program without docstrings, comments and blank lines (through the AST)."""
-    return ast.unparse(_StripDocstrings().visit(ast.parse(source))) + "\n"
+    """The same program without docstrings, comments, blank lines and function annotations (through the AST)."""
+    return ast.unparse(_Minifier().visit(ast.parse(source))) + "\n"
 
 
 def _literal(text: str) -> str:
@@ -165,40 +260,99 @@ def _literal(text: str) -> str:
     return repr(text)
 
 
-def export_config(cfg: Config, concrete_data: bool = True) -> str:
+def shipped_config(cfg: Config, concrete_data: bool = True) -> Config:
     """The config the script embeds: a fresh run id, runs/ beside the script, and (with `concrete_data`)
     real data paths in place of `embedded:` (the shipped corpus is package data, not code)."""
-    table = cfg.to_dict()
-    table["run"]["run_id"] = ""
-    table["run"]["out_dir"] = "runs"
-    if concrete_data and cfg.data.dataset.startswith(EMBEDDED_PREFIX):
+    data = cfg.data
+    if concrete_data and data.dataset.startswith(EMBEDDED_PREFIX):
         paths = resolve_dataset(cfg)
-        table["data"]["dataset"], table["data"]["tokenizer"] = str(paths.dataset_dir), str(paths.tokenizer_path)
-    return tomli_w.dumps(table)
+        data = dataclasses.replace(data, dataset=str(paths.dataset_dir), tokenizer=str(paths.tokenizer_path))
+    return dataclasses.replace(cfg, data=data, run=dataclasses.replace(cfg.run, run_id="", out_dir="runs"))
 
 
-def render_script(cfg: Config, title: str, run_id: str, code_sha256: str, minified: bool = False,
-                  concrete_data: bool = True) -> tuple[str, tuple[str, ...]]:
-    modules = module_closure()
+def _shipped_data(cfg: Config) -> tuple[Config, dict[str, str]]:
+    """The package data a run of `cfg` reads (its quant policy), and the config naming it as shipped data."""
+    if cfg.quant.scheme == "int8":
+        return cfg, {}
+    name = cfg.quant.policy
+    text = shipped_policy_text(name)
+    if text is None:  # a policy file: it ships inside the script, under its stem
+        name = Path(cfg.quant.policy).stem
+        text = Path(cfg.quant.policy).read_text(encoding="utf-8")
+    return (dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, policy=name)),
+            {f"{POLICY_FOLDER}/{name}.toml": text})
+
+
+def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = False,
+                  concrete_data: bool = True) -> tuple[str, dict[str, Path]]:
+    """The script's text and the modules it embeds (name → source file)."""
+    shipped, data = _shipped_data(shipped_config(cfg, concrete_data))
+    modules = module_closure(shipped)
     entries = []
     for name, path in modules.items():
         source = path.read_text(encoding="utf-8")
         if minified:
             source = minify(source)
         entries.append(f"    {name!r}: ({path.name == '__init__.py'}, {_literal(source)}),")
-    script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256, run_id=run_id,
-                              module_count=len(modules), config=_literal(export_config(cfg, concrete_data)),
-                              modules="\n".join(entries))
-    return script, tuple(modules)
+    script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256,
+                              module_count=len(modules), config=_literal(tomli_w.dumps(shipped.to_dict())),
+                              modules="\n".join(entries), data=repr(data))
+    return script, modules
 
 
-def write_export(path: Path, cfg: Config, title: str, run_id: str, code_sha256: str, minified: bool = False,
-                 compressed: bool = False, concrete_data: bool = True) -> ExportInfo:
-    script, modules = render_script(cfg, title, run_id, code_sha256, minified, concrete_data)
-    shipped = script
-    if compressed:
-        payload = base64.b85encode(lzma.compress(script.encode("utf-8"), preset=9 | lzma.PRESET_EXTREME)).decode("ascii")
-        shipped = _WRAPPER.format(payload=payload)
+def wrap(script: str, codec: str) -> str:
+    """`script` as a self-extracting base85 `codec` stream (one of WRAPPER_CODECS)."""
+    imp, call = _DECODERS[codec]
+    payload = base64.b85encode(compress(script.encode("utf-8"), codec)).decode("ascii")
+    return _WRAPPER.format(imp=imp, call=call, payload=payload)
+
+
+@lru_cache(maxsize=8)  # `pgolf train` and its tests measure the same script again and again
+def _shipped_text(script: str, form: str) -> tuple[str, str]:
+    """(text that ships, form label): `compressed` keeps the smallest wrapper, ties to the earlier codec."""
+    if form != "compressed":
+        return script, form
+    wrapped = {codec: wrap(script, codec) for codec in WRAPPER_CODECS}
+    codec = min(WRAPPER_CODECS, key=lambda c: len(wrapped[c].encode("utf-8")))
+    return wrapped[codec], f"minified+{codec}"
+
+
+def _check_form(form: str) -> None:
+    if form not in CODE_FORMS:
+        raise UserError(f"unknown code form {form!r}: use one of {', '.join(CODE_FORMS)}")
+
+
+def _export(cfg: Config, title: str, code_sha256: str, form: str, concrete_data: bool) -> tuple[str, ExportInfo]:
+    _check_form(form)
+    script, modules = render_script(cfg, title, code_sha256, form != "plain", concrete_data)
+    shipped, label = _shipped_text(script, form)
+    data = shipped.encode("utf-8")
+    info = ExportInfo(None, len(data), sha256_bytes(data), tuple(modules), label, len(script.encode("utf-8")),
+                      tuple(modules.values()))
+    return shipped, info
+
+
+def shipped_code(cfg: Config, form: str | None = None, concrete_data: bool = True) -> ExportInfo:
+    """The single file a run of `cfg` would ship (form: `quant.code_form` unless given), measured, not written.
+
+    Its bytes differ from `pgolf submit`'s only by the title in its docstring (here: the preset's name;
+    there: the submission's name).
+    """
+    return _export(cfg, f"pgolf run of preset {cfg.run.preset or 'custom'}", provenance.code_hash(),
+                   form or cfg.quant.code_form, concrete_data)[1]
+
+
+def write_export(path: Path, cfg: Config, title: str, run_id: str, code_sha256: str, form: str = "compressed",
+                 concrete_data: bool = True) -> ExportInfo:
+    """Write the single-file export of a run that ran code `code_sha256`.
+
+    Refused when the pgolf code here is not that code: the file would embed code that did not train.
+    """
+    current = provenance.code_hash()
+    if code_sha256 != current:
+        raise UserError(f"run {run_id} ran pgolf code {code_sha256[:12]}…, but the code here is {current[:12]}…: "
+                        "the export would embed code that did not train; check out the commit the run used "
+                        "(its summary.json git_commit) and export again")
+    shipped, info = _export(cfg, title, code_sha256, form, concrete_data)
     atomic_write_text(path, shipped)
-    form = "+".join(f for f, on in (("minified", minified), ("lzma", compressed)) if on) or "plain"
-    return ExportInfo(path, path.stat().st_size, sha256_file(path), modules, form, len(script.encode("utf-8")))
+    return ExportInfo(path, info.bytes, info.sha256, info.modules, info.form, info.source_bytes, info.files)

@@ -26,7 +26,6 @@ from pgolf.errors import UserError
 from pgolf.experiments.export import ExportInfo, write_export
 from pgolf.experiments.results import RunResult, aggregate, load_run
 from pgolf.pipeline import load_run_config
-from pgolf.train import provenance
 from pgolf.utils import atomic_write_json, atomic_write_text
 
 # Config keys a record README explains: (technique, where it comes from: TECHNIQUES.md section and records).
@@ -114,11 +113,6 @@ def _check_same(runs: list[SubmissionRun]) -> None:
         if run.result.summary["manifest"]["code_sha256"] != first.result.summary["manifest"]["code_sha256"]:
             raise UserError(f"runs {first.result.run_dir} and {run.result.run_dir} ran different pgolf code "
                             "(manifest code_sha256): submit runs of one code version")
-    ran = first.result.summary["manifest"]["code_sha256"]
-    if ran != provenance.code_hash():
-        raise UserError(f"the pgolf code changed since run {first.result.run_dir} (code sha256 {ran[:12]}… vs "
-                        f"{provenance.code_hash()[:12]}… now): check out the commit it ran on "
-                        f"({first.result.summary.get('git_commit', 'unknown')}) so train_gpt.py embeds the code that ran")
 
 
 def _comparable(cfg: Config) -> dict[str, Any]:
@@ -146,7 +140,7 @@ def _budget(runs: list[SubmissionRun], code_bytes: int) -> list[int]:
         total = code_bytes + model
         if total > BUDGET_BYTES:
             raise UserError(f"run {run.result.run_dir} is {total - BUDGET_BYTES:,} bytes over the {BUDGET_BYTES:,}-byte cap "
-                            f"(train_gpt.py {code_bytes:,} + model {model:,} = {total:,}): try --minify --compress, "
+                            f"(train_gpt.py {code_bytes:,} + model {model:,} = {total:,}): try --form compressed, "
                             "or a smaller model / stronger codec")
         totals.append(total)
     return totals
@@ -247,8 +241,9 @@ def _slug(name: str) -> str:
 
 
 def submit(run_paths: list[Path], name: str, author: str, github_id: str, out: Path | None = None, blurb: str = "",
-           track: str = RECORD_TRACK, minified: bool = False, compressed: bool = False) -> Path:
-    """Write the records folder; return its path."""
+           track: str = RECORD_TRACK, form: str | None = None) -> Path:
+    """Write the records folder; return its path. `form` of train_gpt.py: the runs' quant.code_form by default
+    (itself `compressed` by default: minified, in the smallest self-extracting wrapper)."""
     if not run_paths:
         raise UserError("pgolf submit needs at least one run directory")
     runs = _load_runs(run_paths)
@@ -262,7 +257,7 @@ def submit(run_paths: list[Path], name: str, author: str, github_id: str, out: P
     try:
         first = runs[0]
         export = write_export(staging / "train_gpt.py", first.cfg, name, first.result.run_id,
-                              first.result.summary["manifest"]["code_sha256"], minified, compressed)
+                              first.result.summary["manifest"]["code_sha256"], form or first.cfg.quant.code_form)
         totals = _budget(runs, export.bytes)
         meta = submission_json(runs, export, totals, name, author, github_id, blurb, track)
         atomic_write_json(staging / "submission.json", meta)

@@ -21,16 +21,11 @@ from pgolf.model.attention import CausalSelfAttention
 from pgolf.model.backend import document_causal_mask
 from pgolf.model.blocks import PARALLEL_BLOCKS, Block, State
 from pgolf.model.context import ForwardContext
-from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
-from pgolf.model.gates import build_attention_gate
-from pgolf.model.init import orthogonal_init
 from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
 from pgolf.model.layers import (CastedLinear, control_parameter_names, declares_controls, restore_fp32_controls,
                                rms_norm, sublayer_norm)
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
-from pgolf.model.values import ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
-from pgolf.model.xsa import xsa_transform
 
 
 def xsa_layers(cfg: ModelConfig) -> range:
@@ -42,15 +37,21 @@ def xsa_layers(cfg: ModelConfig) -> range:
 def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
     attn = CausalSelfAttention(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
                                rope_dims=cfg.rope_dims)
+    # Technique modules are imported only when the config uses them, so a run's import set (and the
+    # code it ships) is what its config reaches.
     if layer in parse_layer_list(cfg.value_embed_layers):
+        from pgolf.model.values import ValueEmbeddingMix
         attn.add_value_mixer("value_embed_mix", ValueEmbeddingMix())
     if cfg.value_residual:
+        from pgolf.model.values import ValueResidualMix, keep_first_values
         attn.add_value_mixer("value_residual", keep_first_values if layer == 0 else ValueResidualMix())
     if cfg.doc_isolated_attention:
         attn.isolate_documents()
     if layer in xsa_layers(cfg):
+        from pgolf.model.xsa import xsa_transform
         attn.add_output_transform("xsa", xsa_transform)
     if cfg.attn_gate != "off":
+        from pgolf.model.gates import build_attention_gate
         attn.add_output_transform("gate", build_attention_gate(
             cfg.attn_gate, cfg.num_heads, cfg.model_dim, cfg.attn_gate_window, cfg.attn_gate_scale))
     return attn
@@ -109,17 +110,22 @@ class GPT(nn.Module):
         self._embed_features: list[nn.Module] = []  # on the raw embedding, before the first norm
         self._stream_features: list[nn.Module] = []  # on the normalised stream
         if cfg.bigram_vocab > 0:
+            from pgolf.model.embeddings import BigramHash
             self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, cfg.bos_id, cfg.trigram)
             self._embed_features.append(self.bigram)
         if cfg.smear_gate == "v2":
+            from pgolf.model.embeddings import SmearGateV2
             self.smear = SmearGateV2(cfg.smear_window, cfg.bos_id)
             self._embed_features.append(self.smear)
         elif cfg.smear_gate == "v1":
+            from pgolf.model.embeddings import SmearGateV1
             self.smear = SmearGateV1(cfg.model_dim, cfg.bos_id)
             self._stream_features.append(self.smear)
         kv_dim = cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
-        self.value_embed = (ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim)
-                            if cfg.value_embed_layers else None)
+        self.value_embed = None
+        if cfg.value_embed_layers:
+            from pgolf.model.values import ValueEmbedding
+            self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim)
         self._skip_policy = SKIP_POLICIES[cfg.parallel_residual]
         if cfg.parallel_residual == "proteus":
             self.lane_merge = LaneMerge()
@@ -127,6 +133,7 @@ class GPT(nn.Module):
         else:
             self._final_merge = mean_of_lanes if cfg.parallel_residual == "record" else single_lane
         if cfg.ortho_init:
+            from pgolf.model.init import orthogonal_init
             orthogonal_init(self)
 
     # ---- depth recurrence -----------------------------------------------------------------------

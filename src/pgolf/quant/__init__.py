@@ -1,13 +1,11 @@
-"""pgolf.quant: turn float weights into a `QuantizedModel` (int8 baseline; int-k, GPTQ, QAT build on it)."""
+"""pgolf.quant: turn float weights into a `QuantizedModel` (int8 baseline; int-k, GPTQ, QAT build on it).
 
-from pgolf.quant.container import DTYPES, QuantizedModel, QuantizedTensor, dequantize, dequantize_tensor
-from pgolf.quant.int8 import quantize_state_dict_int8
+The names below resolve on first use, so `import pgolf.quant.x` does not import the int8 baseline.
+"""
 
-__all__ = [
-    "DTYPES",
-    "QuantizedModel",
-    "QuantizedTensor",
-    "dequantize",
-    "dequantize_tensor",
-    "quantize_state_dict_int8",
-]
+from pgolf.lazy import lazy_exports
+
+_EXPORTS = {"DTYPES": "container", "QuantizedModel": "container", "QuantizedTensor": "container",
+            "dequantize": "container", "dequantize_tensor": "container", "quantize_state_dict_int8": "int8"}
+__all__ = ["DTYPES", "QuantizedModel", "QuantizedTensor", "dequantize", "dequantize_tensor", "quantize_state_dict_int8"]
+__getattr__ = lazy_exports(__name__, _EXPORTS)

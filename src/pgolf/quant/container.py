@@ -118,6 +118,26 @@ def dequantize_tensor(qt: QuantizedTensor) -> Tensor:
     return qt.data.detach().to("cpu").to(qt.orig_dtype).contiguous()
 
 
+# Low-rank correction entries (`pgolf.quant.lqer`): `<name>.lqer_a` (rows × r) and `<name>.lqer_b` (r × cols,
+# possibly stored as groups of values, one scale per group); `<name>` is restored as W_q + A @ B.
+LQER_A, LQER_B = ".lqer_a", ".lqer_b"
+
+
+def is_correction(name: str) -> bool:
+    return name.endswith((LQER_A, LQER_B))
+
+
 def dequantize(qm: QuantizedModel) -> dict[str, Tensor]:
-    """State dict (same names and order) reconstructed from a quantized model."""
-    return {name: dequantize_tensor(qt) for name, qt in qm.items()}
+    """State dict (same names and order, correction entries folded into their matrices) of a quantized model."""
+    out = {}
+    for name, qt in qm.items():
+        if is_correction(name):
+            continue
+        restored = dequantize_tensor(qt)
+        if name + LQER_A in qm:
+            a = dequantize_tensor(qm[name + LQER_A]).float()
+            b = dequantize_tensor(qm[name + LQER_B]).float().reshape(a.shape[1], -1)
+            matrix = restored.float().reshape(a.shape[0], -1) + a @ b
+            restored = matrix.reshape(restored.shape).to(qt.orig_dtype).contiguous()
+        out[name] = restored
+    return out

@@ -22,9 +22,8 @@ from torch import Tensor, nn
 from pgolf.model.gpt import GPT
 from pgolf.model.layers import CastedLinear
 from pgolf.quant.intk import qmax
+from pgolf.quant.mixed import DEFAULT_BLOCK_SIZE, DEFAULT_DAMP
 
-DEFAULT_BLOCK_SIZE = 128
-DEFAULT_DAMP = 0.01
 OUTPUT_PROJECTIONS = ("tok_emb.weight", "lm_head.weight")
 
 

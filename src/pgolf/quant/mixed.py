@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
-from pgolf.quant.gptq import DEFAULT_BLOCK_SIZE, DEFAULT_DAMP, gptq_codes
 from pgolf.quant.intk import magnitude_prune, round_to_grid, row_scales
 from pgolf.quant.policy import TensorFormat
+
+DEFAULT_BLOCK_SIZE = 128
+DEFAULT_DAMP = 0.01
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class TensorQuantizer:
         codes, method = None, "rtn"
         hessian = self.hessians.get(name)
         if hessian is not None:
+            from pgolf.quant.gptq import gptq_codes  # only runs that use GPTQ import it
             codes = gptq_codes(matrix, hessian, scale, bits, self.gptq.block_size, self.gptq.damp)
             method = "gptq" if codes is not None else "rtn (cholesky failed)"
         if codes is None:

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import pgolf
 from pgolf.errors import ConfigError
 from pgolf.quant.intk import MAX_BITS, MIN_BITS, ClipRule
 
@@ -172,16 +173,30 @@ def parse_policy(table: Mapping[str, Any], name: str) -> Policy:
     return Policy(name, str(table.get("description", "")), parsed, dict(table))
 
 
+POLICY_FOLDER = "quant/policies"
+
+
 def policy_names() -> list[str]:
-    folder = resources.files("pgolf") / "quant" / "policies"
-    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+    folder = resources.files("pgolf") / POLICY_FOLDER
+    files = [p.name for p in folder.iterdir()] if folder.is_dir() else []
+    files += [key.rpartition("/")[2] for key in pgolf.SHIPPED_DATA if key.startswith(POLICY_FOLDER + "/")]
+    return sorted({f[: -len(".toml")] for f in files if f.endswith(".toml")})
+
+
+def shipped_policy_text(name: str) -> str | None:
+    """The TOML of the shipped policy `name` (from a single-file export's data first), None if there is none."""
+    key = f"{POLICY_FOLDER}/{name}.toml"
+    if key in pgolf.SHIPPED_DATA:
+        return pgolf.SHIPPED_DATA[key]
+    path = resources.files("pgolf") / key
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 def load_policy(spec: str) -> Policy:
     """A shipped policy by name, or a policy TOML file by path."""
-    shipped = resources.files("pgolf") / "quant" / "policies" / f"{spec}.toml"
-    if shipped.is_file():
-        text, name = shipped.read_text(encoding="utf-8"), spec
+    shipped = shipped_policy_text(spec)
+    if shipped is not None:
+        text, name = shipped, spec
     elif spec.endswith(".toml") and Path(spec).is_file():
         text, name = Path(spec).read_text(encoding="utf-8"), Path(spec).stem
     else:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize_tensor
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize, is_correction
 
 
 def order0_bytes(t: Tensor | None) -> float:
@@ -38,13 +38,15 @@ def relative_error(original: Tensor, restored: Tensor) -> float:
 
 
 def tensor_rows(state_dict: Mapping[str, Tensor], qm: QuantizedModel, formats: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One row per tensor, in model order."""
+    """One row per stored tensor, in model order; a corrected matrix's error includes its LQER correction
+    (the correction entries themselves have no error of their own: nan)."""
+    restored = dequantize(qm)
     rows = []
     for name, qt in qm.items():
         rows.append({
             "name": name, "shape": list(qt.data.shape), "format": formats.get(name, qt.scheme),
             "bits": qt.bits, "stored_bytes": qt.stored_bytes, "entropy_bytes": round(estimated_bytes(qt)),
-            "rel_error": relative_error(state_dict[name], dequantize_tensor(qt)),
+            "rel_error": math.nan if is_correction(name) else relative_error(state_dict[name], restored[name]),
         })
     return rows
 

@@ -1,0 +1,116 @@
+"""The `grouped` payload layout of the SOTA record's per-group compression (records/2026-04-27, #1855).
+
+Int-k code matrices of the same role in every layer (`blocks.<i>.attn.c_q.weight` for all i, the
+embedding, ...) are laid out next to each other, each one transposed (column-major), so that the codec
+sees similar columns side by side; the rows of the roles in `SORTED_GROUPS` are first put in greedy
+L1 nearest-neighbour order (start at row 0, always step to the closest unused row, ties to the lowest
+index), and that order is stored as uint16 row indices after the grouped codes. Everything else
+follows byte-plane split, in payload order. One codec compresses the whole result (the record
+compresses each group as its own lrzip stream; here lrzip or any other codec sees them in one stream).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pgolf.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from pgolf.artifact.transforms import Region
+
+SORTED_GROUPS = ("tok_emb.weight", "attn.c_q.weight", "mlp.fc.weight")  # the record's similarity-sorted roles
+_ORDER_DTYPE = np.uint16
+
+
+def similarity_order(matrix: np.ndarray) -> np.ndarray:
+    """Greedy nearest-neighbour row order by L1 distance, from row 0 (the record's `_similarity_sort_l1`)."""
+    rows = matrix.astype(np.int32)
+    remaining = np.arange(1, rows.shape[0])
+    order = [0]
+    current = rows[0]
+    while remaining.size:
+        k = int(np.argmin(np.abs(rows[remaining] - current).sum(axis=1)))
+        order.append(int(remaining[k]))
+        current = rows[remaining[k]]
+        remaining = np.delete(remaining, k)
+    return np.asarray(order, dtype=_ORDER_DTYPE)
+
+
+def _sorted(region: Region) -> bool:
+    return region.group in SORTED_GROUPS and region.rows <= np.iinfo(_ORDER_DTYPE).max + 1
+
+
+def _plan(regions: Sequence[Region]) -> tuple[list[int], list[int]]:
+    """(indices of grouped regions in layout order, indices of the other regions in payload order)."""
+    groups: dict[str, list[int]] = {}
+    rest = []
+    for i, region in enumerate(regions):
+        if region.group:
+            groups.setdefault(region.group, []).append(i)
+        else:
+            rest.append(i)
+    return [i for members in groups.values() for i in members], rest
+
+
+def _offsets(regions: Sequence[Region]) -> list[int]:
+    offsets, cursor = [], 0
+    for region in regions:
+        offsets.append(cursor)
+        cursor += region.nbytes
+    return offsets
+
+
+def grouped_size(regions: Sequence[Region]) -> int:
+    """Bytes of the grouped layout: the payload plus the stored row orders."""
+    return sum(r.nbytes for r in regions) + sum(r.rows * _ORDER_DTYPE().itemsize for r in regions if r.group and _sorted(r))
+
+
+def group_payload(raw: bytes, regions: Sequence[Region], planes) -> bytes:
+    """The grouped layout of `raw`; `planes(chunk, itemsize)` splits the other regions into byte planes."""
+    grouped, rest = _plan(regions)
+    offsets = _offsets(regions)
+    codes, orders = [], []
+    for i in grouped:
+        region = regions[i]
+        matrix = np.frombuffer(raw, np.int8, region.nbytes, offsets[i]).reshape(region.rows, -1)
+        if _sorted(region):
+            order = similarity_order(matrix)
+            orders.append(order.tobytes())
+            matrix = matrix[order]
+        codes.append(np.ascontiguousarray(matrix.T).tobytes())
+    others = [planes(raw[offsets[i] : offsets[i] + regions[i].nbytes], regions[i].itemsize) for i in rest]
+    return b"".join(codes + orders + others)
+
+
+def ungroup_payload(coded: bytes, regions: Sequence[Region], unplanes) -> bytes:
+    """Inverse of `group_payload`."""
+    if len(coded) != grouped_size(regions):
+        raise ArtifactError(f"grouped payload is {len(coded)} bytes but the tensor table needs {grouped_size(regions)}: "
+                            "the file is damaged; re-create it with `pgolf pack`")
+    grouped, rest = _plan(regions)
+    parts: dict[int, bytes] = {}
+    cursor = 0
+    transposed = {}
+    for i in grouped:
+        transposed[i] = np.frombuffer(coded, np.int8, regions[i].nbytes, cursor)
+        cursor += regions[i].nbytes
+    for i in grouped:
+        region = regions[i]
+        matrix = transposed[i].reshape(-1, region.rows).T
+        if _sorted(region):
+            order = np.frombuffer(coded, _ORDER_DTYPE, region.rows, cursor).astype(np.int64)
+            cursor += region.rows * _ORDER_DTYPE().itemsize
+            if not np.array_equal(np.sort(order), np.arange(region.rows)):
+                raise ArtifactError("grouped payload: a stored row order is not a permutation; the file is damaged — "
+                                    "re-create it with `pgolf pack`")
+            restored = np.empty_like(matrix)
+            restored[order] = matrix
+            matrix = restored
+        parts[i] = np.ascontiguousarray(matrix).tobytes()
+    for i in rest:
+        parts[i] = unplanes(coded[cursor : cursor + regions[i].nbytes], regions[i].itemsize)
+        cursor += regions[i].nbytes
+    return b"".join(parts[i] for i in range(len(regions)))

@@ -1,0 +1,174 @@
+"""`pgolf bench bytes`: shipped bytes against the records' own.
+
+Per record preset:
+
+* code: the `train_gpt.py` a run of the preset ships (plain, minified, compressed: the form counted by
+  default) against the code bytes the record itself counted (its submission.json, else its logs'
+  "Code size" line, the compressed one where the record logs both, else its train_gpt.py's size);
+* model: a short training run of the preset's `_cpu` counterpart on the embedded sample, packed under
+  each codec stack (each installed codec alone, + LQER, + LQER + the grouped layout), with the preset's
+  policy (and its transform where the stack does not say grouped).
+
+And the projection of `sota` at full size (synthetic weights, as `pgolf inspect` projects; the sdclip
+policy with the int8 gate rule, round-to-nearest) under each stack, plus its shipped code: the total the
+record's policy would count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pgolf.artifact.codecs import CODECS
+from pgolf.config import Config, load_config
+from pgolf.errors import UserError
+from pgolf.experiments.export import CODE_FORMS, shipped_code
+from pgolf.inspect_model import synthetic_weights
+from pgolf.packing import calibration_sequences, pack_weights
+from pgolf.pipeline import WEIGHTS_NAME, load_packed_state, resolve_dataset, run_train, train_files
+from pgolf.utils import atomic_write_json
+
+RECORD_OF_PRESET = {"baseline": "baseline", "pr635": "pr635", "pr1291": "pr1291", "proteus_v16": "proteus_v16",
+                    "sota": "sota_1855"}
+STACK_CODECS = ("brotli", "lzma", "zstd", "lrzip")
+_CODE_SIZE = re.compile(r"Code size(?: \((compressed|uncompressed)\))?: (\d+) bytes")
+
+
+def record_code_bytes(folder: Path) -> tuple[int, str] | None:
+    """(bytes, where from) of the code a record counted; None when it states none."""
+    meta_path = folder / "submission.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        for key in ("bytes_code", "code_bytes"):
+            if isinstance(meta.get(key), int):
+                return meta[key], f"{meta_path.name} {key}"
+    found: dict[str, list[int]] = {}
+    for log in sorted(folder.glob("*.log")):
+        for kind, value in _CODE_SIZE.findall(log.read_text(encoding="utf-8", errors="replace")):
+            found.setdefault(kind or "plain", []).append(int(value))
+    for kind in ("compressed", "plain"):
+        if kind in found:
+            return max(found[kind]), f"logs 'Code size{' (compressed)' if kind == 'compressed' else ''}' (largest)"
+    script = folder / "train_gpt.py"
+    return (script.stat().st_size, "train_gpt.py file size (the record states no count)") if script.is_file() else None
+
+
+def stack_config(cfg: Config, label: str) -> Config:
+    """`cfg` packed by stack `label`: `<codec>[+lqer][+grouped]` (LQER rank 4 as the record, else off; the
+    grouped transform, else the config's own)."""
+    codec, *parts = label.split("+")
+    if codec not in CODECS or not set(parts) <= {"lqer", "grouped"}:
+        raise UserError(f"codec stack {label!r}: use <codec>[+lqer][+grouped] with a codec of {', '.join(CODECS)}")
+    quant = dataclasses.replace(cfg.quant, codec=codec, codec_level=-1, lqer_rank=4 if "lqer" in parts else 0,
+                                transform="grouped" if "grouped" in parts else cfg.quant.transform)
+    return dataclasses.replace(cfg, quant=quant)
+
+
+def _stacks(cfg: Config, codecs: tuple[str, ...]) -> list[str]:
+    """Every stack of `codecs` that runs here: each codec alone, and (policy schemes) with LQER, and grouped."""
+    extra = ("+lqer", "+lqer+grouped") if cfg.quant.scheme != "int8" else ("+grouped",)
+    return [codec + suffix for codec in codecs if CODECS[codec].available for suffix in ("", *extra)]
+
+
+def _short_run(preset: str, steps: int, folder: Path) -> Config:
+    """Train `preset` for `steps` steps on its own data with adaptive eval stages off; the run's config."""
+    overrides = {"train.iterations": steps, "train.max_wallclock_seconds": 0, "train.train_log_every": 0,
+                 "eval.ttt": "off", "eval.slot": "off", "eval.stride": 0,
+                 "eval.val_max_tokens": 16384, "quant.calibration_reserve_seconds": 0,
+                 "run.out_dir": folder, "run.run_id": preset}
+    cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
+    run_train(cfg)
+    return cfg
+
+
+def trained_model_bytes(preset: str, steps: int, folder: Path, codecs: tuple[str, ...] = STACK_CODECS) -> dict[str, Any]:
+    """Model bytes of a short `preset` run under each codec stack (calibration shared by all stacks)."""
+    cfg = _short_run(preset, steps, folder)
+    state, _ = load_packed_state(folder / preset / WEIGHTS_NAME)
+    calibration = None
+    if cfg.quant.gptq or cfg.quant.scheme == "fit":
+        from pgolf.model.gpt import build_model
+
+        model = build_model(cfg.model, torch.device("cpu"))
+        model.load_state_dict(state)
+        calibration = calibration_sequences(cfg, model, lambda: train_files(cfg, resolve_dataset(cfg)))
+    sizes = {}
+    for label in _stacks(cfg, codecs):
+        stack = stack_config(cfg, label)
+        packed = pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list,
+                              calibration=calibration)
+        sizes[label] = len(packed.blob)
+    return {"preset": preset, "steps": steps, "policy": cfg.quant.policy if cfg.quant.scheme != "int8" else "int8",
+            "gptq": cfg.quant.gptq, "transform": cfg.quant.transform, "model_bytes": sizes}
+
+
+def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
+    """Full-size `sota`: projected model bytes per stack (synthetic weights, RTN) plus its shipped code."""
+    cfg = load_config("sota", env={})
+    state = synthetic_weights(cfg, cfg.run.seed)
+    rtn = dataclasses.replace(cfg, quant=dataclasses.replace(cfg.quant, gptq=False))
+    code = shipped_code(cfg).bytes
+    out: dict[str, Any] = {"policy": cfg.quant.policy, "code_bytes": code, "stacks": {}}
+    for label in stacks:
+        stack = stack_config(rtn, label)
+        if not CODECS[stack.quant.codec].available:
+            continue
+        start = time.perf_counter()
+        model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list).blob)
+        out["stacks"][label] = {"model_bytes": model_bytes, "total": model_bytes + code,
+                                "fits": model_bytes + code <= cfg.quant.budget_bytes,
+                                "pack_seconds": round(time.perf_counter() - start, 1)}
+    return out
+
+
+PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped")  # plain, + LQER, the record's whole stack
+
+
+def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PROJECTION_STACKS,
+                codecs: tuple[str, ...] = STACK_CODECS, out: Path | None = None) -> dict[str, Any]:
+    if not records.is_dir():
+        raise UserError(f"records folder {records} does not exist: pass --records <the challenge's records folder>")
+    result: dict[str, Any] = {"presets": {}}
+    with tempfile.TemporaryDirectory(prefix="pgolf-bench-bytes-") as tmp:
+        for preset, record in RECORD_OF_PRESET.items():
+            cfg = load_config(preset, env={})
+            code = {form: shipped_code(cfg, form) for form in CODE_FORMS}
+            own = record_code_bytes(records / record)
+            counted = code[cfg.quant.code_form]
+            row: dict[str, Any] = {
+                "record": record, "code_bytes": {form: info.bytes for form, info in code.items()},
+                "shipped_bytes": counted.bytes, "shipped_form": counted.form, "modules": len(counted.modules),
+                "record_code_bytes": own[0] if own else None, "record_code_source": own[1] if own else None,
+                "code_within_record": own is not None and counted.bytes <= own[0],
+            }
+            if preset != "baseline":
+                row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp), codecs)
+            result["presets"][preset] = row
+    result["sota_full_projection"] = sota_projection(projection)
+    if out is not None:
+        atomic_write_json(out, result)
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    lines = [f"{'preset':<12} {'shipped code':>12} {'record':>9}  within  form"]
+    for preset, row in result["presets"].items():
+        counted = row["shipped_bytes"]
+        own = f"{row['record_code_bytes']:,}" if row["record_code_bytes"] else "-"
+        lines.append(f"{preset:<12} {counted:>12,} {own:>9}  {'yes' if row['code_within_record'] else 'NO':<6}  "
+                     f"{row['shipped_form']} ({row['modules']} modules)")
+        if "cpu_run" in row:
+            sizes = ", ".join(f"{k} {v:,}" for k, v in row["cpu_run"]["model_bytes"].items())
+            lines.append(f"{'':<12} {row['cpu_run']['preset']} model bytes: {sizes}")
+    sota = result["sota_full_projection"]
+    for label, stack in sota["stacks"].items():
+        lines.append(f"sota full-size projection, {label}: model {stack['model_bytes']:,} + code {sota['code_bytes']:,} "
+                     f"= {stack['total']:,} ({'fits' if stack['fits'] else 'OVER'})")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Shipped code: a run imports and ships only the modules its config reaches, the shipped forms run,
+the budget counts the file as it ships, and every `_cpu` preset's export reproduces its run without pgolf."""
+
+from __future__ import annotations
+
+import json
+import os
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pgolf.artifact.budget import shipped_budget
+from pgolf.config import load_config
+from pgolf.errors import UserError
+from pgolf.experiments.export import WRAPPER_CODECS, minify, module_closure, shipped_code, wrap, write_export
+from pgolf.pipeline import run_train
+from pgolf.train import provenance
+
+TECHNIQUE_MODULES = {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.values", "pgolf.model.xsa",
+                     "pgolf.model.init", "pgolf.evaluate.ttt", "pgolf.evaluate.ttt_lora", "pgolf.evaluate.slot",
+                     "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official"}
+CPU_PRESETS = ("pr635_cpu", "pr1291_cpu", "proteus_ablation_cpu", "proteus_v16_cpu", "sota_cpu")
+# Builds `tiny`, then `sota_cpu`, printing the pgolf modules imported after each (one fresh interpreter).
+_IMPORTS = ("import sys, json, torch; from pgolf.config import load_config; from pgolf.model.gpt import build_model; "
+            "import pgolf.pipeline\nfor p in ('tiny', 'sota_cpu'):\n"
+            " build_model(load_config(p, env={}).model, torch.device('cpu'))\n"
+            " print(json.dumps(sorted(m for m in sys.modules if m.startswith('pgolf'))))")
+
+
+def test_technique_modules_load_only_when_the_config_uses_them() -> None:
+    result = subprocess.run([sys.executable, "-c", _IMPORTS], capture_output=True, text=True, check=False, timeout=300,
+                            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+    assert result.returncode == 0, result.stderr[-2000:]
+    tiny, sota = (set(json.loads(line)) for line in result.stdout.strip().splitlines()[-2:])
+    assert not TECHNIQUE_MODULES & tiny
+    assert {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.xsa", "pgolf.model.init"} <= sota
+
+
+def test_module_set_follows_the_config() -> None:
+    tiny, sota = module_closure(load_config("tiny", env={})), module_closure(load_config("sota_cpu", env={}))
+    assert TECHNIQUE_MODULES & set(tiny) == {"pgolf.quant.int8"}  # tiny packs with the int8 baseline
+    assert {"pgolf.evaluate.ttt_lora", "pgolf.quant.gptq", "pgolf.model.embeddings"} <= set(sota)
+    assert "pgolf.quant.int8" not in sota and "pgolf.experiments.export" not in sota
+    assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
+
+
+def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:
+    source = ('from dataclasses import dataclass\nimport typing\n@dataclass\nclass P:\n    """Doc."""\n    x: int = 1\n'
+              '    y: "typing.Any" = None\n\ndef f(a: int, *b: str, c: float = 2.0, **d: bytes) -> float:\n'
+              '    n: int\n    m: int = a\n    return m * c\n')
+    small = minify(source)
+    assert "-> float" not in small and "a: int" not in small and "n: int" not in small and "Doc." not in small
+    scope: dict = {}
+    exec(small, scope)  # noqa: S102 - running the minified program is the test
+    assert scope["f"](3) == 6.0 and scope["P"]().x == 1 and list(scope["P"].__dataclass_fields__) == ["x", "y"]
+
+
+@pytest.mark.parametrize("codec", WRAPPER_CODECS)
+def test_every_wrapper_runs_its_script(codec: str) -> None:
+    scope: dict = {"__file__": "x.py"}
+    exec(wrap("RESULT = sum(range(10))\n" * 50, codec), scope)  # noqa: S102 - the wrapper must run
+    assert scope["RESULT"] == 45
+
+
+def test_compressed_form_is_the_smallest_wrapper_and_the_budget_counts_it(small_dataset) -> None:
+    cfg = load_config("tiny", env={}, overrides=[f"data.dataset={small_dataset.dataset_dir}",
+                                                 f"data.tokenizer={small_dataset.tokenizer_path}"])
+    info = shipped_code(cfg)
+    minified = shipped_code(cfg, "minified")
+    codec = info.form.removeprefix("minified+")
+    sizes = {c: len(wrap(_script(cfg), c).encode()) for c in WRAPPER_CODECS}
+    assert info.bytes == sizes[codec] == min(sizes.values()) < minified.bytes < shipped_code(cfg, "plain").bytes
+    budget = shipped_budget(cfg, 1000)
+    assert budget.code_bytes == info.bytes and budget.total == info.bytes + 1000 and "minified+" in budget.report()
+
+
+def _script(cfg) -> str:
+    from pgolf.experiments.export import render_script
+
+    return render_script(cfg, f"pgolf run of preset {cfg.run.preset or 'custom'}", provenance.code_hash(), True)[0]
+
+
+def test_export_of_other_code_is_refused(tmp_path: Path, small_dataset) -> None:
+    cfg = load_config("tiny", env={}, overrides=[f"data.dataset={small_dataset.dataset_dir}",
+                                                 f"data.tokenizer={small_dataset.tokenizer_path}"])
+    target = tmp_path / "train_gpt.py"
+    with pytest.raises(UserError, match="would embed code that did not train; check out the commit"):
+        write_export(target, cfg, "t", "run1", "0" * 64)
+    assert not target.exists() and not list(tmp_path.iterdir())
+
+
+_RUN = "import sys; sys.path[:0] = {paths!r}; import runpy; runpy.run_path('train_gpt.py', run_name='__main__')"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", CPU_PRESETS)
+def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, small_dataset, tmp_path: Path) -> None:
+    overrides = {
+        "data.dataset": small_dataset.dataset_dir, "data.tokenizer": small_dataset.tokenizer_path,
+        "model.model_dim": 64, "train.train_seq_len": 64, "train.train_batch_tokens": 512, "train.iterations": 2,
+        "train.max_wallclock_seconds": 0, "train.dtype": "fp32", "train.device": "cpu", "train.train_log_every": 0,
+        "train.threads": 1, "eval.val_batch_size": 4096, "eval.val_max_tokens": 4096, "quant.calibration_seqs": 4,
+        "run.out_dir": tmp_path / "runs", "run.run_id": "original",
+    }
+    cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
+    original = run_train(cfg)
+    info = write_export(tmp_path / "train_gpt.py", cfg, preset, "original", original["manifest"]["code_sha256"])
+    assert info.form.startswith("minified+")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SEED", "RUN_ID")} | {"RUN_ID": "exported"}
+    result = subprocess.run([sys.executable, "-S", "-c", _RUN.format(paths=site.getsitepackages())], cwd=tmp_path,
+                            env=env, capture_output=True, text=True, check=False, timeout=600)  # pgolf is not importable here
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    rerun = json.loads((tmp_path / "runs" / "exported" / "summary.json").read_text())
+    assert (rerun["val_bpb"], rerun["weights_sha256"]) == (original["val_bpb"], original["weights_sha256"])
+    assert rerun["code_bytes"] == info.bytes  # the exported run counts its own file
+    # pgolf train counted what ships, up to the docstring title (preset name here vs 'pgolf run of preset …')
+    assert abs(original["code_bytes"] - info.bytes) < 64
