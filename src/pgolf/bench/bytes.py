@@ -31,8 +31,10 @@ from pgolf.config import Config, load_config
 from pgolf.errors import UserError
 from pgolf.experiments.export import CODE_FORMS, shipped_code
 from pgolf.inspect_model import synthetic_weights
-from pgolf.packing import calibration_sequences, pack_weights
-from pgolf.pipeline import WEIGHTS_NAME, load_packed_state, resolve_dataset, run_train, train_files
+from pgolf.data.resolve import resolve_dataset, train_files
+from pgolf.packing import calibration_sequences, load_packed_state, pack_weights
+from pgolf.pipeline import run_train
+from pgolf.rundir import WEIGHTS_NAME
 from pgolf.utils import atomic_write_json
 
 RECORD_OF_PRESET = {"baseline": "baseline", "pr635": "pr635", "pr1291": "pr1291", "proteus_v16": "proteus_v16",
