@@ -22,7 +22,7 @@ from pgolf.artifact.budget import check_budget
 from pgolf.artifact.format import MAGIC, encode_artifact, looks_like_zlib, read_artifact_meta, save_artifact_bytes
 from pgolf.artifact.official import load_official_checkpoint, read_official_int8
 from pgolf.config import Config, eval_context
-from pgolf.data.build import DatasetPaths
+from pgolf.data.manifest import DatasetPaths
 from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset
 from pgolf.errors import UserError
 from pgolf.evaluate.ledger import LedgerResult

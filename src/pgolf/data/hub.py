@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pgolf.data.build import DatasetPaths
+from pgolf.data.manifest import DatasetPaths
 from pgolf.data.shards import read_num_tokens
 from pgolf.errors import DataError
 from pgolf.utils import atomic_write_json, read_json, sha256_file

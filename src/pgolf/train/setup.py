@@ -21,9 +21,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pgolf.config import Config, reads_train_calibration, resolve_grad_accum, validate
-from pgolf.data.build import DatasetPaths
 from pgolf.data.loader import make_train_loader
-from pgolf.data.manifest import check_dataset
+from pgolf.data.manifest import DatasetPaths, check_dataset
 from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset, train_files
 from pgolf.errors import UserError
 from pgolf.evaluate.orchestrate import evaluate_model
