@@ -107,7 +107,8 @@ def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, s
     }
     cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
     original = run_train(cfg)
-    info = write_export(tmp_path / "train_gpt.py", cfg, preset, "original", original["manifest"]["code_sha256"])
+    title = f"pgolf run of preset {cfg.run.preset}"  # the title `pgolf train` counts with
+    info = write_export(tmp_path / "train_gpt.py", cfg, title, "original", original["manifest"]["code_sha256"])
     assert info.form.startswith("minified+")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SEED", "RUN_ID")} | {"RUN_ID": "exported"}
     result = subprocess.run([sys.executable, "-S", "-c", _RUN.format(paths=site.getsitepackages())], cwd=tmp_path,
@@ -116,5 +117,4 @@ def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, s
     rerun = json.loads((tmp_path / "runs" / "exported" / "summary.json").read_text())
     assert (rerun["val_bpb"], rerun["weights_sha256"]) == (original["val_bpb"], original["weights_sha256"])
     assert rerun["code_bytes"] == info.bytes  # the exported run counts its own file
-    # pgolf train counted what ships, up to the docstring title (preset name here vs 'pgolf run of preset …')
-    assert abs(original["code_bytes"] - info.bytes) < 64
+    assert original["code_bytes"] == info.bytes  # pgolf train counted exactly what ships
