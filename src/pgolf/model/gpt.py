@@ -18,17 +18,35 @@ from torch import Tensor, nn
 
 from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.model.attention import CausalSelfAttention
-from pgolf.model.backend import document_causal_mask
+from pgolf.model.backend import resolve_doc_kernel
 from pgolf.model.blocks import PARALLEL_BLOCKS, Block, State
 from pgolf.model.context import ForwardContext
+from pgolf.model.documents import build_document_attention
 from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
 from pgolf.model.init import orthogonal_init
-from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
-from pgolf.model.layers import CastedLinear, is_control_name, restore_fp32_controls, rms_norm, sublayer_norm
+from pgolf.model.lanes import (
+    SKIP_POLICIES,
+    LaneMerge,
+    add_skip,
+    mean_of_lanes,
+    single_lane,
+)
+from pgolf.model.layers import (
+    CastedLinear,
+    is_control_name,
+    restore_fp32_controls,
+    rms_norm,
+    sublayer_norm,
+)
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
-from pgolf.model.values import ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
+from pgolf.model.values import (
+    ValueEmbedding,
+    ValueEmbeddingMix,
+    ValueResidualMix,
+    keep_first_values,
+)
 from pgolf.model.xsa import xsa_transform
 
 
@@ -124,6 +142,11 @@ class GPT(nn.Module):
             self._final_merge = self.lane_merge
         else:
             self._final_merge = mean_of_lanes if cfg.parallel_residual == "record" else single_lane
+        # Document-attention layout per device type, resolved once (a constant for torch.compile);
+        # `kernel_notes` says where a requested kernel was unavailable, for the run log.
+        resolved = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev) for dev in ("cpu", "cuda")}
+        self._doc_kernels = {dev: kernel for dev, (kernel, _) in resolved.items()}
+        self.kernel_notes = sorted({note for _, note in resolved.values() if note} if cfg.doc_isolated_attention else set())
         if cfg.ortho_init:
             orthogonal_init(self)
 
@@ -147,7 +170,8 @@ class GPT(nn.Module):
     def _context(self, x0: Tensor, input_ids: Tensor) -> ForwardContext:
         ctx = ForwardContext(x0=x0)
         if self.cfg.doc_isolated_attention:
-            ctx.attn_mask = document_causal_mask(input_ids, self.cfg.bos_id)
+            kernel = self._doc_kernels.get(input_ids.device.type, "dense")
+            ctx.documents = build_document_attention(input_ids, self.cfg.bos_id, kernel)
         if self.value_embed is not None:
             ctx.value_embed = self.value_embed(input_ids, x0.dtype)
         return ctx
