@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 
@@ -58,7 +59,7 @@ def test_the_watch_reports_the_first_non_finite_step_after_the_fact() -> None:
     for value in (1.0, float("nan"), float("inf"), 2.0):
         watch.observe(torch.tensor(value))
     last, bad_step, bad_loss = watch.read()
-    assert last == 2.0 and bad_step == 6 and bad_loss != bad_loss  # step 6 is the NaN one
+    assert last == 2.0 and bad_step == 6 and math.isnan(bad_loss)  # step 6 is the NaN one
     watch.reset(8)
     watch.observe(torch.tensor(3.0))
     assert watch.read()[:2] == (3.0, None)
