@@ -68,6 +68,7 @@ class ModelConfig:
     attn_gate_window: int = 12  # input channels of the sparse/out gates
     attn_gate_scale: float = 1.0  # α of the sparse gate σ(α·W·x[:window])
     doc_isolated_attention: bool = False  # tokens attend only inside their own BOS-delimited document
+    fused_kernels: str = "auto"  # auto | on | off: Triton softcapped CE and LeakyReLU² on CUDA (auto: when Triton imports)
     doc_attention_kernel: str = "auto"  # auto | dense | flex | varlen: the document-isolation kernel (auto: FA3 varlen, else flex on CUDA; dense on CPU)
     smear_gate: str = "off"  # off | v1 | v2 (always masked at BOS)
     smear_window: int = 12  # input channels of the v2 gate
@@ -309,6 +310,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu2", "leaky_relu2"),
     "model.attn_gate": ("off", "dense", "sparse", "out"),
     "model.doc_attention_kernel": ("auto", "dense", "flex", "varlen"),
+    "model.fused_kernels": ("auto", "on", "off"),
     "model.smear_gate": ("off", "v1", "v2"),
     "model.parallel_residual": ("off", "record", "proteus"),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),

@@ -247,7 +247,7 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
     }
     dtype = autocast_dtype(cfg, ctx.device)
     model = build_model(cfg.model, ctx.device, low_precision_storage=ctx.device.type == "cuda")
-    for note in model.kernel_notes:  # a requested kernel that is unavailable here: say which one runs instead
+    for note in model.kernel_notes(ctx.device.type):  # a requested kernel that is unavailable here: say which one runs instead
         logger.log(note)
     # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
     orthogonalize, _ = maybe_compile(newton_schulz, compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,

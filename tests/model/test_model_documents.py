@@ -90,4 +90,5 @@ def test_kernel_resolution_names_the_fallback() -> None:
     assert resolve_doc_kernel("flex", "cpu") == ("flex", None)
     model = GPT(ModelConfig(vocab_size=64, num_layers=1, model_dim=32, num_heads=4, num_kv_heads=2,
                             doc_isolated_attention=True, doc_attention_kernel="varlen"))
-    assert model.kernel_notes and model.kernel_notes[0].startswith("doc_attention:")
+    notes = model.kernel_notes("cpu")
+    assert len(notes) == 1 and notes[0].startswith("doc_attention:")

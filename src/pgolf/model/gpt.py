@@ -24,6 +24,7 @@ from pgolf.model.context import ForwardContext
 from pgolf.model.documents import build_document_attention
 from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
+from pgolf.model.kernels import resolve_fused, softcap_cross_entropy
 from pgolf.model.init import orthogonal_init
 from pgolf.model.lanes import (
     SKIP_POLICIES,
@@ -75,7 +76,8 @@ def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
 
 def build_block(cfg: ModelConfig, layer: int = 0) -> Block:
     attn = build_attention(cfg, layer)
-    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope)
+    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope,
+              fused=resolve_fused(cfg.fused_kernels, "cuda")[0])
     parallel = cfg.parallel_residual != "off" and layer >= cfg.parallel_start
     block_cls = PARALLEL_BLOCKS[cfg.parallel_residual] if parallel else Block
     return block_cls(attn, mlp, cfg.model_dim, sublayer_norm(layer, cfg.ln_scale))
@@ -142,13 +144,19 @@ class GPT(nn.Module):
             self._final_merge = self.lane_merge
         else:
             self._final_merge = mean_of_lanes if cfg.parallel_residual == "record" else single_lane
-        # Document-attention layout per device type, resolved once (a constant for torch.compile);
-        # `kernel_notes` says where a requested kernel was unavailable, for the run log.
-        resolved = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev) for dev in ("cpu", "cuda")}
-        self._doc_kernels = {dev: kernel for dev, (kernel, _) in resolved.items()}
-        self.kernel_notes = sorted({note for _, note in resolved.values() if note} if cfg.doc_isolated_attention else set())
+        # Kernel choices per device type, resolved once (constants for torch.compile); the fused ops
+        # dispatch on the tensors' device themselves.
+        self._doc_kernels = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev)[0] for dev in ("cpu", "cuda")}
+        self._fused = resolve_fused(cfg.fused_kernels, "cuda")[0]
         if cfg.ortho_init:
             orthogonal_init(self)
+
+    def kernel_notes(self, device_type: str) -> list[str]:
+        """One line per requested kernel that cannot run on `device_type`, naming the one used instead."""
+        notes = [resolve_fused(self.cfg.fused_kernels, device_type)[1]]
+        if self.cfg.doc_isolated_attention:
+            notes.append(resolve_doc_kernel(self.cfg.doc_attention_kernel, device_type)[1])
+        return [note for note in notes if note]
 
     # ---- depth recurrence -----------------------------------------------------------------------
     def set_recurrence_active(self, active: bool) -> None:
@@ -201,21 +209,20 @@ class GPT(nn.Module):
             state = self.blocks[layer](state, ctx)
         return rms_norm(self._final_merge(state))
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def raw_logits(self, hidden: Tensor) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        raw = F.linear(hidden, weight.to(hidden.dtype))
-        return self.logit_softcap * torch.tanh(raw / self.logit_softcap)
+        return F.linear(hidden, weight.to(hidden.dtype))
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.logit_softcap * torch.tanh(self.raw_logits(hidden) / self.logit_softcap)
 
     def token_losses(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
-        """Per-token cross-entropy in nats (float32, shape of `target_ids`), on fp32 logits."""
-        logits = self.logits(self.hidden(input_ids)).float()
-        losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="none")
-        return losses.view_as(target_ids)
+        """Per-token cross-entropy in nats (float32, shape of `target_ids`) of the softcapped logits."""
+        return softcap_cross_entropy(self.raw_logits(self.hidden(input_ids)), target_ids, self.logit_softcap, self._fused)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Mean cross-entropy, as the training loss."""
-        logits = self.logits(self.hidden(input_ids)).float()
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1))
+        return self.token_losses(input_ids, target_ids).mean()
 
     # ---- optimizer partition --------------------------------------------------------------------
     def optimizer_groups(self) -> ParamGroups:
