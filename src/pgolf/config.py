@@ -106,6 +106,8 @@ class OptimConfig:
     grad_clip_norm: float = 0.0
     # Muon variants of the records (defaults = the baseline's Muon)
     muon_impl: str = "round_robin"  # round_robin (baseline, behind DDP) | parallel (banks, no DDP)
+    muon_comm_dtype: str = "fp32"  # fp32 | bf16: dtype of Parallel Muon's reduce-scatter/all-gather (bf16: half the bytes)
+    muon_clip: str = "global"  # global | local: with Parallel Muon, clip the averaged gradient or each rank's own (the records)
     muon_ns_variant: str = "classic"  # classic quintic | polar_express (per-iteration coefficients, ≤ 5 steps)
     muon_nesterov: bool = True
     muon_row_normalize: bool = False  # MuonEq-R: each row of the direction to unit norm before Newton–Schulz
@@ -304,6 +306,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "train.compile": ("auto", "on", "off"),
     "optim.muon_ns_dtype": ("auto", "bf16", "fp32"),
     "optim.muon_impl": ("round_robin", "parallel"),
+    "optim.muon_comm_dtype": ("fp32", "bf16"),
+    "optim.muon_clip": ("global", "local"),
     "optim.muon_ns_variant": ("classic", "polar_express"),
     "train.compile_backend": ("inductor", "aot_eager", "eager"),
     "quant.scheme": ("int8", "policy", "fit"),

@@ -39,7 +39,7 @@ from pgolf.utils import atomic_write_json
 TOKENIZERS = Path(__file__).resolve().parents[1] / "data" / "tokenizers"
 PRESETS = {"baseline": ("baseline", 1024), "sota": ("sota_1855", 8192)}  # preset → (record folder, vocab)
 STEP_LINE = re.compile(r"step:(\d+)/(\d+)\b.*?train_time:([\d.]+)ms step_avg:([\d.]+)ms")
-DRY_MODEL = {"model.num_layers": 2, "model.model_dim": 64, "model.num_heads": 2, "model.num_kv_heads": 1,
+DRY_MODEL = {"model.model_dim": 64, "model.num_heads": 2, "model.num_kv_heads": 1,
              "train.train_seq_len": 128, "train.train_batch_tokens": 512, "train.grad_accum_steps": 1, "train.compile": "off", "train.dtype": "fp32",
              "eval.val_max_tokens": 4096, "eval.val_batch_size": 2048}
 

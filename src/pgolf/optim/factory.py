@@ -86,7 +86,8 @@ def build_optimizers(model: GPT, cfg: Config, device: torch.device,
     if o.muon_impl == "parallel":
         matrix_ids = {id(p) for p in matrix}
         replicated = [p for p in model.parameters() if id(p) not in matrix_ids]
-        muon: MuonLike = ParallelMuon(matrix, replicated=replicated, **options)
+        comm = torch.bfloat16 if o.muon_comm_dtype == "bf16" else None
+        muon: MuonLike = ParallelMuon(matrix, replicated=replicated, comm_dtype=comm, **options)
     else:
         muon = Muon(matrix, **options)
     for group in muon.param_groups:

@@ -153,6 +153,10 @@ class Trainer:
             train_loss += self._micro_step(micro)
         train_loss /= self.p.grad_accum_steps
         parallel = isinstance(self.p.muon, ParallelMuon)
+        clip = self.p.cfg.optim.grad_clip_norm
+        local_clip = parallel and clip > 0 and self.p.cfg.optim.muon_clip == "local"
+        if local_clip:  # each rank clips its own gradient before communicating (no wait on other shards)
+            torch.nn.utils.clip_grad_norm_(self.p.model.parameters(), clip)
         if parallel:
             self.p.muon.sync_gradients()
         if self.p.ctx.distributed:
@@ -163,13 +167,13 @@ class Trainer:
             group["momentum"] = values.muon_momentum
         set_learning_rates(self.p.optimizers, values.lr_scale)
         set_muon_weight_decay(self.p.muon, values.muon_wd_scale)
-        clip = self.p.cfg.optim.grad_clip_norm
-        if clip > 0:
+        if clip > 0 and not local_clip:
             if parallel:
                 self.p.muon.clip_grad_norm_(clip)
             else:
                 torch.nn.utils.clip_grad_norm_(self.p.model.parameters(), clip)
-        for opt in self.p.optimizers:
+        # Muon last: Adam's kernels run while Parallel Muon's reduce-scatters are still in flight
+        for opt in sorted(self.p.optimizers, key=lambda o: o is self.p.muon):
             opt.step()
         for opt in self.p.optimizers:
             opt.zero_grad(set_to_none=True)
