@@ -84,7 +84,8 @@ def resolve_doc_kernel(requested: str, device_type: str) -> tuple[str, str | Non
         why = "flash_attn_interface (FlashAttention 3) is not importable" if cuda else "it runs on CUDA only"
         return best, (f"doc_attention: model.doc_attention_kernel=varlen but {why}; using {best} "
                       "(install FlashAttention 3 or set model.doc_attention_kernel=auto)")
-    if requested == "flex" and not FLEX_AVAILABLE:
-        return "dense", ("doc_attention: model.doc_attention_kernel=flex but this torch has no FlexAttention; "
-                         "using the dense mask (upgrade torch or set model.doc_attention_kernel=dense)")
+    if requested == "flex" and not (cuda and FLEX_AVAILABLE):
+        why = "this torch has no FlexAttention" if cuda else "FlexAttention has no backward pass on CPU"
+        return "dense", (f"doc_attention: model.doc_attention_kernel=flex but {why}; using the dense mask "
+                         "(set model.doc_attention_kernel=auto)")
     return requested, None
