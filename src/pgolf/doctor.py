@@ -12,7 +12,11 @@ import torch
 import torch.distributed as dist
 
 from pgolf.config import Config
-from pgolf.model.backend import FLEX_AVAILABLE, attention_backend_name, resolve_doc_kernel
+from pgolf.model.backend import (
+    FLEX_AVAILABLE,
+    attention_backend_name,
+    resolve_doc_kernel,
+)
 from pgolf.model.kernels import resolve_fused
 from pgolf.train.distributed import choose_device
 from pgolf.train.runtime import autocast_dtype, compile_enabled, cpu_supports_bf16

@@ -11,7 +11,6 @@ code on CPU with tiny shapes and skips the record scripts (what the test suite e
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import re
 import signal

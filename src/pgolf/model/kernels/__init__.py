@@ -7,7 +7,10 @@ reference runs.
 
 from pgolf.model.kernels.dispatch import FUSED_CHOICES, TRITON_AVAILABLE, resolve_fused
 from pgolf.model.kernels.leaky_relu2 import leaky_relu2_fused, leaky_relu2_reference
-from pgolf.model.kernels.softcap_ce import softcap_cross_entropy, softcap_cross_entropy_reference
+from pgolf.model.kernels.softcap_ce import (
+           softcap_cross_entropy,
+           softcap_cross_entropy_reference,
+)
 
 __all__ = ["FUSED_CHOICES", "TRITON_AVAILABLE", "leaky_relu2_fused", "leaky_relu2_reference", "resolve_fused",
            "softcap_cross_entropy", "softcap_cross_entropy_reference"]
