@@ -26,6 +26,8 @@ def test_softcap_reference_is_the_records_loss() -> None:
     capped = (30.0 * torch.tanh(raw / 30.0)).float()
     expected = F.cross_entropy(capped.reshape(-1, 40), targets.reshape(-1), reduction="none").view(3, 5)
     torch.testing.assert_close(softcap_cross_entropy_reference(raw, targets, 30.0), expected)
+    assert torch.equal(softcap_cross_entropy_reference(raw, targets, 30.0, "mean"),
+                       F.cross_entropy(capped.reshape(-1, 40), targets.reshape(-1)))
     assert torch.equal(softcap_cross_entropy(raw, targets, 30.0, fused=True), softcap_cross_entropy_reference(raw, targets, 30.0))
 
 

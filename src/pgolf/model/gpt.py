@@ -222,7 +222,8 @@ class GPT(nn.Module):
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Mean cross-entropy, as the training loss."""
-        return self.token_losses(input_ids, target_ids).mean()
+        raw = self.raw_logits(self.hidden(input_ids))
+        return softcap_cross_entropy(raw, target_ids, self.logit_softcap, self._fused, reduction="mean")
 
     # ---- optimizer partition --------------------------------------------------------------------
     def optimizer_groups(self) -> ParamGroups:

@@ -15,15 +15,15 @@ from torch import Tensor
 from pgolf.model.kernels.dispatch import TRITON_AVAILABLE
 
 
-def softcap_cross_entropy_reference(raw: Tensor, targets: Tensor, softcap: float) -> Tensor:
-    """Per-token losses (float32, shape of `targets`) from raw (…, vocab) logits.
+def softcap_cross_entropy_reference(raw: Tensor, targets: Tensor, softcap: float, reduction: str = "none") -> Tensor:
+    """Per-token losses (float32, shape of `targets`) from raw (…, vocab) logits, or their mean.
 
     The cap is applied in the logits' dtype and the loss taken in fp32, as the record scripts do (the
     kernel computes the cap in fp32: equal to rounding).
     """
     z = (softcap * torch.tanh(raw / softcap)).float()
-    losses = F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), reduction="none")
-    return losses.view(targets.shape)
+    losses = F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), reduction=reduction)
+    return losses if reduction == "mean" else losses.view(targets.shape)
 
 
 if TRITON_AVAILABLE:
@@ -89,8 +89,9 @@ class _SoftcapCE(torch.autograd.Function):
         return out.view(ctx.shape), None, None
 
 
-def softcap_cross_entropy(raw: Tensor, targets: Tensor, softcap: float, fused: bool) -> Tensor:
-    """Per-token softcapped cross-entropy; the Triton kernel when `fused` and `raw` is on CUDA."""
+def softcap_cross_entropy(raw: Tensor, targets: Tensor, softcap: float, fused: bool, reduction: str = "none") -> Tensor:
+    """Softcapped cross-entropy ("none": per token, "mean"); the Triton kernel when `fused` and `raw` is on CUDA."""
     if fused and TRITON_AVAILABLE and raw.is_cuda:
-        return _SoftcapCE.apply(raw, targets, softcap)
-    return softcap_cross_entropy_reference(raw, targets, softcap)
+        losses = _SoftcapCE.apply(raw, targets, softcap)
+        return losses.mean() if reduction == "mean" else losses
+    return softcap_cross_entropy_reference(raw, targets, softcap, reduction)
