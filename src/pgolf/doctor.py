@@ -11,7 +11,8 @@ from typing import Any
 import torch
 
 from pgolf.config import Config
-from pgolf.model.backend import attention_backend_name
+from pgolf.model.backend import FLEX_AVAILABLE, attention_backend_name, resolve_doc_kernel
+from pgolf.model.kernels import resolve_fused
 from pgolf.train.distributed import backends_available, choose_device
 from pgolf.train.runtime import autocast_dtype, compile_enabled, cpu_supports_bf16
 
@@ -40,12 +41,16 @@ def collect() -> dict[str, Any]:
         "torch_compile": compile_enabled(cfg, device),
         "flash_attn_3": _module_version("flash_attn_interface"),
         "flash_attn_2": _module_version("flash_attn"),
+        "flex_attention": FLEX_AVAILABLE,
+        "triton": _module_version("triton"),
         **backends_available(),
         "cpu_threads": torch.get_num_threads(),
         "will_use": {
             "device": str(device),
             "autocast": str(dtype).removeprefix("torch.") if dtype else "fp32",
             "attention": attention_backend_name(device),
+            "doc_attention": resolve_doc_kernel("auto", device.type)[0],
+            "fused_kernels": resolve_fused("auto", device.type)[0],
             "compile": compile_enabled(cfg, device),
             "distributed_backend": "nccl" if cuda else "gloo",
         },
@@ -64,8 +69,10 @@ def run_doctor(as_json: bool = False) -> int:
         print(f"  GPU: {gpu}")
     print(f"bf16 compute: {yes(info['bf16'])}   torch.compile (auto): {yes(info['torch_compile'])}")
     print(f"FlashAttention 3: {info['flash_attn_3'] or 'not installed'}   FlashAttention 2: {info['flash_attn_2'] or 'not installed'}")
+    print(f"FlexAttention: {yes(info['flex_attention'])}   Triton: {info['triton'] or 'not installed'}")
     print(f"NCCL: {yes(info['nccl'])}   gloo: {yes(info['gloo'])}   CPU threads: {info['cpu_threads']}")
     use = info["will_use"]
     print(f"pgolf will use: device {use['device']}, autocast {use['autocast']}, attention {use['attention']}, "
+          f"document attention {use['doc_attention']}, fused kernels {yes(use['fused_kernels'])}, "
           f"compile {yes(use['compile'])}, torchrun backend {use['distributed_backend']}")
     return 0

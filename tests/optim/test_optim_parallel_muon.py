@@ -79,3 +79,24 @@ def test_clipping_matches_torch_on_the_global_norm() -> None:
     torch.testing.assert_close(extra.grad, twins[-1].grad)
     by_shape = {tuple(b.params[0].shape): b.grad_shard for b in opt.banks}
     torch.testing.assert_close(by_shape[(16, 8)], torch.stack([present(twins[i].grad) for i in (0, 2, 4)]))
+
+
+def test_bank_buffers_are_allocated_once() -> None:
+    params = _params(0)
+    opt = ParallelMuon(params, **OPTIONS)
+    _run(opt, params, range(1))
+    pointers = {id(b): b.buffers["stacked"].data_ptr() for b in opt.banks}
+    _run(opt, params, range(1, 3))
+    assert {id(b): b.buffers["stacked"].data_ptr() for b in opt.banks} == pointers
+
+
+def test_bf16_communication_rounds_gradients_but_keeps_fp32_momentum() -> None:
+    exact, rounded = _params(0), _params(0)
+    _run(ParallelMuon(exact, **OPTIONS), exact, range(3))
+    opt = ParallelMuon(rounded, comm_dtype=torch.bfloat16, **OPTIONS)
+    _run(opt, rounded, range(3))
+    assert all(b.buffers["stacked"].dtype == torch.bfloat16 for b in opt.banks)
+    assert all(opt.state[b.params[0]]["bank_momentum"].dtype == torch.float32 for b in opt.banks)
+    for a, b in zip(exact, rounded, strict=True):
+        assert not torch.equal(a, b)
+        torch.testing.assert_close(b.detach(), a.detach(), atol=2e-3, rtol=0)

@@ -51,6 +51,8 @@ class ModelConfig:
     attn_gate_window: int = 12  # input channels of the sparse/out gates
     attn_gate_scale: float = 1.0  # α of the sparse gate σ(α·W·x[:window])
     doc_isolated_attention: bool = False  # tokens attend only inside their own BOS-delimited document
+    fused_kernels: Literal["auto", "on", "off"] = "auto"  # Triton softcapped CE and LeakyReLU² on CUDA (auto: when Triton imports)
+    doc_attention_kernel: Literal["auto", "dense", "flex", "varlen"] = "auto"  # document-isolation kernel (auto: FA3 varlen, else flex on CUDA; dense on CPU)
     smear_gate: Literal["off", "v1", "v2"] = "off"  # off | v1 | v2 (always masked at BOS)
     smear_window: int = 12  # input channels of the v2 gate
     bigram_vocab: int = 0  # BigramHash buckets (0 = off)
@@ -87,6 +89,8 @@ class OptimConfig:
     grad_clip_norm: float = 0.0  # clip the global gradient norm to this (0 = no clipping)
     # Muon variants of the records (defaults = the baseline's Muon)
     muon_impl: Literal["round_robin", "parallel"] = "round_robin"  # round_robin (baseline, behind DDP) | parallel (banks, no DDP)
+    muon_comm_dtype: Literal["fp32", "bf16"] = "fp32"  # dtype of Parallel Muon's reduce-scatter/all-gather (bf16: half the bytes)
+    muon_clip: Literal["global", "local"] = "global"  # with Parallel Muon, clip the averaged gradient or each rank's own (the records)
     muon_ns_variant: Literal["classic", "polar_express"] = "classic"  # classic quintic | polar_express (per-iteration coefficients, ≤ 5 steps)
     muon_nesterov: bool = True  # Nesterov momentum in Muon
     muon_row_normalize: bool = False  # MuonEq-R: each row of the direction to unit norm before Newton–Schulz

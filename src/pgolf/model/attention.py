@@ -14,7 +14,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from pgolf.model.backend import causal_attention, masked_attention
+from pgolf.model.backend import causal_attention
 from pgolf.model.context import ForwardContext
 from pgolf.model.layers import CastedLinear, declares_controls, rms_norm
 
@@ -64,7 +64,9 @@ def _causal_core(q: Tensor, k: Tensor, v: Tensor, ctx: ForwardContext) -> Tensor
 
 
 def _document_core(q: Tensor, k: Tensor, v: Tensor, ctx: ForwardContext) -> Tensor:
-    return masked_attention(q, k, v, ctx.attn_mask)
+    if ctx.documents is None:
+        raise RuntimeError("document-isolated attention needs ForwardContext.documents (GPT.hidden builds it)")
+    return ctx.documents(q, k, v)
 
 
 @declares_controls("q_gain")
@@ -102,7 +104,7 @@ class CausalSelfAttention(nn.Module):
         self._output_transforms.append(transform)
 
     def isolate_documents(self) -> None:
-        """Attend only inside the current document (the mask comes from `ForwardContext.attn_mask`)."""
+        """Attend only inside the current document (the layout comes from `ForwardContext.documents`)."""
         self._core = _document_core
 
     # ---- forward --------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Per-forward inputs that blocks share: x0, the document mask, value embeddings, first-layer values."""
+"""Per-forward inputs that blocks share: x0, the document layout, value embeddings, first-layer values."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from pgolf.model.documents import DocumentAttention
+
 
 @dataclass
 class ForwardContext:
     """Built once per forward by `GPT.hidden`; only the features that are switched on fill their field."""
 
     x0: Tensor  # the normalised embedding stream every block mixes back in (resid_mix)
-    attn_mask: Tensor | None = None  # (batch, 1, seq, seq) bool, True = may attend (doc-isolated attention)
+    documents: DocumentAttention | None = None  # this batch's document-isolated attention (one layout for all layers)
     value_embed: Tensor | None = None  # (batch, seq, kv_dim) value embeddings, already globally scaled
     first_values: Tensor | None = None  # the first attention layer's values (value residual)

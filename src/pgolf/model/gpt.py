@@ -18,9 +18,11 @@ from torch import Tensor, nn
 
 from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.model.attention import CausalSelfAttention
-from pgolf.model.backend import document_causal_mask
+from pgolf.model.backend import resolve_doc_kernel
 from pgolf.model.blocks import PARALLEL_BLOCKS, Block, State
 from pgolf.model.context import ForwardContext
+from pgolf.model.documents import build_document_attention
+from pgolf.model.kernels import resolve_fused, softcap_cross_entropy
 from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
 from pgolf.model.layers import (CastedLinear, control_parameter_names, declares_controls, restore_fp32_controls,
                                rms_norm, sublayer_norm)
@@ -59,7 +61,8 @@ def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
 
 def build_block(cfg: ModelConfig, layer: int = 0) -> Block:
     attn = build_attention(cfg, layer)
-    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope)
+    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope,
+              fused=resolve_fused(cfg.fused_kernels, "cuda")[0])
     parallel = cfg.parallel_residual != "off" and layer >= cfg.parallel_start
     block_cls = PARALLEL_BLOCKS[cfg.parallel_residual] if parallel else Block
     return block_cls(attn, mlp, cfg.model_dim, sublayer_norm(layer, cfg.ln_scale))
@@ -132,9 +135,20 @@ class GPT(nn.Module):
             self._final_merge = self.lane_merge
         else:
             self._final_merge = mean_of_lanes if cfg.parallel_residual == "record" else single_lane
+        # Kernel choices per device type, resolved once (constants for torch.compile); the fused ops
+        # dispatch on the tensors' device themselves.
+        self._doc_kernels = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev)[0] for dev in ("cpu", "cuda")}
+        self._fused = resolve_fused(cfg.fused_kernels, "cuda")[0]
         if cfg.ortho_init:
             from pgolf.model.init import orthogonal_init
             orthogonal_init(self)
+
+    def kernel_notes(self, device_type: str) -> list[str]:
+        """One line per requested kernel that cannot run on `device_type`, naming the one used instead."""
+        notes = [resolve_fused(self.cfg.fused_kernels, device_type)[1]]
+        if self.cfg.doc_isolated_attention:
+            notes.append(resolve_doc_kernel(self.cfg.doc_attention_kernel, device_type)[1])
+        return [note for note in notes if note]
 
     # ---- depth recurrence -----------------------------------------------------------------------
     def set_recurrence_active(self, active: bool) -> None:
@@ -156,7 +170,8 @@ class GPT(nn.Module):
     def _context(self, x0: Tensor, input_ids: Tensor) -> ForwardContext:
         ctx = ForwardContext(x0=x0)
         if self.cfg.doc_isolated_attention:
-            ctx.attn_mask = document_causal_mask(input_ids, self.cfg.bos_id)
+            kernel = self._doc_kernels.get(input_ids.device.type, "dense")
+            ctx.documents = build_document_attention(input_ids, self.cfg.bos_id, kernel)
         if self.value_embed is not None:
             ctx.value_embed = self.value_embed(input_ids, x0.dtype)
         return ctx
@@ -186,21 +201,21 @@ class GPT(nn.Module):
             state = self.blocks[layer](state, ctx)
         return rms_norm(self._final_merge(state))
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def raw_logits(self, hidden: Tensor) -> Tensor:
         weight = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
-        raw = F.linear(hidden, weight.to(hidden.dtype))
-        return self.logit_softcap * torch.tanh(raw / self.logit_softcap)
+        return F.linear(hidden, weight.to(hidden.dtype))
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        return self.logit_softcap * torch.tanh(self.raw_logits(hidden) / self.logit_softcap)
 
     def token_losses(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
-        """Per-token cross-entropy in nats (float32, shape of `target_ids`), on fp32 logits."""
-        logits = self.logits(self.hidden(input_ids)).float()
-        losses = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1), reduction="none")
-        return losses.view_as(target_ids)
+        """Per-token cross-entropy in nats (float32, shape of `target_ids`) of the softcapped logits."""
+        return softcap_cross_entropy(self.raw_logits(self.hidden(input_ids)), target_ids, self.logit_softcap, self._fused)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Mean cross-entropy, as the training loss."""
-        logits = self.logits(self.hidden(input_ids)).float()
-        return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target_ids.reshape(-1))
+        raw = self.raw_logits(self.hidden(input_ids))
+        return softcap_cross_entropy(raw, target_ids, self.logit_softcap, self._fused, reduction="mean")
 
     # ---- optimizer partition --------------------------------------------------------------------
     def optimizer_groups(self) -> ParamGroups:

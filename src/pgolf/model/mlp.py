@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pgolf.model.kernels import leaky_relu2_fused
 from pgolf.model.layers import CastedLinear
 
 Activation = Callable[[Tensor], Tensor]
@@ -31,7 +32,10 @@ ACTIVATIONS: dict[str, Callable[[float], Activation]] = {
 }
 
 
-def get_activation(name: str, leaky_slope: float = 0.5) -> Activation:
+def get_activation(name: str, leaky_slope: float = 0.5, fused: bool = False) -> Activation:
+    """`fused`: the Triton LeakyReLU² op on CUDA tensors (relu² is its slope-0 case); the reference elsewhere."""
+    if fused and name in ACTIVATIONS:
+        return partial(leaky_relu2_fused, slope=leaky_slope if name == "leaky_relu2" else 0.0)
     try:
         return ACTIVATIONS[name](leaky_slope)
     except KeyError:
@@ -39,11 +43,11 @@ def get_activation(name: str, leaky_slope: float = 0.5) -> Activation:
 
 
 class MLP(nn.Module):
-    def __init__(self, dim: int, hidden: int, activation: str, leaky_slope: float = 0.5) -> None:
+    def __init__(self, dim: int, hidden: int, activation: str, leaky_slope: float = 0.5, fused: bool = False) -> None:
         super().__init__()
         self.fc = CastedLinear(dim, hidden)
         self.proj = CastedLinear(hidden, dim, zero_init=True)
-        self.activation = get_activation(activation, leaky_slope)
+        self.activation = get_activation(activation, leaky_slope, fused)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(self.activation(self.fc(x)))

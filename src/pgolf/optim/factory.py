@@ -67,7 +67,8 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
     matrices: list[Tensor] = list(spec.params)
     muon: MuonLike
     if o.muon_impl == "parallel":
-        muon = ParallelMuon(matrices, replicated=replicated(table), **options)
+        comm = torch.bfloat16 if o.muon_comm_dtype == "bf16" else None
+        muon = ParallelMuon(matrices, replicated=replicated(table), comm_dtype=comm, **options)
     else:
         muon = Muon(matrices, **options)
     for param_group in muon.param_groups:

@@ -54,16 +54,26 @@ class DDPSync(LocalSync):
 
 
 class BankSync:
-    """Parallel Muon synchronises every gradient itself and clips by the global norm of its shards."""
+    """Parallel Muon synchronises every gradient itself.
 
-    def __init__(self, muon: ParallelMuon) -> None:
+    It clips by the global norm of its shards after the exchange, or, with `local_clip_norm` (the
+    records' form, `optim.muon_clip = "local"`), each rank clips its own gradient before it, so no rank
+    waits on the others' shards to know the norm.
+    """
+
+    def __init__(self, muon: ParallelMuon, params: Iterable[Tensor] = (), local_clip_norm: float = 0.0) -> None:
         self.muon = muon
+        self.params = list(params)
+        self.local_clip_norm = local_clip_norm
 
     def micro_step(self, last: bool) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
     def after_backward(self) -> None:
+        if self.local_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.local_clip_norm)
         self.muon.sync_gradients()
 
     def clip(self, max_norm: float) -> None:
-        self.muon.clip_grad_norm_(max_norm)
+        if self.local_clip_norm == 0:
+            self.muon.clip_grad_norm_(max_norm)

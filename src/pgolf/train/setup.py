@@ -163,7 +163,9 @@ def _wrap_for_training(model: GPT, plan: QuantPlan, muon: MuonLike, cfg: Config,
                                           backend=cfg.train.compile_backend)
     logger.log(f"torch_compile:{compile_info.enabled} ({compile_info.reason})")
     if isinstance(muon, ParallelMuon):  # the banks synchronise every gradient: no DDP wrapper
-        return _Forward(forward, BankSync(muon), compile_info.enabled)
+        o = cfg.optim
+        local_clip = o.grad_clip_norm if o.muon_clip == "local" else 0.0
+        return _Forward(forward, BankSync(muon, model.parameters(), local_clip), compile_info.enabled)
     if not ctx.distributed:
         return _Forward(forward, LocalSync(model.parameters()), compile_info.enabled)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -189,6 +191,8 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
     manifest = _manifest(cfg, ctx, paths, files)
     dtype = autocast_dtype(cfg, ctx.device)
     model = build_model(cfg.model, ctx.device, low_precision_storage=ctx.device.type == "cuda")
+    for note in model.kernel_notes(ctx.device.type):  # a requested kernel unavailable here: which one runs instead
+        logger.log(note)
     plan = QuantPlan.resolve(cfg, model.state_dict())
     # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
     orthogonalize, _ = maybe_compile(newton_schulz, compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,

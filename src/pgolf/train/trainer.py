@@ -2,6 +2,10 @@
 
 Everything it needs (model, optimizers, loader, evaluation function) is built by the caller;
 the loop knows nothing about quantization or artifacts.
+
+The host never waits for the device inside a training step: losses and the non-finite check stay on
+the device (`DeviceLossWatch`) and the clock runs on host time between log steps, as the records do.
+Only log, validation and checkpoint steps synchronise (read the loss, fold the exact elapsed time).
 """
 
 from __future__ import annotations
@@ -49,6 +53,38 @@ class TrainState:
                            self.last_train_loss, self.recompiles)
 
 
+class DeviceLossWatch:
+    """Training losses kept on the device between log steps; `read()` is the only host sync.
+
+    Records the last loss and the first step whose loss was not finite, with `torch.where` on device
+    tensors, so a NaN is still reported at the step it appeared even if it is read a few steps later.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.step = torch.zeros((), dtype=torch.int64, device=device)  # the step of the last observed loss
+        self.last = torch.full((), float("nan"), device=device)
+        self.first_bad_step = torch.full((), -1, dtype=torch.int64, device=device)
+        self.first_bad_loss = torch.zeros((), device=device)
+
+    def reset(self, step: int) -> None:
+        """Forget everything; the next observed loss belongs to step `step + 1` (fill_ does not sync)."""
+        self.step.fill_(step)
+        self.first_bad_step.fill_(-1)
+
+    def observe(self, loss: Tensor) -> None:
+        self.step += 1
+        new_bad = ~torch.isfinite(loss) & (self.first_bad_step < 0)
+        self.first_bad_step = torch.where(new_bad, self.step, self.first_bad_step)
+        self.first_bad_loss = torch.where(new_bad, loss.float(), self.first_bad_loss)
+        self.last = loss.float()
+
+    def read(self) -> tuple[float, int | None, float]:
+        """(last loss, first non-finite step or None, its loss): one device→host transfer."""
+        last, bad_step, bad_loss = torch.stack([self.last.double(), self.first_bad_step.double(),
+                                                self.first_bad_loss.double()]).tolist()
+        return last, (int(bad_step) if bad_step >= 0 else None), bad_loss
+
+
 @dataclass
 class TrainerParts:
     cfg: Config
@@ -80,6 +116,8 @@ class Trainer:
         self._recurrence_on = None  # unknown until the first step sets it
         self._warm = False
         self._last_values: StepValues | None = None
+        self.watch = DeviceLossWatch(parts.ctx.device)
+        self._timer_start: float | None = None  # host time the running training segment began
 
     # ---- one optimizer step -------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -106,7 +144,9 @@ class Trainer:
                 setter(values.recurrence_active)
             self._recurrence_on = values.recurrence_active
 
-    def _step(self, step: int, values: StepValues) -> Tensor:
+    def _step(self, step: int, values: StepValues, read: bool = False) -> float | None:
+        """One optimizer step; with `read` (a log step) the loss is read before the update, so a
+        non-finite loss stops the run while the culprit parameter is still the only non-finite one."""
         self._apply_switches(values)
         for opt in self.p.optimizers:
             opt.zero_grad(set_to_none=True)
@@ -116,8 +156,8 @@ class Trainer:
         train_loss /= self.p.grad_accum_steps
         self.p.grad_sync.after_backward()
         average_across_ranks(self.p.ctx, train_loss)
-        if not math.isfinite(float(train_loss)):
-            raise NonFiniteLossError(self._non_finite_message(step, float(train_loss)))
+        self.watch.observe(train_loss)
+        value = self._read_loss() if read else None
         for group in self.p.muon.param_groups:
             group["momentum"] = values.muon_momentum
         set_learning_rates(self.p.optimizers, values.lr_scale)
@@ -125,11 +165,19 @@ class Trainer:
         clip = self.p.cfg.optim.grad_clip_norm
         if clip > 0:
             self.p.grad_sync.clip(clip)
-        for opt in self.p.optimizers:
+        # Muon last: Adam's kernels run while Parallel Muon's reduce-scatters are still in flight
+        for opt in sorted(self.p.optimizers, key=lambda o: o is self.p.muon):
             opt.step()
         for opt in self.p.optimizers:
             opt.zero_grad(set_to_none=True)
-        return train_loss
+        return value
+
+    def _read_loss(self) -> float:
+        """The host sync of a log step: the last loss; a non-finite loss since the last read stops the run."""
+        last, bad_step, bad_loss = self.watch.read()
+        if bad_step is not None:
+            raise NonFiniteLossError(self._non_finite_message(bad_step - 1, bad_loss))
+        return last
 
     def _non_finite_message(self, step: int, loss: float) -> str:
         """Name the first non-finite parameter, else the first non-finite gradient (the likely source)."""
@@ -155,8 +203,9 @@ class Trainer:
         first = self.schedule.at(0, 0.0)
         variants = (first, dataclasses.replace(first, qat_active=self.schedule.late_qat_threshold > 0,
                                                recurrence_active=self.schedule.recurrence_active(1 << 62, 1.0)))
+        self.watch.reset(0)
         for i in range(steps):
-            self._step(0, variants[0] if i < (steps + 1) // 2 else variants[1])
+            self._step(0, variants[0] if i < (steps + 1) // 2 else variants[1], read=i == steps - 1)
             self.p.logger.log(f"warmup_step:{i + 1}/{steps}")
         self._apply_switches(first)
         self.p.model.load_state_dict(model_state, strict=True)
@@ -218,39 +267,70 @@ class Trainer:
         t = cfg.train
         tokens_per_step = t.train_batch_tokens
         cap_ms = 1000.0 * t.max_wallclock_seconds if t.max_wallclock_seconds > 0 else None
-        sync = self.p.clock.sync
         step_cap = t.iterations if t.iterations > 0 else math.inf  # 0: only the wallclock cap ends the run
         progress = Progress(t.iterations or None, self.p.ctx.is_main, initial=s.step)
         self.p.model.train()
+        self.watch.reset(s.step)
         try:
+            self._start_timer()
             while s.step < step_cap and not s.stopped_early:
                 if t.val_loss_every > 0 and s.step > 0 and s.step % t.val_loss_every == 0:
+                    self._stop_timer()
                     self._validate(s.step)
-                sync()
-                start = time.perf_counter()
-                values = self.schedule.at(s.step, s.training_time_ms)
+                    self._start_timer()
+                values = self.schedule.at(s.step, self._elapsed_ms())
                 self._log_switch_changes(values)
-                loss = self._step(s.step, values)
+                checkpoint = t.checkpoint_every > 0 and (s.step + 1) % t.checkpoint_every == 0 and s.step + 1 < step_cap
+                synced = self._is_log_step(s.step + 1) or checkpoint or s.step + 1 >= step_cap
+                loss = self._step(s.step, values, read=synced)
                 if self.p.averagers is not None:
                     self.p.averagers.update(self.p.model, s.step + 1, values.lr_scale)
-                sync()
-                s.training_time_ms += 1000.0 * (time.perf_counter() - start)
                 s.step += 1
                 s.train_tokens += tokens_per_step
                 self._count_recompiles()
-                self._log_step(loss, values, progress)
-                if t.checkpoint_every > 0 and s.step % t.checkpoint_every == 0 and s.step < step_cap:
-                    self._save_checkpoint()
-                if any_rank(self.p.ctx, cap_ms is not None and s.training_time_ms >= cap_ms) and s.step < step_cap:
+                if loss is not None:
+                    self._stop_timer()
+                    self._log_step(loss, values, progress)
+                    if checkpoint:
+                        self._save_checkpoint()
+                    if s.step < step_cap:
+                        self._start_timer()
+                else:
+                    progress.update(s.step)
+                if any_rank(self.p.ctx, cap_ms is not None and self._elapsed_ms() >= cap_ms) and s.step < step_cap:
                     s.stopped_early = True
+                    self._stop_timer()
+                    s.last_train_loss = self._read_loss()
                     self.p.logger.log(f"stopping_early: wallclock_cap train_time:{s.training_time_ms:.0f}ms "
                                       f"step:{s.step}/{t.iterations}")
+            self._stop_timer()
         finally:
             progress.close()
         self.p.clock.add("train", s.training_time_ms / 1000.0, "train")
         if self.p.recompiles is not None:
             self.p.logger.log(f"recompiles_after_warmup:{s.recompiles} (limit {self.p.recompiles.limit})")
         return s
+
+    # ---- the clock: host time between synchronisation points ----------------------------------
+    def _start_timer(self) -> None:
+        self._timer_start = time.perf_counter()
+
+    def _elapsed_ms(self) -> float:
+        """Training time so far, on host time since the last sync (the device may lag by up to a step)."""
+        running = 0.0 if self._timer_start is None else 1000.0 * (time.perf_counter() - self._timer_start)
+        return self.state.training_time_ms + running
+
+    def _stop_timer(self) -> None:
+        """Wait for the device, then fold the exact elapsed time into `training_time_ms`."""
+        if self._timer_start is None:
+            return
+        self.p.clock.sync()
+        self.state.training_time_ms = self._elapsed_ms()
+        self._timer_start = None
+
+    def _is_log_step(self, step: int) -> bool:
+        t = self.p.cfg.train
+        return t.train_log_every > 0 and (step <= 10 or step % t.train_log_every == 0 or step == t.iterations)
 
     def _count_recompiles(self) -> None:
         """The first step compiles the graphs when no priming ran; later graphs are recompilations."""
@@ -274,15 +354,15 @@ class Trainer:
                     self.p.logger.log(f"switch:{name}={now} step:{self.state.step} lr_scale:{values.lr_scale:.4f} "
                                       f"progress:{values.progress:.4f}")
 
-    def _log_step(self, loss: Tensor, values: StepValues, progress: Progress) -> None:
+    def _log_step(self, value: float, values: StepValues, progress: Progress) -> None:
+        """At a synchronisation point: the loss is already on the host."""
         s, t = self.state, self.p.cfg.train
-        value = float(loss)
         s.last_train_loss = value
         record = {"step": s.step, "train_loss": value, "lr_scale": values.lr_scale,
                   "train_time_ms": round(s.training_time_ms, 3), "tokens": s.train_tokens,
                   "qat": values.qat_active, "recurrence": values.recurrence_active, "recompiles": s.recompiles}
         progress.update(s.step, loss=value)
-        if t.train_log_every > 0 and (s.step <= 10 or s.step % t.train_log_every == 0 or s.step == t.iterations):
+        if self._is_log_step(s.step):
             self.p.logger.log(f"step:{s.step}/{t.iterations} train_loss:{value:.4f} "
                               f"train_time:{s.training_time_ms:.0f}ms step_avg:{s.training_time_ms / s.step:.2f}ms")
             self.p.logger.metrics(record)
