@@ -17,7 +17,7 @@ STAGES = ("config", "data", "model", "quant", "artifact", "optim", "evaluate", "
           "targets", "experiments", "inspect_model", "doctor", "bench", "cli")
 # Modules every stage may import: they import nothing from the stages (train.distributed is the
 # process-group layer; rundir holds the run folder's paths and the typed hand-offs).
-FOUNDATION = {"pgolf", "pgolf.errors", "pgolf.utils", "pgolf.rundir", "pgolf.train.distributed"}
+FOUNDATION = {"pgolf", "pgolf.errors", "pgolf.utils", "pgolf.lazy", "pgolf.rundir", "pgolf.train.distributed"}
 STAGE_OF_MODULE = {"pgolf.precision": "config", "pgolf.__main__": "cli"}
 # (importer prefix, imported module): why this right-pointing import is allowed.
 EXCEPTIONS = {
