@@ -12,12 +12,11 @@ from pgolf.artifact.format import read_artifact, read_artifact_meta
 from pgolf.bench.quant import bench_quant
 from pgolf.cli import main
 from pgolf.config import load_config, read_toml_file
-from pgolf.experiments.export import shipped_code
+from pgolf.export import shipped_code
 from pgolf.model.gpt import build_model, count_parameters, flops_per_token
-from pgolf.packing import pack_weights
-from pgolf.packing import load_packed_state
-from pgolf.rundir import WEIGHTS_NAME
+from pgolf.packing import load_packed_state, pack_weights
 from pgolf.quant.int8 import quantize_state_dict_int8
+from pgolf.rundir import WEIGHTS_NAME
 from testkit import same_tensor
 
 

@@ -350,8 +350,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pgolf.experiments.export import write_export
     from pgolf.experiments.results import load_run
+    from pgolf.export import write_export
     from pgolf.pipeline import load_run_config
 
     result = load_run(Path(args.run))

@@ -59,8 +59,7 @@ def synthetic_weights(cfg: Config, seed: int) -> dict[str, Tensor]:
 
 def projected_sizes(cfg: Config, state: dict[str, Tensor]) -> dict[str, Any]:
     """Encoded bytes of `state` under cfg.quant (scheme fit: at its narrowest and widest candidate widths)."""
-    from pgolf.artifact.budget import shipped_code
-    from pgolf.packing import pack_weights
+    from pgolf.packing import counted_code, pack_weights
 
     def encoded(c: Config, uniform_bits: int | None = None) -> tuple[int, int]:
         packed = pack_weights(state, c, {"config": c.to_dict()}, torch.device("cpu"), lambda: [],
@@ -68,7 +67,7 @@ def projected_sizes(cfg: Config, state: dict[str, Tensor]) -> dict[str, Any]:
         return len(packed.blob), packed.quantized.stats["payload_bytes"]
 
     rtn = dataclasses.replace(cfg.quant, gptq=False)
-    code_bytes = shipped_code(cfg)[0]  # the train_gpt.py a run of cfg ships, in its quant.code_form
+    code_bytes = counted_code(cfg)[0]  # the train_gpt.py a run of cfg ships, in its quant.code_form
     if cfg.quant.scheme != "fit":
         model_bytes, raw = encoded(dataclasses.replace(cfg, quant=rtn))
         return {"model_bytes": model_bytes, "raw_payload_bytes": raw, "code_bytes": code_bytes}

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from pgolf.artifact.budget import Budget, check_budget, shipped_budget, shipped_code
+import pgolf
+from pgolf.artifact.budget import Budget, check_budget, count_code_bytes
 from pgolf.artifact.format import encode_artifact, read_artifact, save_artifact_bytes
 from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits, reads_train_calibration
 from pgolf.data import resolve
@@ -196,7 +197,7 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
 
     fixed = {n: quantizer.quantize(n, t, formats[n])[0] for n, t in state_dict.items() if n not in sensitivity.est_bytes}
     fixed_est = sum(estimated_bytes(qt) for qt in fixed.values())
-    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - shipped_code(cfg)[0]
+    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - counted_code(cfg)[0]
     target = float(available)
     best: Packed | None = None
     smallest_excess = None
@@ -243,6 +244,26 @@ def load_packed_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """The (dequantized) state dict of a pgolf file and its meta."""
     quantized, meta = read_artifact(path)
     return dequantize(quantized), meta
+
+
+def counted_code(cfg: Config) -> tuple[int, tuple[Path, ...], str]:
+    """(bytes, source files, how counted) of the code a run of `cfg` ships.
+
+    Inside a single-file export that is the file itself; otherwise the export is rendered (not written).
+    """
+    if pgolf.SHIPPED_CODE:
+        files = tuple(sorted(Path(p).resolve() for p in pgolf.SHIPPED_CODE))
+        return count_code_bytes(files), files, "bytes of the shipped file itself"
+    from pgolf.export import shipped_code  # tooling: an exported run counts its own file (above)
+
+    info = shipped_code(cfg)
+    return info.bytes, info.files, f"train_gpt.py as it ships: {info.form}, {len(info.modules)} modules"
+
+
+def shipped_budget(cfg: Config, model_bytes: int) -> Budget:
+    """Budget of `model_bytes` plus the code a run of `cfg` ships, against `quant.budget_bytes`."""
+    code_bytes, files, how = counted_code(cfg)
+    return Budget(code_bytes, model_bytes, cfg.quant.budget_bytes, files, how)
 
 
 def measure_code_budget(cfg: Config, model_bytes: int) -> Budget:

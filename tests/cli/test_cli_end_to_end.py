@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from artifact_fixtures import official_int8_export
-from testkit import tiny_overrides
 
+from artifact_fixtures import official_int8_export
 from pgolf.artifact.format import read_artifact
 from pgolf.cli import main
+from testkit import tiny_overrides
 
 
 def _sets(overrides: list[str]) -> list[str]:

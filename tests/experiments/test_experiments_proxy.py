@@ -10,8 +10,8 @@ import pytest
 
 from pgolf.config import load_config, read_toml_file
 from pgolf.errors import ConfigError
-from pgolf.train.setup import apply_proxy
 from pgolf.pipeline import run_train
+from pgolf.train.setup import apply_proxy
 from testkit import present, tiny_overrides
 
 

@@ -9,11 +9,11 @@ from pgolf.config import load_config
 from pgolf.model.gpt import GPT, build_model
 from pgolf.optim.factory import qat_bits_for
 from pgolf.quant.qat import QATForward
-from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import DistContext
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
 from pgolf.train.runtime import RecompileCounter, RecompileLimitError, compile_enabled, maybe_compile
+from pgolf.train.setup import prepare_training
 from testkit import tiny_overrides
 
 

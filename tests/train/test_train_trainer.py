@@ -16,10 +16,10 @@ import torch
 
 from pgolf.config import load_config
 from pgolf.errors import NonFiniteLossError
-from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import DistContext
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
+from pgolf.train.setup import prepare_training
 from testkit import read_metrics, tiny_overrides
 
 PGOLF = [sys.executable, "-m", "pgolf"]

@@ -1,6 +1,6 @@
 """The 16,000,000-byte budget: counted code bytes + model bytes (TECHNIQUES §3.9, §5.1).
 
-Code is counted as it ships (`shipped_budget`, what `pgolf train` logs): the single-file
+Code is counted as it ships (`pgolf.export.shipped_budget`, what `pgolf train` logs): the single-file
 `train_gpt.py` a run of its config exports, in the config's `quant.code_form` (by default minified
 inside the smallest self-extracting wrapper), holding only the modules that config reaches. A run
 of such an export counts its own file. `measure_budget` is the conservative raw count: every imported
@@ -16,9 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pgolf
 from pgolf.artifact.format import artifact_model_bytes
-from pgolf.config import Config
 from pgolf.errors import ArtifactError
 
 BUDGET_BYTES = 16_000_000
@@ -96,26 +94,6 @@ def measure_budget(artifact: str | os.PathLike[str], package: str = "pgolf", lim
     """Budget of `artifact` plus the imported source of `package`."""
     files = tuple(code_files(package))
     return Budget(count_code_bytes(files), artifact_model_bytes(artifact), limit, files)
-
-
-def shipped_code(cfg: Config) -> tuple[int, tuple[Path, ...], str]:
-    """(bytes, source files, how counted) of the code a run of `cfg` ships.
-
-    Inside a single-file export that is the file itself; otherwise the export is rendered (not written).
-    """
-    if pgolf.SHIPPED_CODE:
-        files = tuple(sorted(Path(p).resolve() for p in pgolf.SHIPPED_CODE))
-        return count_code_bytes(files), files, "bytes of the shipped file itself"
-    from pgolf.experiments.export import shipped_code as render  # tooling: not part of an exported run
-
-    info = render(cfg)
-    return info.bytes, info.files, f"train_gpt.py as it ships: {info.form}, {len(info.modules)} modules"
-
-
-def shipped_budget(cfg: Config, model_bytes: int) -> Budget:
-    """Budget of `model_bytes` plus the code a run of `cfg` ships, against `quant.budget_bytes`."""
-    code_bytes, files, how = shipped_code(cfg)
-    return Budget(code_bytes, model_bytes, cfg.quant.budget_bytes, files, how)
 
 
 def check_budget(budget: Budget) -> None:

@@ -28,10 +28,10 @@ import torch
 
 from pgolf.artifact.codecs import CODECS
 from pgolf.config import Config, load_config
-from pgolf.errors import UserError
-from pgolf.experiments.export import CODE_FORMS, shipped_code
-from pgolf.inspect_model import synthetic_weights
 from pgolf.data.resolve import resolve_dataset, train_files
+from pgolf.errors import UserError
+from pgolf.export import CODE_FORMS, shipped_code
+from pgolf.inspect_model import synthetic_weights
 from pgolf.packing import calibration_sequences, load_packed_state, pack_weights
 from pgolf.pipeline import run_train
 from pgolf.rundir import WEIGHTS_NAME

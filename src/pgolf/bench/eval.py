@@ -19,9 +19,9 @@ from typing import Any
 import torch
 
 from pgolf.config import Config
+from pgolf.data.resolve import load_eval_data, resolve_dataset
 from pgolf.evaluate.modes import Mode, device_name, run_stages, stride_of
 from pgolf.model.gpt import build_model, count_parameters
-from pgolf.data.resolve import load_eval_data, resolve_dataset
 from pgolf.targets import LoadedTarget
 from pgolf.train.distributed import init_distributed, seed_everything
 from pgolf.train.runtime import autocast_dtype

@@ -19,7 +19,6 @@ from typing import Any
 
 import torch
 
-from pgolf.artifact.budget import shipped_code
 from pgolf.artifact.format import encode_artifact
 from pgolf.config import Config, ModelConfig, load_config, read_toml_file
 from pgolf.data.resolve import load_eval_data, resolve_dataset, train_files
@@ -29,6 +28,7 @@ from pgolf.packing import (
     Calibration,
     Packed,
     calibration_sequences,
+    counted_code,
     load_packed_state,
     pack_weights,
 )
@@ -136,7 +136,7 @@ def bench_quant(run_dir: Path, overrides: list[str], policies: list[str], codecs
         calibration = None
         if any(s.gptq or s.scheme == "fit" for s in specs):
             calibration = calibration_sequences(cfg, model, lambda: train_files(cfg, resolve_dataset(cfg)))
-        code_bytes = shipped_code(cfg)[0]
+        code_bytes = counted_code(cfg)[0]
         table: list[dict[str, Any]] = []
         reference_bytes: int | None = None
         for spec in sorted(specs, key=lambda s: s.scheme == "fit"):

@@ -19,11 +19,11 @@ import torch
 from pgolf.bench.peak import measure_matmul_peak
 from pgolf.config import Config
 from pgolf.model.gpt import build_model, flops_per_token
-from pgolf.train.setup import prepare_training
 from pgolf.train.distributed import init_distributed, shutdown
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
 from pgolf.train.runtime import autocast_dtype
+from pgolf.train.setup import prepare_training
 from pgolf.utils import atomic_write_json
 
 

@@ -22,7 +22,7 @@ import torch
 from pgolf.artifact.budget import BUDGET_BYTES
 from pgolf.config import Config
 from pgolf.errors import ConfigError
-from pgolf.experiments.export import write_export
+from pgolf.export import write_export
 from pgolf.model.gpt import GPT, build_model, count_parameters, flops_per_token
 from pgolf.packing import pack_state_dict
 from pgolf.quant.container import dequantize

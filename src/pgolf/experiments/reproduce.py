@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from pgolf.config import config_from_dict
-from pgolf.experiments.results import RunResult, load_run
 from pgolf.data.resolve import resolve_dataset, train_files
+from pgolf.experiments.results import RunResult, load_run
 from pgolf.pipeline import run_train
 from pgolf.train import provenance
 from pgolf.train.distributed import choose_device

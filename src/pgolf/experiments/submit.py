@@ -23,8 +23,8 @@ from typing import Any
 from pgolf.artifact.budget import BUDGET_BYTES
 from pgolf.config import Config, load_config
 from pgolf.errors import UserError
-from pgolf.experiments.export import ExportInfo, write_export
 from pgolf.experiments.results import RunResult, aggregate, load_run
+from pgolf.export import ExportInfo, write_export
 from pgolf.pipeline import load_run_config
 from pgolf.utils import atomic_write_json, atomic_write_text
 

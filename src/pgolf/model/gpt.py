@@ -24,8 +24,14 @@ from pgolf.model.context import ForwardContext
 from pgolf.model.documents import build_document_attention
 from pgolf.model.kernels import resolve_fused, softcap_cross_entropy
 from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
-from pgolf.model.layers import (CastedLinear, control_parameter_names, declares_controls, restore_fp32_controls,
-                               rms_norm, sublayer_norm)
+from pgolf.model.layers import (
+    CastedLinear,
+    control_parameter_names,
+    declares_controls,
+    restore_fp32_controls,
+    rms_norm,
+    sublayer_norm,
+)
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from pgolf.data.loader import TokenStream
 from pgolf.model.gpt import GPT
 
+
 def train_sequences(files: Sequence[str | os.PathLike[str]], count: int, seq_len: int) -> Tensor:
     """`count` consecutive (seq_len + 1)-token rows from the start of the training stream (int64)."""
     stream = TokenStream(files)

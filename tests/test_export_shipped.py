@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pgolf.artifact.budget import shipped_budget
 from pgolf.config import load_config
 from pgolf.errors import UserError
-from pgolf.experiments.export import WRAPPER_CODECS, minify, module_closure, shipped_code, wrap, write_export
+from pgolf.export import WRAPPER_CODECS, minify, module_closure, shipped_code, wrap, write_export
+from pgolf.packing import shipped_budget
 from pgolf.pipeline import run_train
 from pgolf.train import provenance
 
@@ -43,7 +43,7 @@ def test_module_set_follows_the_config() -> None:
     tiny, sota = module_closure(load_config("tiny", env={})), module_closure(load_config("sota_cpu", env={}))
     assert TECHNIQUE_MODULES & set(tiny) == {"pgolf.quant.int8"}  # tiny packs with the int8 baseline
     assert {"pgolf.evaluate.ttt_lora", "pgolf.quant.gptq", "pgolf.model.embeddings"} <= set(sota)
-    assert "pgolf.quant.int8" not in sota and "pgolf.experiments.export" not in sota
+    assert "pgolf.quant.int8" not in sota and "pgolf.export" not in sota
     assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
 
 
@@ -78,7 +78,7 @@ def test_compressed_form_is_the_smallest_wrapper_and_the_budget_counts_it(small_
 
 
 def _script(cfg) -> str:
-    from pgolf.experiments.export import render_script
+    from pgolf.export import render_script
 
     return render_script(cfg, f"pgolf run of preset {cfg.run.preset or 'custom'}", provenance.code_hash(), True)[0]
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgolf.experiments.export import minify, module_closure, shipped_config, write_export
+from pgolf.export import minify, module_closure, shipped_config, write_export
 from pgolf.pipeline import load_run_config
 from pgolf.train import provenance
 

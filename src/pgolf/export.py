@@ -30,8 +30,8 @@ import tomli_w
 import pgolf
 from pgolf.artifact.codecs import compress
 from pgolf.config import Config
-from pgolf.errors import UserError
 from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
+from pgolf.errors import UserError
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
 from pgolf.train import provenance
 from pgolf.utils import atomic_write_text, sha256_bytes
@@ -68,7 +68,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
     "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
     "pgolf.artifact.official": _never,
-    "pgolf.experiments.export": _never,
+    "pgolf.export": _never,
 }
 
 _TEMPLATE = '''#!/usr/bin/env python3
