@@ -128,10 +128,7 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     if plan.policy is None or plan.assignment is None or set(plan.assignment.formats) != set(cpu_state):
         raise ArtifactError(f"the quantization plan ({plan.scheme}) was resolved for other tensors than the weights "
                             "being packed: resolve it from the same model")
-    policy, assignment = plan.policy, plan.assignment
-    if uniform_bits is not None:
-        assignment = Assignment({n: f.with_bits(uniform_bits) if f.bits else f for n, f in assignment.formats.items()},
-                                assignment.warnings)
+    policy, assignment = plan.policy, _with_uniform_bits(plan.assignment, uniform_bits)
     for warning in assignment.warnings:
         log(f"warning: {warning}")
     quant_meta: dict[str, Any] = {"scheme": q.scheme, "policy": policy.name, "policy_rules": policy.source,
@@ -161,15 +158,7 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     if q.scheme == "fit":
         packed = _fit(cpu_state, assignment.formats, sensitivity, quantizer, encode, cfg, quant_meta)
     else:
-        qm, methods = quantize_mixed(cpu_state, assignment.formats, quantizer)
-        quant_meta["methods"] = methods
-        if q.lqer_rank > 0:
-            from pgolf.quant.lqer import LQERSettings, add_lqer
-
-            qm = add_lqer(qm, cpu_state, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
-            quant_meta["lqer"] = [n for n in qm if is_correction(n)]
-        blob, codec, transform = encode(qm, quant_meta)
-        packed = Packed(blob, codec, transform, qm, [], quant_meta)
+        packed = _mixed(cpu_state, assignment.formats, quantizer, encode, cfg, quant_meta)
     labels = {n: f"lqer int{qt.bits}" if is_correction(n) else
               str(assignment.formats[n].with_bits(qt.bits) if qt.bits else assignment.formats[n])
               for n, qt in packed.quantized.items()}
@@ -177,6 +166,28 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     packed.warnings = list(assignment.warnings)
     packed.seconds = time.perf_counter() - start
     return packed
+
+
+def _with_uniform_bits(assignment: Assignment, bits: int | None) -> Assignment:
+    """`assignment` with every int-k tensor at `bits` (a size projection), or unchanged when None."""
+    if bits is None:
+        return assignment
+    return Assignment({n: f.with_bits(bits) if f.bits else f for n, f in assignment.formats.items()},
+                      assignment.warnings)
+
+
+def _mixed(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], quantizer: TensorQuantizer,
+           encode: _Encoder, cfg: Config, quant_meta: dict[str, Any]) -> Packed:
+    """Every tensor at its planned format, plus LQER corrections of the worst-quantized ones when asked."""
+    qm, quant_meta["methods"] = quantize_mixed(state_dict, formats, quantizer)
+    q = cfg.quant
+    if q.lqer_rank > 0:
+        from pgolf.quant.lqer import LQERSettings, add_lqer
+
+        qm = add_lqer(qm, state_dict, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
+        quant_meta["lqer"] = [n for n in qm if is_correction(n)]
+    blob, codec, transform = encode(qm, quant_meta)
+    return Packed(blob, codec, transform, qm, [], quant_meta)
 
 
 def _pack_int8(state_dict: dict[str, Tensor], encode: _Encoder, start: float) -> Packed:
