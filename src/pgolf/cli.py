@@ -658,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     quant.set_defaults(func=cmd_bench_quant)
     bench = bench_sub.add_parser("bytes", help="shipped code bytes vs the records' own; model bytes per codec stack")
     bench.add_argument("--records", type=Path, default=Path("../shared/records"), help="the records folder")
-    bench.add_argument("--steps", type=int, default=20, help="training steps of each _cpu run")
+    bench.add_argument("--steps", type=int, default=20, help="training steps of each _cpu run (0: no _cpu runs)")
     bench.add_argument("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped",
                        help="codec stacks (<codec>[+lqer][+grouped]) of the full-size sota projection")
     bench.add_argument("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks")
