@@ -92,6 +92,20 @@ def test_export_of_other_code_is_refused(tmp_path: Path, small_dataset) -> None:
     assert not target.exists() and not list(tmp_path.iterdir())
 
 
+def test_cli_export_writes_the_runs_file_in_the_chosen_form(small_dataset, tmp_path: Path, capsys) -> None:
+    from pgolf.cli import main
+    from testkit import tiny_overrides
+
+    cfg = load_config(env={}, overrides=tiny_overrides(small_dataset, **{"train.iterations": 2,
+                                                                         "run.out_dir": tmp_path, "run.run_id": "r"}))
+    run_train(cfg)
+    out = tmp_path / "train_gpt.py"
+    assert main(["export", str(tmp_path / "r"), "--out", str(out), "--form", "minified"]) == 0
+    assert f"{out}: {out.stat().st_size:,} bytes (minified," in capsys.readouterr().out
+    text = out.read_text()
+    assert "def run_train" in text and "The stages wired together" not in text  # module docstrings are gone
+
+
 _RUN = "import sys; sys.path[:0] = {paths!r}; import runpy; runpy.run_path('train_gpt.py', run_name='__main__')"
 
 

@@ -588,7 +588,7 @@ BENCH_COMMANDS: tuple[Command, ...] = (
         OUT_JSON, json_opt())),
     Command("bench bytes", cmd_bench_bytes, "shipped code bytes vs the records' own; model bytes per codec stack", (
         opt("--records", type=Path, default=Path("../shared/records"), help="the records folder"),
-        opt("--steps", type=int, default=20, help="training steps of each _cpu run"),
+        opt("--steps", type=int, default=20, help="training steps of each _cpu run (0: no _cpu runs)"),
         opt("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped",
             help="codec stacks (<codec>[+lqer][+grouped]) of the full-size sota projection"),
         opt("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks"),

@@ -85,11 +85,3 @@ def test_minify_keeps_behaviour_and_drops_docstrings() -> None:
     exec(small, scope)
     assert scope["f"](2) == 3 and isinstance(scope["A"](), scope["A"])
 
-
-def test_cli_export_writes_the_runs_file_in_the_chosen_form(finished_ablation, tmp_path: Path, capsys) -> None:
-    from pgolf.cli import main
-
-    out = tmp_path / "train_gpt.py"
-    assert main(["export", str(finished_ablation.run_dir("baseline-s1")), "--out", str(out), "--form", "minified"]) == 0
-    assert f"{out}: {out.stat().st_size:,} bytes (minified," in capsys.readouterr().out
-    assert '"""' not in out.read_text().split("MODULES = {", 1)[1]  # docstrings gone from the embedded modules

@@ -150,7 +150,7 @@ def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PR
                 "record_code_bytes": own[0] if own else None, "record_code_source": own[1] if own else None,
                 "code_within_record": own is not None and counted.bytes <= own[0],
             }
-            if preset != "baseline":
+            if preset != "baseline" and steps > 0:
                 row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp), codecs)
             result["presets"][preset] = row
     result["sota_full_projection"] = sota_projection(projection)
