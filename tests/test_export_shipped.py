@@ -32,7 +32,7 @@ _IMPORTS = ("import sys, json, torch; from pgolf.config import load_config; from
 
 def test_technique_modules_load_only_when_the_config_uses_them() -> None:
     result = subprocess.run([sys.executable, "-c", _IMPORTS], capture_output=True, text=True, check=False, timeout=300,
-                            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+                            env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     assert result.returncode == 0, result.stderr[-2000:]
     tiny, sota = (set(json.loads(line)) for line in result.stdout.strip().splitlines()[-2:])
     assert not TECHNIQUE_MODULES & tiny

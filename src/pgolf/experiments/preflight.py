@@ -22,7 +22,7 @@ import torch
 from pgolf.artifact.budget import BUDGET_BYTES
 from pgolf.config import Config
 from pgolf.errors import ConfigError
-from pgolf.export import write_export
+from pgolf.export import shipped_code
 from pgolf.model.gpt import GPT, build_model, count_parameters, flops_per_token
 from pgolf.packing import pack_state_dict
 from pgolf.quant.container import dequantize
@@ -95,10 +95,8 @@ def _forward_backward(ctx: _Context) -> Check:
 
 def _code_size(ctx: _Context) -> Check:
     assert ctx.cfg is not None
-    with tempfile.TemporaryDirectory() as folder:
-        plain = write_export(Path(folder) / "plain.py", ctx.cfg, "preflight", "preflight", "-", concrete_data=False)
-        packed = write_export(Path(folder) / "packed.py", ctx.cfg, "preflight", "preflight", "-", minified=True,
-                              compressed=True, concrete_data=False)
+    plain = shipped_code(ctx.cfg, "plain", concrete_data=False)
+    packed = shipped_code(ctx.cfg, "compressed", concrete_data=False)
     ctx.code_bytes, ctx.plain_code_bytes = packed.bytes, plain.bytes
     return Check("code size", plain.bytes < BUDGET_BYTES,
                  f"train_gpt.py export {plain.bytes:,} bytes ({len(plain.modules)} modules); "
