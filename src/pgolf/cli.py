@@ -137,6 +137,27 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from pgolf.targets import export_record_weights
+
+    report = export_record_weights(Path(args.target), args, _load)
+    print(json.dumps(report) if args.json else
+          f"wrote {report['out']}: {report['tensors']} tensors, {report['parameters']:,} parameters in the layout of "
+          f"records/{report['record']} (preset {report['preset']})")
+    return 0
+
+
+def cmd_bench_parity(args: argparse.Namespace) -> int:
+    from pgolf.bench.parity import bench_parity
+
+    result = bench_parity(presets=args.presets.split(",") if args.presets else None, records=args.records,
+                          out=args.out)
+    print(json.dumps(result) if args.json else "\n".join(
+        f"{row['preset']}: logits {row['max_rel_logits']:.3g} weights {row['max_rel_weights']:.3g} "
+        f"payload {row['max_rel_payload']} params Δ{row['param_delta']}" for row in result["rows"]))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from pgolf.inspect_model import format_inspection, inspect_config
 
@@ -447,6 +468,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=cmd_pack)
 
+    p = sub.add_parser("export-weights", help="write a run's weights as the record script of --preset saves them "
+                                             "(its final_model.pt layout)")
+    p.add_argument("target", help="runs/<id> or a float .pgolf file")
+    _config_args(p)
+    p.add_argument("--out", type=Path, default=Path("final_model.pt"), help="output file (default final_model.pt)")
+    p.add_argument("--unbanked", action="store_true", help="per-layer matrices instead of the record's banks")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_export_weights)
+
     p = sub.add_parser("inspect", help="parameters per module, FLOPs/token and projected artifact bytes, no training")
     _config_args(p, preset_default="baseline")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -525,6 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks (results as JSON)")
     bench_sub = p.add_subparsers(dest="bench_command", required=True)
+    bench = bench_sub.add_parser("parity", help="per record preset: max relative logit/weight/payload difference "
+                                 "and parameter-count delta against the record's own script")
+    bench.add_argument("--presets", help="comma-separated presets (default: every one with a record format)")
+    bench.add_argument("--records", type=Path, help="records folder (default ../shared/records beside the repository)")
+    bench.add_argument("--out", type=Path, help="also write the JSON here")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.set_defaults(func=cmd_bench_parity)
     bench = bench_sub.add_parser("train", help="training tokens/s, measured matmul peaks, MFU, trainer vs bare loop")
     _config_args(bench, preset_default="tiny")
     bench.add_argument("--steps", type=int, default=20, help="timed steps for each loop")

@@ -88,6 +88,7 @@ class ModelConfig:
     rope_train_seq_len: int = 0  # NTK RoPE: longer sequences use base·(L/this)^(d/(d−2)) (0 = off; PR #635 1024)
     attn_gate_bias: bool = False  # dense gate as PR #635's Linear with bias: weight 0, bias 4 (g ≈ 0.98 at init)
     feature_bos_reset: bool = True  # SmearGate/BigramHash restart at BOS; False = PR #635's, which cross documents
+    value_embed_ortho: bool = False  # value-embedding projection initialised orthogonal, not zero (PR #1218/#1291)
     vr_lambda_first_layer: bool = False  # layer 0 also holds its (unused) vr_lambda, as PR #635 (parameter parity)
 
 
@@ -117,6 +118,7 @@ class OptimConfig:
     wd_taper_final_mult: float = 1.0
     embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
+    muon_momentum_dtype: str = "fp32"  # fp32 | bf16: Parallel Muon's momentum (PR #635: bf16, gradient cast first)
     bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
 
 
@@ -652,6 +654,10 @@ def _validate_training_dynamics(cfg: Config) -> None:
     for key in ("muon_weight_decay", "embed_weight_decay", "adam_weight_decay"):
         value = getattr(o, key)
         _require(math.isfinite(value) and value >= 0, f"optim.{key}", f"must be ≥ 0 (0 = no decay), got {value}")
+    _require(o.muon_momentum_dtype in ("fp32", "bf16"), "optim.muon_momentum_dtype",
+             f"must be fp32 or bf16, got {o.muon_momentum_dtype!r}")
+    _require(o.muon_momentum_dtype == "fp32" or o.muon_impl == "parallel", "optim.muon_momentum_dtype",
+             "bf16 momentum is an option of optim.muon_impl = \"parallel\"")
     _require(_in_unit(o.wd_taper_start_frac), "optim.wd_taper_start_frac", "must be in [0, 1] (1 = no taper)")
     _require(_in_unit(o.wd_taper_final_mult), "optim.wd_taper_final_mult", "must be in [0, 1]")
     _require(_in_unit(t.warmdown_frac), "train.warmdown_frac", "must be in [0, 1] (0 = use train.warmdown_iters)")

@@ -21,9 +21,22 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, code_files, count_code_bytes
+from pgolf.artifact.budget import (
+    BUDGET_BYTES,
+    Budget,
+    check_budget,
+    code_files,
+    count_code_bytes,
+)
 from pgolf.artifact.format import read_artifact, save_artifact_bytes, write_artifact
-from pgolf.config import Config, config_from_dict, read_toml_file, reads_train_calibration, resolve_grad_accum, validate
+from pgolf.config import (
+    Config,
+    config_from_dict,
+    read_toml_file,
+    reads_train_calibration,
+    resolve_grad_accum,
+    validate,
+)
 from pgolf.data.build import DatasetPaths, embedded_dataset
 from pgolf.data.families import load_tokenizer
 from pgolf.data.loader import make_train_loader
@@ -39,19 +52,29 @@ from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.experiments.proxy import apply_proxy
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.averaging import Averagers
-from pgolf.optim.factory import build_optimizers, late_qat_bits
-from pgolf.optim.muon import newton_schulz
+from pgolf.optim.factory import build_optimizers, late_qat_bits, orthogonalizer_for
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.packing import pack_weights
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
 from pgolf.quant.qat import QATForward, bits_from_mapping
 from pgolf.train import provenance
+from pgolf.train.averaged_weights import apply_averaged_weights
 from pgolf.train.checkpoint import CHECKPOINT_NAME, load_checkpoint, weights_sha256
-from pgolf.train.distributed import DistContext, barrier, init_distributed, seed_everything, shutdown
+from pgolf.train.distributed import (
+    DistContext,
+    barrier,
+    init_distributed,
+    seed_everything,
+    shutdown,
+)
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
-from pgolf.train.runtime import RecompileCounter, autocast_dtype, compile_enabled, maybe_compile
-from pgolf.train.averaged_weights import apply_averaged_weights
+from pgolf.train.runtime import (
+    RecompileCounter,
+    autocast_dtype,
+    compile_enabled,
+    maybe_compile,
+)
 from pgolf.train.trainer import Trainer, TrainerParts
 from pgolf.utils import atomic_write_json, atomic_write_text, sha256_file
 
@@ -248,7 +271,7 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: Path | None, logger
     dtype = autocast_dtype(cfg, ctx.device)
     model = build_model(cfg.model, ctx.device, low_precision_storage=ctx.device.type == "cuda")
     # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
-    orthogonalize, _ = maybe_compile(newton_schulz, compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,
+    orthogonalize, _ = maybe_compile(orthogonalizer_for(cfg), compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,
                                      backend=cfg.train.compile_backend,
                                      on_fallback=lambda why: logger.log(f"newton_schulz_compile:{why}"))
     optimizers, muon = build_optimizers(model, cfg, ctx.device, orthogonalize=orthogonalize)

@@ -112,7 +112,7 @@ def load_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> L
     ctx = init_distributed(cfg.train.device)
     try:
         if kind == "official":
-            state, source = load_official_checkpoint(file), f"official:{file.name}"
+            state, source = _record_state(file, cfg), f"official:{file.name}"
         else:
             state, _ = load_packed_state(file)
             source = f"pgolf:{file}"
@@ -229,7 +229,7 @@ def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> d
         save_artifact_bytes(out, blob)
         return packing_report(out, codec, budget)
     if kind == "official":
-        state = load_official_checkpoint(file)
+        state = _record_state(file, cfg)
     else:
         state, meta = load_packed_state(file)
         if meta.get("kind") != "float":
@@ -237,6 +237,42 @@ def pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> d
     _load_into_model(state, cfg, torch.device("cpu"))  # refuse weights that do not match the config
     return pack_state_dict(state, cfg, out, {"source": f"{kind}:{file.name}"}, device=choose_device(cfg.train.device),
                            enforce_budget=True, log=_stderr)
+
+
+def _record_state(file: Path, cfg: Config) -> dict[str, torch.Tensor]:
+    """An official or record `final_model.pt` as pgolf weights (record layouts converted per the preset)."""
+    from pgolf.interop import checkpoint_to_pgolf
+
+    return checkpoint_to_pgolf(load_official_checkpoint(file), cfg.run.preset, cfg.model, str(file))
+
+
+def export_record_weights(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+    """`pgolf export-weights`: a run's (or float artifact's) weights as the record script of `--preset` saves
+    them, written atomically to `args.out`, ready for that script's `load_state_dict`."""
+    import io
+
+    from pgolf.interop import from_pgolf, get_format
+
+    if not args.preset:
+        raise UserError("export-weights needs --preset naming the record whose layout to write (e.g. --preset pr635)")
+    fmt = get_format(args.preset)
+    kind, file = _describe(target)
+    if kind == "official":
+        raise UserError(f"{target} is already an official/record checkpoint: pass a run directory or a .pgolf file")
+    if kind == "run":
+        file = target / WEIGHTS_NAME
+        if not file.is_file():
+            raise UserError(f"{target} has no {WEIGHTS_NAME}: the run did not finish training")
+    cfg = _config_for(kind, file, target, args, load)
+    state, meta = load_packed_state(file)
+    if meta.get("kind") != "float":
+        raise UserError(f"{file} is a quantized artifact: export the run's float {WEIGHTS_NAME} instead")
+    record = from_pgolf(state, fmt.preset, cfg.model, banked=not args.unbanked, what=str(file))
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    atomic_write_bytes(args.out, buffer.getvalue())
+    return {"out": str(args.out), "preset": fmt.preset, "record": fmt.record, "tensors": len(record),
+            "parameters": sum(t.numel() for t in record.values())}
 
 
 def _is_official_int8(path: Path) -> bool:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recordkit import assert_close, assert_states_close, fp32, import_record, val_batch
 
 from pgolf.config import load_config
-from pgolf.interop import from_pgolf, to_pgolf
+from pgolf.interop import from_pgolf, get_format, to_pgolf
 from pgolf.model.gpt import GPT
-from recordkit import assert_close, assert_states_close, fp32, import_record, val_batch
 
 SEED = 1234
 
@@ -18,12 +18,8 @@ def pair():
     """(record model, pgolf model, cfg) with the same weights: the record's seeded init converted to pgolf."""
     rec = import_record("baseline")
     cfg = load_config("baseline", env={})
-    h = rec.Hyperparameters()
     torch.manual_seed(SEED)
-    record = fp32(rec.GPT(vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim,
-                          num_heads=h.num_heads, num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult,
-                          tie_embeddings=h.tie_embeddings, tied_embed_init_std=h.tied_embed_init_std,
-                          logit_softcap=h.logit_softcap, rope_base=h.rope_base, qk_gain_init=h.qk_gain_init))
+    record = fp32(get_format("baseline").build_record(rec))
     ours = fp32(GPT(cfg.model))
     ours.load_state_dict(to_pgolf(record.state_dict(), "baseline"), strict=True)
     return rec, record, ours, cfg

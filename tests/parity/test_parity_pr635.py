@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recordkit import (
+    assert_close,
+    assert_states_close,
+    cheap_init,
+    fp32,
+    import_record,
+    perturbed,
+    pgolf_model,
+    pgolf_step,
+    record_grads_as_pgolf,
+    val_batch,
+)
 
 from pgolf.config import load_config
-from pgolf.interop import from_pgolf, to_pgolf
+from pgolf.interop import from_pgolf, get_format, to_pgolf
 from pgolf.model.attention import Rotary
-from recordkit import (assert_close, assert_states_close, cheap_init, fp32, import_record, perturbed, pgolf_model,
-                       pgolf_step, val_batch)
 
 SEED = 635
 RECORD_PARAMS = 26_809_543  # "model_params:26809543" in the record's train_seed*.log
 
 
-def record_model(rec, h):
-    return fp32(rec.GPT(
-        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
-        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
-        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
-        qk_gain_init=h.qk_gain_init, bigram_vocab_size=h.bigram_vocab_size if h.use_bigramhash else 0,
-        bigram_dim=h.bigram_dim, xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims,
-        gated_attention=h.use_gated_attention, value_residual=h.use_value_residual, use_smeargate=h.use_smeargate))
+def record_model(rec):
+    return fp32(get_format("pr635").build_record(rec))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def rec():
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config("pr635", env={}, overrides=["optim.muon_ns_dtype=bf16"])
+    return load_config("pr635", env={})
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +44,7 @@ def models(rec, cfg):
     """(record model, pgolf model, shared weights): the record's seeded init, perturbed, converted to pgolf."""
     torch.manual_seed(SEED)
     with cheap_init():
-        record = record_model(rec, rec.Hyperparameters())
+        record = record_model(rec)
     state = perturbed(record, SEED)
     return record, pgolf_model(cfg, to_pgolf(state, "pr635")), state
 
@@ -96,7 +100,8 @@ def test_loss_and_gradients(cfg, models) -> None:
     assert_states_close(to_pgolf(grads_r, "pr635"), grads_o, "gradients")
 
 
-def record_step(rec, record, x, y) -> None:
+def record_step(rec, record, x, y) -> dict[str, torch.Tensor]:
+    # returns the gradients the step used, under pgolf names
     """One step of the record's training loop at step 0, with its optimizer split (the record builds these inline
     in main(); the split below follows it: banks → Parallel Muon, tok_emb + bigram table → AdamW, block controls,
     skip weights, smear gate, bigram scale and bigram.proj → AdamW, all with ADAM_WD)."""
@@ -113,6 +118,7 @@ def record_step(rec, record, x, y) -> None:
     scalar = torch.optim.AdamW([{"params": scalars, "lr": h.scalar_lr}], betas=(h.beta1, h.beta2), eps=h.adam_eps,
                                weight_decay=h.adam_wd)
     record(x, y).backward()
+    grads = record_grads_as_pgolf(record, "pr635")
     for group in muon.param_groups:  # step 0 of the momentum warm-up; lr_mul(0) = 1
         group["momentum"] = h.muon_momentum_warmup_start
     torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
@@ -120,11 +126,14 @@ def record_step(rec, record, x, y) -> None:
     tok.step()
     scalar.step()
     muon.step()
+    return grads
 
 
+@pytest.mark.slow
 def test_one_optimizer_step(rec, cfg, models) -> None:
+    """Parallel Muon on the banks (bf16 momentum and Newton–Schulz), AdamW with ADAM_WD on the rest, step 0."""
     record, ours = reset(models)
-    x, y = val_batch(cfg.model.vocab_size, 2, 128, seed=2)
-    record_step(rec, record, x, y)
-    pgolf_step(ours, cfg, x, y)
+    x, y = val_batch(cfg.model.vocab_size, 1, 128, seed=2)
+    grads = record_step(rec, record, x, y)
+    pgolf_step(ours, cfg, grads)
     assert_states_close(ours.state_dict(), to_pgolf(record.state_dict(), "pr635"), "weights after one step")

@@ -20,7 +20,12 @@ names) are accepted too: set `RecordFormat.unbanked` to the function giving thos
 
 from __future__ import annotations
 
-from pgolf.interop.convert import find_fitting_preset, from_pgolf, record_shapes, to_pgolf
+from pgolf.interop.convert import (
+    find_fitting_preset,
+    from_pgolf,
+    record_shapes,
+    to_pgolf,
+)
 from pgolf.interop.registry import Link, RecordFormat, formats, get_format, register
 
 _FORMAT_MODULES = ("baseline", "pr635", "pr1291")
@@ -35,5 +40,5 @@ def _load_formats() -> None:
 
 _load_formats()
 
-__all__ = ["Link", "RecordFormat", "find_fitting_preset", "formats", "from_pgolf", "get_format", "record_shapes",
+__all__ = ["Link", "RecordFormat", "checkpoint_to_pgolf", "find_fitting_preset", "has_format", "formats", "from_pgolf", "get_format", "record_shapes",
            "register", "to_pgolf"]

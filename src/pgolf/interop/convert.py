@@ -78,6 +78,15 @@ def find_fitting_preset(state: Mapping[str, Tensor], side: str = "record") -> st
     return None
 
 
+def _missing_in_model(links: list[Link], shapes: Shapes) -> str | None:
+    """The first pgolf tensor of the layout that the configured model lacks (a model of another preset)."""
+    for link in links:
+        for name in link.pgolf:
+            if name not in shapes:
+                return f"tensor {name!r} is missing"
+    return None
+
+
 def _refuse(what: str, preset: str, problem: str, state: Mapping[str, Tensor], side: str) -> UserError:
     fit = find_fitting_preset(state, side)
     hint = (f"it fits preset {fit!r}: pass --preset {fit}" if fit and fit != preset
@@ -92,6 +101,10 @@ def to_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None =
     cfg = cfg or preset_model_config(preset)
     shapes = pgolf_shapes(cfg)
     layouts = fmt.layouts(cfg)
+    missing = _missing_in_model(layouts[0], shapes)
+    if missing is not None:
+        raise UserError(f"the configured model is not of preset {preset!r} ({missing}): drop the --set/--config "
+                        "overrides that change its techniques")
     chosen = next((links for links in layouts if first_mismatch(state, record_shapes(links, shapes)) is None), None)
     if chosen is None:
         problem = first_mismatch(state, record_shapes(layouts[0], shapes))
@@ -114,10 +127,10 @@ def from_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None
     fmt = get_format(preset)
     cfg = cfg or preset_model_config(preset)
     shapes = pgolf_shapes(cfg)
-    problem = first_mismatch(state, shapes)
+    links = fmt.links(cfg) if banked or fmt.unbanked is None else fmt.unbanked(cfg)
+    problem = _missing_in_model(links, shapes) or first_mismatch(state, shapes)
     if problem is not None:
         raise _refuse(what, preset, problem, state, "pgolf")
-    links = fmt.links(cfg) if banked or fmt.unbanked is None else fmt.unbanked(cfg)
     out: StateDict = {}
     for link in links:
         if link.banked:
@@ -126,3 +139,13 @@ def from_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None
             target = record_shapes([link], shapes)[link.record]
             out[link.record] = state[link.pgolf[0]].reshape(target).clone()
     return out
+
+
+def has_format(preset: str | None) -> bool:
+    return preset is not None and any(fmt.preset == preset for fmt in formats())
+
+
+def checkpoint_to_pgolf(state: Mapping[str, Tensor], preset: str | None, cfg: ModelConfig, what: str) -> StateDict:
+    """A record script's `final_model.pt` content as pgolf weights for `cfg` when `preset` has a record format;
+    other presets' checkpoints are pgolf-named already (the official baseline's) and pass through."""
+    return to_pgolf(state, preset, cfg, what) if has_format(preset) else dict(state)

@@ -3,6 +3,10 @@ shared value embedding is `ve_shared` and its per-layer scales are (1,)-shaped `
 
 from __future__ import annotations
 
+from types import ModuleType
+
+from torch import nn
+
 from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.interop.convert import pgolf_shapes
 from pgolf.interop.registry import Link, RecordFormat, register, renamed, same
@@ -21,4 +25,8 @@ def links(cfg: ModelConfig) -> list[Link]:
     return out
 
 
-FORMAT = register(RecordFormat(preset="pr1291", record="pr1291", links=links))
+def build_record(rec: ModuleType) -> nn.Module:
+    return rec.GPT(rec.Hyperparameters())
+
+
+FORMAT = register(RecordFormat(preset="pr1291", record="pr1291", links=links, build_record=build_record))

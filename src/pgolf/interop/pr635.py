@@ -3,8 +3,20 @@ record names, the gated-attention Linear (weight and bias), and a value-residual
 
 from __future__ import annotations
 
+from types import ModuleType
+
+from torch import nn
+
 from pgolf.config import ModelConfig
-from pgolf.interop.registry import Link, RecordFormat, bank, layer_names, register, renamed, same
+from pgolf.interop.registry import (
+    Link,
+    RecordFormat,
+    bank,
+    layer_names,
+    register,
+    renamed,
+    same,
+)
 
 # (record bank, pgolf per-layer names in bank order): q then out; k then v; MLP up; MLP down
 BANKS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -45,4 +57,16 @@ def unbanked(cfg: ModelConfig) -> list[Link]:
     return _features() + same(*slices) + _block_controls(cfg)
 
 
-FORMAT = register(RecordFormat(preset="pr635", record="pr635", links=links, unbanked=unbanked))
+def build_record(rec: ModuleType) -> nn.Module:
+    h = rec.Hyperparameters()
+    return rec.GPT(
+        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+        qk_gain_init=h.qk_gain_init, bigram_vocab_size=h.bigram_vocab_size if h.use_bigramhash else 0,
+        bigram_dim=h.bigram_dim, xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims,
+        gated_attention=h.use_gated_attention, value_residual=h.use_value_residual, use_smeargate=h.use_smeargate)
+
+
+FORMAT = register(RecordFormat(preset="pr635", record="pr635", links=links, unbanked=unbanked,
+                               build_record=build_record))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+
+from torch import nn
 
 from pgolf.config import ModelConfig
 from pgolf.errors import UserError
@@ -48,13 +51,15 @@ class RecordFormat:
     """A record's `final_model.pt` layout for one pgolf preset.
 
     `links` gives the layout of the record's own `state_dict()`; `unbanked`, for a banked record, the
-    layout after the record's own unbanking (every bank slice under its per-layer name).
+    layout after the record's own unbanking (every bank slice under its per-layer name); `build_record`
+    constructs the record script's model from its own `Hyperparameters` (parity tests, `pgolf bench parity`).
     """
 
     preset: str
     record: str  # folder under shared/records holding the record's train_gpt.py
     links: Links
     unbanked: Links | None = None
+    build_record: Callable[[ModuleType], nn.Module] | None = None  # the imported script → its GPT at full shape
 
     def layouts(self, cfg: ModelConfig) -> list[list[Link]]:
         return [self.links(cfg)] + ([self.unbanked(cfg)] if self.unbanked is not None else [])

@@ -24,11 +24,29 @@ from pgolf.model.context import ForwardContext
 from pgolf.model.embeddings import NO_BOS, BigramHash, SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
 from pgolf.model.init import orthogonal_init
-from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
-from pgolf.model.layers import CastedLinear, is_control_name, restore_fp32_controls, rms_norm, sublayer_norm
+from pgolf.model.lanes import (
+    SKIP_POLICIES,
+    LaneMerge,
+    add_skip,
+    mean_of_lanes,
+    single_lane,
+)
+from pgolf.model.layers import (
+    CastedLinear,
+    is_control_name,
+    restore_fp32_controls,
+    rms_norm,
+    sublayer_norm,
+)
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
-from pgolf.model.values import FirstValues, ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
+from pgolf.model.values import (
+    FirstValues,
+    ValueEmbedding,
+    ValueEmbeddingMix,
+    ValueResidualMix,
+    keep_first_values,
+)
 from pgolf.model.xsa import xsa_transform
 
 
@@ -118,7 +136,7 @@ class GPT(nn.Module):
             self.smear = SmearGateV1(cfg.model_dim, bos_id)
             self._stream_features.append(self.smear)
         kv_dim = cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
-        self.value_embed = (ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim)
+        self.value_embed = (ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim, zero_proj=not cfg.value_embed_ortho)
                             if cfg.value_embed_layers else None)
         self._skip_policy = SKIP_POLICIES[cfg.parallel_residual]
         if cfg.parallel_residual == "proteus":

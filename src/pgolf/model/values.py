@@ -19,10 +19,12 @@ from pgolf.model.layers import CastedLinear
 
 
 class ValueEmbedding(nn.Module):
-    def __init__(self, vocab_size: int, dim: int, kv_dim: int) -> None:
+    """`zero_proj=False` leaves the projection to the model's OrthoInit (PR #1218/#1291's init loop reaches it)."""
+
+    def __init__(self, vocab_size: int, dim: int, kv_dim: int, zero_proj: bool = True) -> None:
         super().__init__()
         self.table = nn.Parameter(torch.randn(vocab_size, dim) * 0.01)
-        self.proj = CastedLinear(dim, kv_dim, zero_init=True)
+        self.proj = CastedLinear(dim, kv_dim, zero_init=zero_proj)
         self.ve_scale = nn.Parameter(torch.tensor(0.1, dtype=torch.float32))
 
     def forward(self, input_ids: Tensor, dtype: torch.dtype) -> Tensor:

@@ -11,8 +11,7 @@ import torch
 from pgolf.config import Config
 from pgolf.errors import ConfigError
 from pgolf.model.gpt import GPT
-from pgolf.model.layers import is_control_name
-from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
+from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.precision import autocast_dtype
 from pgolf.quant.policy import assign_formats, load_policy
@@ -75,9 +74,19 @@ def late_qat_bits(model: GPT, cfg: Config) -> dict[str, int]:
     return bits
 
 
+def orthogonalizer_for(cfg: Config) -> Orthogonalizer:
+    """Newton–Schulz in the operation order of the records that use this Muon flavour."""
+    return banked_newton_schulz if cfg.optim.muon_impl == "parallel" else newton_schulz
+
+
+def momentum_dtype(cfg: Config) -> torch.dtype:
+    return torch.bfloat16 if cfg.optim.muon_momentum_dtype == "bf16" else torch.float32
+
+
 def build_optimizers(model: GPT, cfg: Config, device: torch.device,
-                     orthogonalize: Orthogonalizer = newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
+                     orthogonalize: Orthogonalizer | None = None) -> tuple[list[torch.optim.Optimizer], MuonLike]:
     """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
+    orthogonalize = orthogonalize or orthogonalizer_for(cfg)
     named_matrix, scalar = partition(model, adam_matrices(cfg))
     matrix = list(named_matrix.values())
     fused = device.type == "cuda"
@@ -93,7 +102,7 @@ def build_optimizers(model: GPT, cfg: Config, device: torch.device,
     if o.muon_impl == "parallel":
         matrix_ids = {id(p) for p in matrix}
         replicated = [p for p in model.parameters() if id(p) not in matrix_ids]
-        muon: MuonLike = ParallelMuon(matrix, replicated=replicated, **options)
+        muon: MuonLike = ParallelMuon(matrix, replicated=replicated, momentum_dtype=momentum_dtype(cfg), **options)
     else:
         muon = Muon(matrix, **options)
     for group in muon.param_groups:
