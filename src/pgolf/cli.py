@@ -369,7 +369,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from pgolf.experiments.preflight import BASELINE_TFLOPS_PER_GPU, render, run_preflight
+    from pgolf.experiments.preflight import (
+        BASELINE_TFLOPS_PER_GPU,
+        render,
+        run_preflight,
+    )
 
     checks = run_preflight(lambda: _load(args), gpus=args.gpus, tflops=args.tflops or BASELINE_TFLOPS_PER_GPU)
     print(render(checks))

@@ -19,17 +19,36 @@ import numpy as np
 import torch
 
 from pgolf.artifact.budget import check_budget
-from pgolf.artifact.format import MAGIC, encode_artifact, looks_like_zlib, read_artifact_meta, save_artifact_bytes
+from pgolf.artifact.format import (
+    MAGIC,
+    encode_artifact,
+    looks_like_zlib,
+    read_artifact_meta,
+    save_artifact_bytes,
+)
 from pgolf.artifact.official import load_official_checkpoint, read_official_int8
 from pgolf.config import Config, eval_context
 from pgolf.data.build import DatasetPaths
 from pgolf.errors import UserError
 from pgolf.evaluate.ledger import LedgerResult
 from pgolf.model.gpt import GPT, build_model
-from pgolf.pipeline import (ARTIFACT_NAME, WEIGHTS_NAME, EvalData, load_eval_data,
-                            load_packed_state, measure_code_budget, pack_state_dict, packing_report,
-                            resolve_dataset)
-from pgolf.train.distributed import DistContext, choose_device, init_distributed, shutdown
+from pgolf.pipeline import (
+    ARTIFACT_NAME,
+    WEIGHTS_NAME,
+    EvalData,
+    load_eval_data,
+    load_packed_state,
+    measure_code_budget,
+    pack_state_dict,
+    packing_report,
+    resolve_dataset,
+)
+from pgolf.train.distributed import (
+    DistContext,
+    choose_device,
+    init_distributed,
+    shutdown,
+)
 from pgolf.train.runtime import autocast_dtype
 from pgolf.utils import atomic_write_bytes
 
@@ -157,7 +176,13 @@ def _dump_stage_losses(path: Path, stages: list[tuple[dict[str, Any], LedgerResu
 
 def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> list[dict[str, Any]]:
     """`pgolf verify`: the legality checks on the first `args.tokens` val tokens, for each mode."""
-    from pgolf.evaluate.modes import VERIFY_MODES, eval_stages, mode_by_name, run_mode, scoring_for
+    from pgolf.evaluate.modes import (
+        VERIFY_MODES,
+        eval_stages,
+        mode_by_name,
+        run_mode,
+        scoring_for,
+    )
     from pgolf.evaluate.verify import verify_mode
 
     args.overrides = [*args.overrides, f"eval.val_max_tokens={args.tokens}"]

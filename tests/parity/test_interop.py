@@ -10,7 +10,13 @@ import torch
 from pgolf.cli import main
 from pgolf.config import load_config
 from pgolf.errors import UserError
-from pgolf.interop import find_fitting_preset, from_pgolf, get_format, record_shapes, to_pgolf
+from pgolf.interop import (
+    find_fitting_preset,
+    from_pgolf,
+    get_format,
+    record_shapes,
+    to_pgolf,
+)
 from pgolf.interop.convert import pgolf_shapes
 
 

@@ -20,7 +20,13 @@ import torch
 
 from pgolf.config import load_config
 from pgolf.interop import formats, from_pgolf, get_format, to_pgolf
-from pgolf.interop.records import cheap_init, import_record, max_rel_diff, perturbed, records_dir
+from pgolf.interop.records import (
+    cheap_init,
+    import_record,
+    max_rel_diff,
+    perturbed,
+    records_dir,
+)
 from pgolf.model.gpt import GPT
 from pgolf.utils import atomic_write_json
 

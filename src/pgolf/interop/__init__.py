@@ -40,5 +40,16 @@ def _load_formats() -> None:
 
 _load_formats()
 
-__all__ = ["Link", "RecordFormat", "checkpoint_to_pgolf", "find_fitting_preset", "has_format", "formats", "from_pgolf", "get_format", "record_shapes",
-           "register", "to_pgolf"]
+__all__ = [
+    "Link",
+    "RecordFormat",
+    "checkpoint_to_pgolf",
+    "find_fitting_preset",
+    "formats",
+    "from_pgolf",
+    "get_format",
+    "has_format",
+    "record_shapes",
+    "register",
+    "to_pgolf",
+]

@@ -149,3 +149,11 @@ def checkpoint_to_pgolf(state: Mapping[str, Tensor], preset: str | None, cfg: Mo
     """A record script's `final_model.pt` content as pgolf weights for `cfg` when `preset` has a record format;
     other presets' checkpoints are pgolf-named already (the official baseline's) and pass through."""
     return to_pgolf(state, preset, cfg, what) if has_format(preset) else dict(state)
+
+
+def name_map(preset: str, cfg: ModelConfig | None = None, unbanked: bool = True) -> dict[str, str]:
+    """Record name → pgolf name of every one-to-one tensor (bank slices under their unbanked names)."""
+    fmt = get_format(preset)
+    cfg = cfg or preset_model_config(preset)
+    links = fmt.unbanked(cfg) if unbanked and fmt.unbanked is not None else fmt.links(cfg)
+    return {link.record: link.pgolf[0] for link in links if not link.banked}
