@@ -73,3 +73,13 @@ def test_eval_reads_a_record_checkpoint_through_its_preset(tmp_path) -> None:
     cfg = load_config("pr635", env={})
     state = _record_state(path, cfg)
     assert {k: tuple(v.shape) for k, v in state.items()} == pgolf_shapes(cfg.model)
+
+
+def test_lite_clip_floors_scales_at_one_over_r() -> None:
+    """Clip rule `lite` (PR #635's GPTQ-lite): rows smaller than 1 are quantized on the grid 1/31."""
+    from pgolf.quant.intk import ClipRule, quantize_rows
+
+    w = torch.tensor([[0.5, -0.25, 0.02, 0.0], [3.1, -1.0, 0.5, 0.25]])
+    codes, scale = quantize_rows(w, 6, ClipRule.parse("lite"))
+    assert scale[0].item() == pytest.approx(1 / 31, rel=1e-3) and codes[0].tolist() == [16, -8, 1, 0]
+    assert scale[1].item() == pytest.approx(0.1, rel=1e-3) and codes[1, 0].item() == 31

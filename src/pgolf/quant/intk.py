@@ -55,8 +55,8 @@ class ClipRule:
         except ValueError:
             k = -1.0
         if kind != "sd" or not k > 0:
-            raise ValueError(f"unknown clip rule {text!r}: use 'max', 'search', 'lite' or 'sd:K' with K > 0 "
-                             "(e.g. sd:12.85)")
+            raise ValueError(f"unknown clip rule {text!r}: use 'max', 'search' or 'sd:K' with K > 0 (e.g. sd:12.85), "
+                             "or 'lite' (PR #635's GPTQ-lite)")
         return cls("sd", k)
 
     def __str__(self) -> str:
