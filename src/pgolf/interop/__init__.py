@@ -21,8 +21,11 @@ names) are accepted too: set `RecordFormat.unbanked` to the function giving thos
 from __future__ import annotations
 
 from pgolf.interop.convert import (
+    checkpoint_to_pgolf,
     find_fitting_preset,
     from_pgolf,
+    has_format,
+    name_map,
     record_shapes,
     to_pgolf,
 )
@@ -49,6 +52,7 @@ __all__ = [
     "from_pgolf",
     "get_format",
     "has_format",
+    "name_map",
     "record_shapes",
     "register",
     "to_pgolf",
