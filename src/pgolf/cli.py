@@ -137,6 +137,27 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_weights(args: argparse.Namespace) -> int:
+    from pgolf.targets import export_record_weights
+
+    report = export_record_weights(Path(args.target), args, _load)
+    print(json.dumps(report) if args.json else
+          f"wrote {report['out']}: {report['tensors']} tensors, {report['parameters']:,} parameters in the layout of "
+          f"records/{report['record']} (preset {report['preset']})")
+    return 0
+
+
+def cmd_bench_parity(args: argparse.Namespace) -> int:
+    from pgolf.bench.parity import bench_parity
+
+    result = bench_parity(presets=args.presets.split(",") if args.presets else None, records=args.records,
+                          out=args.out)
+    print(json.dumps(result) if args.json else "\n".join(
+        f"{row['preset']}: logits {row['max_rel_logits']:.3g} weights {row['max_rel_weights']:.3g} "
+        f"payload {row['max_rel_payload']} params Δ{row['param_delta']}" for row in result["rows"]))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from pgolf.inspect_model import format_inspection, inspect_config
 
@@ -364,7 +385,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    from pgolf.experiments.preflight import BASELINE_TFLOPS_PER_GPU, render, run_preflight
+    from pgolf.experiments.preflight import (
+        BASELINE_TFLOPS_PER_GPU,
+        render,
+        run_preflight,
+    )
 
     checks = run_preflight(lambda: _load(args), gpus=args.gpus, tflops=args.tflops or BASELINE_TFLOPS_PER_GPU)
     print(render(checks))
@@ -586,6 +611,11 @@ BENCH_COMMANDS: tuple[Command, ...] = (
         opt("--qat-threshold", type=float, default=0.15, help="LR multiplier below which late QAT is on"),
         opt("--skip-qat", action="store_true", help="skip the two training runs of the quant-gap comparison"),
         OUT_JSON, json_opt())),
+    Command("bench parity", cmd_bench_parity, "per record preset: max relative logit/weight/payload difference and "
+            "parameter-count delta against the record's own script", (
+        opt("--presets", help="comma-separated presets (default: every one with a record format)"),
+        opt("--records", type=Path, help="records folder (default ../shared/records beside the repository)"),
+        OUT_JSON, json_opt("print one JSON object"))),
     Command("bench bytes", cmd_bench_bytes, "shipped code bytes vs the records' own; model bytes per codec stack", (
         opt("--records", type=Path, default=Path("../shared/records"), help="the records folder"),
         opt("--steps", type=int, default=20, help="training steps of each _cpu run (0: no _cpu runs)"),
@@ -642,6 +672,12 @@ EXPERIMENT_COMMANDS: tuple[Command, ...] = (
             "compressed by default)")),
         description="Package finished runs (one per seed, one configuration) as the challenge's records folder. The "
         "train_gpt.py export embeds the pgolf code and config; its bytes are the code bytes."),
+    Command("export-weights", cmd_export_weights, "write a run's weights as the record script of --preset saves them "
+            "(its final_model.pt layout)", (
+        opt("target", help="runs/<id> or a float .pgolf file"), *config_opts(),
+        opt("--out", type=Path, default=Path("final_model.pt"), help="output file (default final_model.pt)"),
+        opt("--unbanked", action="store_true", help="per-layer matrices instead of the record's banks"),
+        json_opt("print one JSON object"))),
     Command("export", cmd_export, "write a run's single-file train_gpt.py (the code bytes of its budget)", (
         opt("run", help="run directory"),
         opt("--out", type=Path, help="file to write (default <run>/train_gpt.py)"),
@@ -656,7 +692,7 @@ EXPERIMENT_COMMANDS: tuple[Command, ...] = (
 
 COMMANDS: tuple[Command, ...] = RUN_COMMANDS + DATA_COMMANDS + BENCH_COMMANDS + EXPERIMENT_COMMANDS
 ORDER = ("train", "demo", "eval", "verify", "pack", "inspect", "config", "data", "doctor", "bench", "ablate", "stats",
-         "reproduce", "submit", "export", "preflight")  # top-level order of `pgolf --help`
+         "reproduce", "submit", "export", "export-weights", "preflight")  # top-level order of `pgolf --help`
 
 
 def _subparsers(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:

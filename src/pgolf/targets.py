@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 from pgolf.artifact.budget import check_budget
-from pgolf.artifact.format import MAGIC, encode_artifact, looks_like_zlib, read_artifact_meta, save_artifact_bytes
+from pgolf.artifact.format import (
+    MAGIC,
+    encode_artifact,
+    looks_like_zlib,
+    read_artifact_meta,
+    save_artifact_bytes,
+)
 from pgolf.artifact.official import load_official_checkpoint, read_official_int8
 from pgolf.config import Config, eval_context
 from pgolf.data.manifest import DatasetPaths
@@ -112,7 +118,7 @@ def load_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> L
     ctx = init_distributed(cfg.train.device)
     try:
         if kind == "official":
-            state, source = load_official_checkpoint(file), f"official:{file.name}"
+            state, source = _record_state(file, cfg), f"official:{file.name}"
         else:
             state, _ = load_packed_state(file)
             source = f"pgolf:{file}"
@@ -157,7 +163,13 @@ def _dump_stage_losses(path: Path, stages: list[tuple[dict[str, Any], LedgerResu
 
 def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> list[dict[str, Any]]:
     """`pgolf verify`: the legality checks on the first `args.tokens` val tokens, for each mode."""
-    from pgolf.evaluate.modes import VERIFY_MODES, eval_stages, mode_by_name, run_mode, scoring_for
+    from pgolf.evaluate.modes import (
+        VERIFY_MODES,
+        eval_stages,
+        mode_by_name,
+        run_mode,
+        scoring_for,
+    )
     from pgolf.evaluate.verify import verify_mode
 
     args.overrides = [*args.overrides, f"eval.val_max_tokens={args.tokens}"]
@@ -233,7 +245,7 @@ def _pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> 
         save_artifact_bytes(out, blob)
         return pack_result(out, codec, budget, transform)
     if kind == "official":
-        state = load_official_checkpoint(file)
+        state = _record_state(file, cfg)
     else:
         state, meta = load_packed_state(file)
         if meta.get("kind") != "float":
@@ -241,6 +253,42 @@ def _pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> 
     _load_into_model(state, cfg, torch.device("cpu"))  # refuse weights that do not match the config
     return pack_state_dict(state, cfg, out, {"source": f"{kind}:{file.name}"}, device=choose_device(cfg.train.device),
                            enforce_budget=True, log=_stderr)
+
+
+def _record_state(file: Path, cfg: Config) -> dict[str, torch.Tensor]:
+    """An official or record `final_model.pt` as pgolf weights (record layouts converted per the preset)."""
+    from pgolf.interop import checkpoint_to_pgolf
+
+    return checkpoint_to_pgolf(load_official_checkpoint(file), cfg.run.preset, cfg.model, str(file))
+
+
+def export_record_weights(target: Path, args: argparse.Namespace, load: ConfigLoader) -> dict[str, Any]:
+    """`pgolf export-weights`: a run's (or float artifact's) weights as the record script of `--preset` saves
+    them, written atomically to `args.out`, ready for that script's `load_state_dict`."""
+    import io
+
+    from pgolf.interop import from_pgolf, get_format
+
+    if not args.preset:
+        raise UserError("export-weights needs --preset naming the record whose layout to write (e.g. --preset pr635)")
+    fmt = get_format(args.preset)
+    kind, file = _describe(target)
+    if kind == "official":
+        raise UserError(f"{target} is already an official/record checkpoint: pass a run directory or a .pgolf file")
+    if kind == "run":
+        file = target / WEIGHTS_NAME
+        if not file.is_file():
+            raise UserError(f"{target} has no {WEIGHTS_NAME}: the run did not finish training")
+    cfg = _config_for(kind, file, target, args, load)
+    state, meta = load_packed_state(file)
+    if meta.get("kind") != "float":
+        raise UserError(f"{file} is a quantized artifact: export the run's float {WEIGHTS_NAME} instead")
+    record = from_pgolf(state, fmt.preset, cfg.model, banked=not args.unbanked, what=str(file))
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    atomic_write_bytes(args.out, buffer.getvalue())
+    return {"out": str(args.out), "preset": fmt.preset, "record": fmt.record, "tensors": len(record),
+            "parameters": sum(t.numel() for t in record.values())}
 
 
 def _is_official_int8(path: Path) -> bool:

@@ -69,6 +69,12 @@ class ModelConfig:
     recur_start: int = 0  # depth recurrence: physical layers recur_start..recur_end (inclusive) ...
     recur_end: int = 0  # last physical layer of the recurrence range (inclusive)
     recur_loops: int = 0  # ... run this many extra times (0 = off)
+    # Record-parity options (docs/records.md): the defaults keep pgolf's forms, the record presets set the records'
+    rope_train_seq_len: int = 0  # NTK RoPE: longer sequences use base·(L/this)^(d/(d−2)) (0 = off; PR #635 1024)
+    attn_gate_bias: bool = False  # dense gate as PR #635's Linear with bias: weight 0, bias 4 (g ≈ 0.98 at init)
+    feature_bos_reset: bool = True  # SmearGate/BigramHash restart at BOS; False = PR #635's, which cross documents
+    value_embed_ortho: bool = False  # value-embedding projection initialised orthogonal, not zero (PR #1218/#1291)
+    vr_lambda_first_layer: bool = False  # layer 0 also holds its (unused) vr_lambda, as PR #635 (parameter parity)
 
 
 @dataclass
@@ -99,6 +105,8 @@ class OptimConfig:
     wd_taper_final_mult: float = 1.0  # Muon WD multiplier reached at the end of the taper
     embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
+    muon_momentum_dtype: Literal["fp32", "bf16"] = "fp32"  # Parallel Muon's momentum (PR #635: bf16, gradient cast first)
+    bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
 
 
 @dataclass

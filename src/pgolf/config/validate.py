@@ -173,6 +173,8 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     for key in ("muon_weight_decay", "embed_weight_decay", "adam_weight_decay"):
         value = getattr(o, key)
         v.require(math.isfinite(value) and value >= 0, f"optim.{key}", f"must be ≥ 0 (0 = no decay), got {value}")
+    v.require(o.muon_momentum_dtype == "fp32" or o.muon_impl == "parallel", "optim.muon_momentum_dtype",
+              "bf16 momentum is an option of optim.muon_impl = \"parallel\"")
     v.require(_in_unit(o.wd_taper_start_frac), "optim.wd_taper_start_frac", "must be in [0, 1] (1 = no taper)")
     v.require(_in_unit(o.wd_taper_final_mult), "optim.wd_taper_final_mult", "must be in [0, 1]")
     v.require(_in_unit(t.warmdown_frac), "train.warmdown_frac", "must be in [0, 1] (0 = use train.warmdown_iters)")
@@ -198,6 +200,12 @@ def _check_model_techniques(cfg: Config, world_size: int, v: Issues) -> None:
     head_dim = m.model_dim // m.num_heads
     v.require(m.bos_id >= 0 and m.bos_id < m.vocab_size, "model.bos_id", f"must be a token id below {m.vocab_size}")
     v.require(m.leaky_slope >= 0, "model.leaky_slope", "must be ≥ 0")
+    v.require(m.rope_train_seq_len >= 0, "model.rope_train_seq_len", "must be ≥ 0 (0 = plain RoPE)")
+    v.require((m.rope_dims or m.model_dim // m.num_heads) > 2 or m.rope_train_seq_len == 0, "model.rope_train_seq_len",
+              "NTK rescaling needs more than 2 rotated dims")
+    v.require(not m.attn_gate_bias or m.attn_gate == "dense", "model.attn_gate_bias", "needs model.attn_gate = \"dense\"")
+    v.require(not m.vr_lambda_first_layer or m.value_residual, "model.vr_lambda_first_layer",
+              "needs model.value_residual = true")
     v.require(m.rope_dims >= 0 and m.rope_dims % 2 == 0 and m.rope_dims <= head_dim, "model.rope_dims",
               f"must be even and ≤ the head dim {head_dim} (0 = the whole head), got {m.rope_dims}")
     v.require(-1 <= m.xsa_last_n <= m.num_layers, "model.xsa_last_n",

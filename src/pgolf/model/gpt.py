@@ -44,15 +44,16 @@ def xsa_layers(cfg: ModelConfig) -> range:
 
 def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
     attn = CausalSelfAttention(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
-                               rope_dims=cfg.rope_dims)
+                               rope_dims=cfg.rope_dims, rope_train_seq_len=cfg.rope_train_seq_len)
     # Technique modules are imported only when the config uses them, so a run's import set (and the
     # code it ships) is what its config reaches.
     if layer in parse_layer_list(cfg.value_embed_layers):
         from pgolf.model.values import ValueEmbeddingMix
         attn.add_value_mixer("value_embed_mix", ValueEmbeddingMix())
     if cfg.value_residual:
-        from pgolf.model.values import ValueResidualMix, keep_first_values
-        attn.add_value_mixer("value_residual", keep_first_values if layer == 0 else ValueResidualMix())
+        from pgolf.model.values import FirstValues, ValueResidualMix, keep_first_values
+        first = FirstValues() if cfg.vr_lambda_first_layer else keep_first_values
+        attn.add_value_mixer("value_residual", first if layer == 0 else ValueResidualMix())
     if cfg.doc_isolated_attention:
         attn.isolate_documents()
     if layer in xsa_layers(cfg):
@@ -61,7 +62,7 @@ def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
     if cfg.attn_gate != "off":
         from pgolf.model.gates import build_attention_gate
         attn.add_output_transform("gate", build_attention_gate(
-            cfg.attn_gate, cfg.num_heads, cfg.model_dim, cfg.attn_gate_window, cfg.attn_gate_scale))
+            cfg.attn_gate, cfg.num_heads, cfg.model_dim, cfg.attn_gate_window, cfg.attn_gate_scale, cfg.attn_gate_bias))
     return attn
 
 
@@ -118,23 +119,25 @@ class GPT(nn.Module):
             self.register_parameter("skip_gates", None)
         self._embed_features: list[nn.Module] = []  # on the raw embedding, before the first norm
         self._stream_features: list[nn.Module] = []  # on the normalised stream
+        bos_id = cfg.bos_id if cfg.feature_bos_reset else -1  # embeddings.NO_BOS: features cross documents (PR #635)
         if cfg.bigram_vocab > 0:
             from pgolf.model.embeddings import BigramHash
-            self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, cfg.bos_id, cfg.trigram)
+            self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, bos_id, cfg.trigram)
             self._embed_features.append(self.bigram)
         if cfg.smear_gate == "v2":
             from pgolf.model.embeddings import SmearGateV2
-            self.smear = SmearGateV2(cfg.smear_window, cfg.bos_id)
+            self.smear = SmearGateV2(cfg.smear_window, bos_id)
             self._embed_features.append(self.smear)
         elif cfg.smear_gate == "v1":
             from pgolf.model.embeddings import SmearGateV1
-            self.smear = SmearGateV1(cfg.model_dim, cfg.bos_id)
+            self.smear = SmearGateV1(cfg.model_dim, bos_id)
             self._stream_features.append(self.smear)
         kv_dim = cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
         self.value_embed = None
         if cfg.value_embed_layers:
             from pgolf.model.values import ValueEmbedding
-            self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim)
+            self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim,
+                                              zero_proj=not cfg.value_embed_ortho)
         self._skip_policy = SKIP_POLICIES[cfg.parallel_residual]
         if cfg.parallel_residual == "proteus":
             self.lane_merge = LaneMerge()

@@ -20,10 +20,12 @@ from pgolf.model.layers import CastedLinear, declares_controls
 
 @declares_controls("ve_scale")
 class ValueEmbedding(nn.Module):
-    def __init__(self, vocab_size: int, dim: int, kv_dim: int) -> None:
+    """`zero_proj=False` leaves the projection to the model's OrthoInit (PR #1218/#1291's init loop reaches it)."""
+
+    def __init__(self, vocab_size: int, dim: int, kv_dim: int, zero_proj: bool = True) -> None:
         super().__init__()
         self.table = nn.Parameter(torch.randn(vocab_size, dim) * 0.01)
-        self.proj = CastedLinear(dim, kv_dim, zero_init=True)
+        self.proj = CastedLinear(dim, kv_dim, zero_init=zero_proj)
         self.ve_scale = nn.Parameter(torch.tensor(0.1, dtype=torch.float32))
 
     def forward(self, input_ids: Tensor, dtype: torch.dtype) -> Tensor:
@@ -47,6 +49,22 @@ def keep_first_values(v: Tensor, ctx: ForwardContext) -> Tensor:
     """The first attention layer's value mixer under value residual: remember v, change nothing."""
     ctx.first_values = v
     return v
+
+
+@declares_controls("vr_lambda")
+class FirstValues(nn.Module):
+    """`keep_first_values` holding the (λ0, λ1) that PR #635 allocates in every layer, layer 0 included.
+
+    Layer 0 has no earlier values to mix, so the λ never enters the forward and gets no gradient; it exists
+    so that the parameter count and names equal the record's (`model.vr_lambda_first_layer`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5], dtype=torch.float32))
+
+    def forward(self, v: Tensor, ctx: ForwardContext) -> Tensor:
+        return keep_first_values(v, ctx)
 
 
 @declares_controls("vr_lambda")

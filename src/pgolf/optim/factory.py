@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
-from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
+from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
 from pgolf.precision import autocast_dtype
@@ -40,7 +40,7 @@ def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
 
 
 def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
-    """({name: Muon matrix}, Adam-trained control/scalar parameters), from the model's own partition."""
+    """({name: 2-D matrix}, control/scalar parameters), from the model's own partition (late QAT's view)."""
     groups = model.optimizer_groups()  # the model knows which of its technique parameters are matrices
     matrix_ids = {id(p) for p in groups.matrix}
     matrix = {name: p for name, p in model.named_parameters() if id(p) in matrix_ids}
@@ -68,7 +68,8 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
     muon: MuonLike
     if o.muon_impl == "parallel":
         comm = torch.bfloat16 if o.muon_comm_dtype == "bf16" else None
-        muon = ParallelMuon(matrices, replicated=replicated(table), comm_dtype=comm, **options)
+        muon = ParallelMuon(matrices, replicated=replicated(table), comm_dtype=comm, momentum_dtype=momentum_dtype(cfg),
+                            **options)
     else:
         muon = Muon(matrices, **options)
     for param_group in muon.param_groups:
@@ -77,10 +78,20 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
     return muon
 
 
+def orthogonalizer_for(cfg: Config) -> Orthogonalizer:
+    """Newton–Schulz in the operation order of the records that use this Muon flavour."""
+    return banked_newton_schulz if cfg.optim.muon_impl == "parallel" else newton_schulz
+
+
+def momentum_dtype(cfg: Config) -> torch.dtype:
+    return torch.bfloat16 if cfg.optim.muon_momentum_dtype == "bf16" else torch.float32
+
+
 def build_optimizers(model: GPT, cfg: Config, device: torch.device,
-                     orthogonalize: Orthogonalizer = newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
+                     orthogonalize: Orthogonalizer | None = None) -> tuple[list[torch.optim.Optimizer], MuonLike]:
     """All optimizers, one per row of the param-group table (token, [head], muon, scalar), and the Muon one."""
     table = param_table(model, cfg)
+    orthogonalize = orthogonalize or orthogonalizer_for(cfg)
     fused = device.type == "cuda"
     muon = _muon(group_of(table, "matrix"), table, cfg, device, orthogonalize)
     optimizers: list[torch.optim.Optimizer] = [_adam(spec, cfg, fused) if spec.optimizer == ADAM else muon

@@ -42,11 +42,12 @@ def ns_coefficients(variant: str, steps: int) -> tuple[NSCoefficients, ...]:
 
 
 def newton_schulz(grad: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16, variant: str = "classic",
-                  eps: float = 1e-7) -> Tensor:
+                  eps: float = 1e-7, square_first: bool = False) -> Tensor:
     """Approximately orthogonalise a matrix, or each matrix of a (batch, rows, cols) stack.
 
     Each iteration is X ← aX + (bA + cA²)X with A = XXᵀ, on the wide orientation (rows ≤ cols) of the
-    Frobenius-normalised input.
+    Frobenius-normalised input. In bf16 the rounding of cA² depends on the order: the baseline computes
+    (c·A)·A, the banked records (PR #635 and its successors) c·(A·A) (`square_first`).
     """
     x = grad.to(dtype)
     x = x / (x.norm(dim=(-2, -1), keepdim=True) + eps)
@@ -55,7 +56,8 @@ def newton_schulz(grad: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16,
         x = x.mT
     for a, b, c in ns_coefficients(variant, steps):
         gram = x @ x.mT
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        square = c * (gram @ gram) if square_first else c * gram @ gram
+        x = a * x + (b * gram + square) @ x
     return x.mT if transposed else x
 
 
@@ -78,14 +80,21 @@ def aspect_scale(rows: int, cols: int) -> float:
     return max(1.0, rows / cols) ** 0.5
 
 
-def apply_update(p: Tensor, update: Tensor, lr: float, weight_decay: float) -> None:
-    """Decoupled weight decay with the scheduled LR, then the (already scaled) orthogonal step."""
+def apply_update(p: Tensor, update: Tensor, lr: float, weight_decay: float, scale: float = 1.0) -> None:
+    """Decoupled weight decay with the scheduled LR, then the orthogonal step times `scale` (1 when the
+    update is already scaled)."""
     if weight_decay > 0:
         p.mul_(1.0 - lr * weight_decay)
-    p.add_(update.to(p.dtype), alpha=-lr)
+    p.add_(update.to(p.dtype), alpha=-lr * scale)
 
 
 Orthogonalizer = Callable[[Tensor, int, torch.dtype, str], Tensor]
+
+
+def banked_newton_schulz(grad: Tensor, steps: int, dtype: torch.dtype = torch.bfloat16,
+                         variant: str = "classic") -> Tensor:
+    """`newton_schulz` in the banked records' operation order (Parallel Muon's default)."""
+    return newton_schulz(grad, steps, dtype, variant, square_first=True)
 
 
 class Muon(torch.optim.Optimizer):
@@ -135,7 +144,6 @@ class Muon(torch.optim.Optimizer):
             for p in params:
                 apply_update(p, updates[offset : offset + p.numel()].view_as(p), group["lr"], group["weight_decay"])
                 offset += p.numel()
-        return None
 
     def _update(self, p: Tensor, group: dict) -> Tensor:
         state = self.state[p]

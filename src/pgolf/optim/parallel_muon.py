@@ -33,8 +33,8 @@ from pgolf.optim.muon import (
     Orthogonalizer,
     apply_update,
     aspect_scale,
+    banked_newton_schulz,
     momentum_direction,
-    newton_schulz,
     ns_coefficients,
 )
 
@@ -125,9 +125,10 @@ class ParallelMuon(torch.optim.Optimizer):
         ns_variant: str = "classic",
         row_normalize: bool = False,
         weight_decay: float = 0.0,
-        orthogonalize: Orthogonalizer = newton_schulz,
+        orthogonalize: Orthogonalizer = banked_newton_schulz,
         replicated: list[Tensor] | None = None,
         comm_dtype: torch.dtype | None = None,
+        momentum_dtype: torch.dtype = torch.float32,
     ) -> None:
         ns_coefficients(ns_variant, backend_steps)
         defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
@@ -139,6 +140,7 @@ class ParallelMuon(torch.optim.Optimizer):
         self.banks = make_banks(self.param_groups[0]["params"], self.world_size)
         self.replicated = list(replicated or [])
         self.ns_dtype = ns_dtype
+        self.momentum_dtype = momentum_dtype  # PR #635 casts the gradient to bf16 and keeps a bf16 momentum
         self.orthogonalize = orthogonalize
         self.comm_dtype = comm_dtype  # None: the parameters' dtype
 
@@ -209,23 +211,21 @@ class ParallelMuon(torch.optim.Optimizer):
             previous = bank
         if previous is not None:
             self._apply(previous, group)
-        return None
 
     def _orthogonal_shard(self, bank: Bank, group: dict) -> Tensor:
-        grad = self._wait_grad(bank)
+        grad = self._wait_grad(bank).to(self.momentum_dtype)
         state = self.state[bank.params[0]]
         if MOMENTUM_KEY not in state:
             state[MOMENTUM_KEY] = torch.zeros_like(grad)
         direction = momentum_direction(grad, state[MOMENTUM_KEY], group["momentum"], group["nesterov"],
                                        group["row_normalize"])
-        update = self.orthogonalize(direction, group["backend_steps"], self.ns_dtype, group["ns_variant"])
-        return update * aspect_scale(bank.rows, bank.cols)
+        return self.orthogonalize(direction, group["backend_steps"], self.ns_dtype, group["ns_variant"])
 
     def _apply(self, bank: Bank, group: dict) -> None:
         if bank.gather_work is not None:
             bank.gather_work.wait()
         for p, update in zip(bank.params, bank.gathered, strict=False):
-            apply_update(p, update, group["lr"], group["weight_decay"])
+            apply_update(p, update, group["lr"], group["weight_decay"], aspect_scale(bank.rows, bank.cols))
         bank.grad_shard = bank.gathered = bank.gather_work = bank.in_flight = None
 
     # ---- checkpoints: momentum is saved whole, so a checkpoint does not depend on the world size ----

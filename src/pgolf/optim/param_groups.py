@@ -29,11 +29,21 @@ class ParamGroup:
     weight_decay: float
 
 
+def adam_matrices(cfg: Config) -> frozenset[str]:
+    """Matrices a record trains with its scalar Adam instead of Muon."""
+    return frozenset({"bigram.proj.weight"}) if cfg.optim.bigram_proj_adam else frozenset()
+
+
 def param_table(model: GPT, cfg: Config) -> tuple[ParamGroup, ...]:
     """Every trainable parameter in exactly one group; the head group only for an untied head."""
     o = cfg.optim
     roles = model.optimizer_groups()
     names = {id(p): name for name, p in model.named_parameters()}
+    to_adam = adam_matrices(cfg)
+    by_role = {"token": roles.token, "head": roles.head,
+               "matrix": [p for p in roles.matrix if names[id(p)] not in to_adam],
+               "scalar": [*roles.scalar, *sorted((p for p in roles.matrix if names[id(p)] in to_adam),
+                                                 key=lambda p: names[id(p)])]}
     settings = {
         "token": (ADAM, o.tied_embed_lr if cfg.model.tie_embeddings else o.embed_lr, o.embed_weight_decay),
         "head": (ADAM, o.head_lr, o.embed_weight_decay),
@@ -42,7 +52,7 @@ def param_table(model: GPT, cfg: Config) -> tuple[ParamGroup, ...]:
     }
     table = []
     for role, (optimizer, lr, weight_decay) in settings.items():
-        params = tuple(getattr(roles, role))
+        params = tuple(by_role[role])
         if role == "head" and not params:
             continue
         table.append(ParamGroup(role, optimizer, tuple(names[id(p)] for p in params), params, lr, weight_decay))

@@ -7,7 +7,10 @@ The per-row clip (and hence the scale, clip / R) comes from a `ClipRule`:
 * ``search``  — GPTQ-lite done per row: of the clip percentiles `SEARCH_PERCENTILES`, keep for each row
   the one with the smallest squared reconstruction error of that row;
 * ``sd:K``    — SDClip: K · std(row), which controls the entropy (hence the compressed size) of the
-  codes monotonically.
+  codes monotonically;
+* ``lite``    — PR #635's GPTQ-lite as its script computes it: the same percentiles, but scales floored at
+  1/R and kept in fp32 while the codes (of the clipped row) and the errors are computed, then stored as
+  fp16 (`lite_rows`); reproduces the record's payload exactly.
 
 Unlike the baseline int8 export there is no absolute scale floor (1/R), so small rows keep their own
 resolution; scales are floored only at fp16's smallest normal number. Codes are always computed with
@@ -44,7 +47,7 @@ class ClipRule:
     @classmethod
     def parse(cls, text: str) -> ClipRule:
         """'max', 'search' or 'sd:K' (K > 0); ValueError naming the accepted forms otherwise."""
-        if text in ("max", "search"):
+        if text in ("max", "search", "lite"):
             return cls(text)
         kind, _, value = text.partition(":")
         try:
@@ -52,7 +55,8 @@ class ClipRule:
         except ValueError:
             k = -1.0
         if kind != "sd" or not k > 0:
-            raise ValueError(f"unknown clip rule {text!r}: use 'max', 'search' or 'sd:K' with K > 0 (e.g. sd:12.85)")
+            raise ValueError(f"unknown clip rule {text!r}: use 'max', 'search' or 'sd:K' with K > 0 (e.g. sd:12.85), "
+                             "or 'lite' (PR #635's GPTQ-lite)")
         return cls("sd", k)
 
     def __str__(self) -> str:
@@ -74,9 +78,33 @@ def _row_sq_error(w: Tensor, scale: Tensor, bits: int) -> Tensor:
     return (w - round_to_grid(w, scale, bits).float() * scale.float()[:, None]).square().sum(dim=1)
 
 
+def lite_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """(int8 codes, fp16 scales) of a 2-D tensor by PR #635's GPTQ-lite: for each percentile, clip the row at
+    that quantile of |w|, scale = max(clip / R, 1/R) in fp32, round; keep per row the first candidate with the
+    smallest squared error. A row whose largest |w| is below 1 is thus quantized on the grid 1/R."""
+    w = w.float()
+    r = qmax(bits)
+    best: tuple[Tensor, Tensor, Tensor] | None = None
+    for level in SEARCH_PERCENTILES:
+        clip = torch.quantile(w.abs(), level, dim=1)
+        scale = (clip / r).clamp_min(1.0 / r)
+        codes = torch.clamp(torch.round(torch.clamp(w, -clip[:, None], clip[:, None]) / scale[:, None]), -r, r)
+        error = (w - codes * scale[:, None]).square().sum(dim=1)
+        if best is None:
+            best = (codes, scale, error)
+            continue
+        better = error < best[2]
+        best = (torch.where(better[:, None], codes, best[0]), torch.where(better, scale, best[1]),
+                torch.where(better, error, best[2]))
+    assert best is not None
+    return best[0].to(torch.int8), best[1].to(SCALE_DTYPE)
+
+
 def row_scales(w: Tensor, bits: int, clip: ClipRule) -> Tensor:
     """Per-row fp16 scales of a 2-D float tensor under `clip`."""
     w = w.float()
+    if clip.kind == "lite":
+        return lite_rows(w, bits)[1]
     if clip.kind == "max":
         return _scales_for(w.abs().amax(dim=1), bits)
     if clip.kind == "sd":
@@ -97,6 +125,9 @@ def quantize_rows(w: Tensor, bits: int, clip: ClipRule) -> tuple[Tensor, Tensor]
     if w.ndim < 2:
         raise ValueError(f"int-k quantizes matrices; got a tensor of shape {tuple(w.shape)}")
     matrix = w.detach().float().reshape(w.shape[0], -1)
+    if clip.kind == "lite":
+        codes, scale = lite_rows(matrix, bits)
+        return codes.reshape(w.shape).contiguous(), scale.contiguous()
     scale = row_scales(matrix, bits, clip)
     return round_to_grid(matrix, scale, bits).reshape(w.shape).contiguous(), scale.contiguous()
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
-from pgolf.quant.intk import magnitude_prune, round_to_grid, row_scales
+from pgolf.quant.intk import lite_rows, magnitude_prune, round_to_grid, row_scales
 from pgolf.quant.policy import TensorFormat
 
 DEFAULT_BLOCK_SIZE = 128
@@ -39,10 +39,13 @@ class TensorQuantizer:
             return QuantizedTensor(name, "passthrough", None, stored, None, t.dtype), method
         bits = fmt.bits
         matrix = magnitude_prune(t, self.prune_fraction).float().reshape(t.shape[0], -1)
-        scale = row_scales(matrix, bits, fmt.clip)
         codes, method = None, "rtn"
+        if fmt.clip is not None and fmt.clip.kind == "lite":
+            codes, scale = lite_rows(matrix, bits)  # the record's codes come from its fp32 scales
+        else:
+            scale = row_scales(matrix, bits, fmt.clip)
         hessian = self.hessians.get(name)
-        if hessian is not None:
+        if hessian is not None:  # GPTQ recomputes the codes on the stored scales
             from pgolf.quant.gptq import gptq_codes  # only runs that use GPTQ import it
             codes = gptq_codes(matrix, hessian, scale, bits, self.gptq.block_size, self.gptq.damp)
             method = "gptq" if codes is not None else "rtn (cholesky failed)"

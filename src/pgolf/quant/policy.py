@@ -11,7 +11,7 @@ the first rule that matches a tensor decides its format::
     match = "blocks.*.mlp.*"
     layers = "3:-3"                         # optional: python slice over the block indices, or a list
     format = "int5"                         # int4..int8 | fp16 | bf16 | fp32 | raw
-    clip = "search"                         # int formats: max | search | sd:K (default search)
+    clip = "search"                         # int formats: max | search | lite | sd:K (default search)
     [[rule]]
     match = "*"
     max_numel = 65536                       # optional size bounds: min_numel / max_numel

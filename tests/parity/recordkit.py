@@ -1,0 +1,125 @@
+"""Parity-test helpers: the record scripts of ../shared/records on CPU (through `pgolf.interop.records`, which
+holds the import shims), skipped cleanly when the folder is absent, and pgolf's side of each comparison.
+
+Differences are measured as `max|a − b| / max|b|` (`max_rel_diff`).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor
+
+from pgolf.interop.records import cheap_init, max_rel_diff, perturbed, records_dir
+from pgolf.interop.records import import_record as _import_record
+
+__all__ = ["cheap_init", "max_rel_diff", "perturbed"]
+
+RECORDS_DIR = records_dir()
+TOLERANCE = 1e-5
+
+
+def require_records() -> Path:
+    """The records folder, or a clean skip of the calling test when it is absent."""
+    if not (RECORDS_DIR / "README.md").is_file():
+        pytest.skip(f"record scripts not found at {RECORDS_DIR}: check out ../shared/records beside the repository "
+                    "(or set PGOLF_RECORDS_DIR) to run the parity tests")
+    return RECORDS_DIR
+
+
+def import_record(folder: str, env: Mapping[str, str] | None = None) -> types.ModuleType:
+    require_records()
+    return _import_record(folder, env)
+
+
+def fp32(model: torch.nn.Module) -> torch.nn.Module:
+    """A model in fp32 on CPU in train mode (the records build theirs in fp32 before casting on GPU)."""
+    return model.float().cpu().train()
+
+
+def state_diffs(ours: Mapping[str, Tensor], theirs: Mapping[str, Tensor]) -> dict[str, float]:
+    """Per-name relative difference of two state dicts with the same names."""
+    assert set(ours) == set(theirs), sorted(set(ours) ^ set(theirs))[:5]
+    return {name: max_rel_diff(ours[name], theirs[name]) for name in theirs}
+
+
+def assert_close(a: Tensor, b: Tensor, what: str, tol: float = TOLERANCE) -> None:
+    diff = max_rel_diff(a, b)
+    assert diff <= tol, f"{what}: max relative difference {diff:.3g} > {tol:g}"
+
+
+def assert_states_close(ours: Mapping[str, Tensor], theirs: Mapping[str, Tensor], what: str,
+                        tol: float = TOLERANCE) -> None:
+    diffs = state_diffs(ours, theirs)
+    worst = max(diffs, key=diffs.__getitem__)
+    assert diffs[worst] <= tol, f"{what}: {worst} differs by {diffs[worst]:.3g} > {tol:g}"
+
+
+def val_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0, bos_id: int | None = 1) -> tuple[Tensor, Tensor]:
+    """(inputs, targets) of random tokens with a few BOS tokens inside (document boundaries matter)."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, vocab_size, (batch, seq_len + 1), generator=gen)
+    if bos_id is not None:
+        tokens[:, :: max(2, seq_len // 3)] = bos_id
+    return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def pgolf_step(model: torch.nn.Module, cfg, grads: Mapping[str, Tensor]) -> None:
+    """One training step of pgolf at step 0 from the given gradients, in the trainer's order: gradient sync,
+    the step-0 schedule values (LR multiplier, Muon momentum, WD taper), gradient clipping, every optimizer.
+
+    The gradients are given rather than computed: Newton–Schulz in bf16 turns a 1e-7 difference of its input
+    into a few per cent of its output (the records' own Muon does), so the step is compared from identical
+    gradients, and the gradients are compared on their own."""
+    from pgolf.optim.factory import (
+        build_optimizers,
+        set_learning_rates,
+        set_muon_weight_decay,
+    )
+    from pgolf.optim.parallel_muon import ParallelMuon
+    from pgolf.optim.schedule import Schedule
+
+    optimizers, muon = build_optimizers(model, cfg, torch.device("cpu"))
+    values = Schedule.from_config(cfg).at(0, 0.0)
+    for name, p in model.named_parameters():
+        p.grad = grads[name].clone() if name in grads else None
+    parallel = isinstance(muon, ParallelMuon)
+    if parallel:
+        muon.sync_gradients()
+    for group in muon.param_groups:
+        group["momentum"] = values.muon_momentum
+    set_learning_rates(optimizers, values.lr_scale)
+    set_muon_weight_decay(muon, values.muon_wd_scale)
+    if cfg.optim.grad_clip_norm > 0:
+        if parallel:
+            muon.clip_grad_norm_(cfg.optim.grad_clip_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
+    for opt in optimizers:
+        opt.step()
+
+
+def pgolf_model(cfg, state: Mapping[str, Tensor]) -> torch.nn.Module:
+    """pgolf's GPT for `cfg.model` in fp32 holding `state`."""
+    from pgolf.model.gpt import GPT
+
+    with cheap_init():
+        model = fp32(GPT(cfg.model))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def record_grads_as_pgolf(record: torch.nn.Module, preset: str, cfg=None) -> dict[str, Tensor]:
+    """The record model's gradients under pgolf names; parameters without a gradient are left out."""
+    from pgolf.interop import to_pgolf
+
+    params = dict(record.named_parameters())
+    grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in params.items()}
+    present = {n: torch.full_like(p, float(p.grad is not None)) for n, p in params.items()}
+    model_cfg = None if cfg is None else cfg.model
+    mask = to_pgolf(present, preset, model_cfg)
+    return {n: g for n, g in to_pgolf(grads, preset, model_cfg).items() if bool(mask[n].all())}

@@ -1,0 +1,110 @@
+"""Parity of preset `pr1291` with PR #1291's train_gpt.py (shared/records/pr1291, on the #1218 base), at the
+record's full shape: 11L × 512, MLP 4×, vocab 4096, value embeddings on layers 9–10, skip gates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from recordkit import (
+    assert_close,
+    assert_states_close,
+    cheap_init,
+    fp32,
+    import_record,
+    perturbed,
+    pgolf_model,
+    pgolf_step,
+    record_grads_as_pgolf,
+    val_batch,
+)
+
+from pgolf.config import load_config
+from pgolf.interop import from_pgolf, get_format, to_pgolf
+
+SEED = 1291
+RECORD_PARAMS = 34_401_371  # "model_params:34401371" in the record's train_seed*.log
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return import_record("pr1291")
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return load_config("pr1291", env={})
+
+
+@pytest.fixture(scope="module")
+def models(rec, cfg):
+    torch.manual_seed(SEED)
+    with cheap_init():
+        record = fp32(get_format("pr1291").build_record(rec))
+    state = perturbed(record, SEED)
+    return record, pgolf_model(cfg, to_pgolf(state, "pr1291")), state
+
+
+def reset(models):
+    record, ours, state = models
+    record.load_state_dict(state, strict=True)
+    ours.load_state_dict(to_pgolf(state, "pr1291"), strict=True)
+    record.zero_grad(set_to_none=True)
+    ours.zero_grad(set_to_none=True)
+    return record, ours
+
+
+def test_parameter_count_and_names_map_one_to_one(models) -> None:
+    record, ours = reset(models)
+    state = models[2]
+    assert sum(p.numel() for p in record.parameters()) == RECORD_PARAMS
+    assert sum(p.numel() for p in ours.parameters()) == RECORD_PARAMS
+    back = from_pgolf(ours.state_dict(), "pr1291")
+    assert sorted(back) == sorted(state)
+    assert_states_close(back, state, "round trip", tol=0.0)
+
+
+def test_value_embedding_projection_is_orthogonal_at_init() -> None:
+    """The record's init loop orthogonalises ve_shared.proj (it carries no zero-init flag); a 2-layer model of the
+    preset suffices."""
+    from pgolf.model.gpt import GPT
+
+    small = load_config("pr1291", env={}, overrides=["model.num_layers=2", "model.value_embed_layers=0,1"])
+    model = GPT(small.model)
+    w = model.value_embed.proj.weight  # (kv_dim, ve_dim): orthonormal columns
+    assert torch.allclose(w.T @ w, torch.eye(w.size(1)), atol=1e-4)
+
+
+def test_logits(cfg, models) -> None:
+    record, ours = reset(models)
+    x, _ = val_batch(cfg.model.vocab_size, 2, 128)
+    with torch.no_grad():
+        assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x), "logits")
+
+
+@pytest.mark.slow
+def test_loss_and_gradients(cfg, models) -> None:
+    record, ours = reset(models)
+    x, y = val_batch(cfg.model.vocab_size, 2, 128, seed=1)
+    loss_r, loss_o = record(x, y), ours(x, y)
+    assert_close(loss_o, loss_r, "loss")
+    loss_r.backward()
+    loss_o.backward()
+    grads_o = {n: p.grad for n, p in ours.named_parameters()}
+    assert_states_close(grads_o, record_grads_as_pgolf(record, "pr1291"), "gradients")
+
+
+@pytest.mark.slow
+def test_one_optimizer_step(rec, cfg, models) -> None:
+    """The record's own Optimizers (round-robin Muon with WD, AdamW groups with EMBED_WD / ADAM_WD) at step 0."""
+    record, ours = reset(models)
+    h = rec.Hyperparameters()
+    optimizers = rec.Optimizers(h, record)
+    x, y = val_batch(cfg.model.vocab_size, 1, 128, seed=2)
+    record(x, y).backward()
+    for group in optimizers.optimizer_muon.param_groups:  # step 0 of the momentum warm-up; lr_mul(0) = 1
+        group["momentum"] = h.muon_momentum_warmup_start
+    torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
+    grads = record_grads_as_pgolf(record, "pr1291")  # clipped: see test_parity_pr635.test_one_optimizer_step
+    optimizers.step()
+    pgolf_step(ours, load_config("pr1291", env={}, overrides=["optim.grad_clip_norm=0"]), grads)
+    assert_states_close(ours.state_dict(), to_pgolf(record.state_dict(), "pr1291"), "weights after one step")
