@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # NVIDIA driver get pip's default (CUDA) build of the same version.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test test-parity bench lint clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# Full-shape gradient and optimizer-step parity against ../shared/records (tens of minutes on 2 cores).
+test-parity: $(STAMP)
+	$(PY) -m pytest tests/parity -m parity_full
 
 bench: $(STAMP)
 	$(VENV)/bin/pgolf bench train --preset tiny --json --out benchmarks/results/train_tiny_cpu-2core.json

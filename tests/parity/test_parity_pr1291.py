@@ -81,7 +81,7 @@ def test_logits(cfg, models) -> None:
         assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x), "logits")
 
 
-@pytest.mark.slow
+@pytest.mark.parity_full
 def test_loss_and_gradients(cfg, models) -> None:
     record, ours = reset(models)
     x, y = val_batch(cfg.model.vocab_size, 2, 128, seed=1)
@@ -93,7 +93,7 @@ def test_loss_and_gradients(cfg, models) -> None:
     assert_states_close(grads_o, record_grads_as_pgolf(record, "pr1291"), "gradients")
 
 
-@pytest.mark.slow
+@pytest.mark.parity_full
 def test_one_optimizer_step(rec, cfg, models) -> None:
     """The record's own Optimizers (round-robin Muon with WD, AdamW groups with EMBED_WD / ADAM_WD) at step 0."""
     record, ours = reset(models)

@@ -88,7 +88,7 @@ def test_logits(cfg, models) -> None:
         assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x), "logits")
 
 
-@pytest.mark.slow
+@pytest.mark.parity_full
 def test_loss_and_gradients(cfg, models) -> None:
     record, ours = reset(models)
     x, y = val_batch(cfg.model.vocab_size, 2, 128, seed=1)
@@ -130,7 +130,7 @@ def record_step(rec, record, x, y) -> dict[str, torch.Tensor]:
     return grads
 
 
-@pytest.mark.slow
+@pytest.mark.parity_full
 def test_one_optimizer_step(rec, cfg, models) -> None:
     """Parallel Muon on the banks (bf16 momentum and Newton–Schulz), AdamW with ADAM_WD on the rest, step 0.
 
@@ -149,7 +149,7 @@ QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.10.mlp.fc.weight", "blocks.5
                 "blocks.3.attn.attn_gate.weight", "blocks.3.attn.attn_gate.bias", "skip_weights")
 
 
-@pytest.mark.slow
+@pytest.mark.parity_full
 def test_quantizer_payloads(rec, cfg, models) -> None:
     """Policy `pr635` gives the record's GPTQ-lite int6 codes and fp16 scales, and its float tensors, exactly."""
     from pgolf.interop.convert import name_map
