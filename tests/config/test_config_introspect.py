@@ -22,7 +22,7 @@ def test_every_field_is_known_with_its_type_and_default() -> None:
 
 def test_choices_come_from_the_literal_types() -> None:
     allowed = choices()
-    assert allowed["quant.codec"] == ("zlib", "zstd", "lzma", "brotli", "auto")
+    assert allowed["quant.codec"] == ("zlib", "zstd", "lzma", "brotli", "lrzip", "auto")
     assert allowed["eval.ttt"] == ("off", "full", "lora", "phased")
     assert "model.num_layers" not in allowed and "data.dataset" not in allowed
     assert set(allowed["quant.calibration"]) == set(CALIBRATION_SOURCES)
