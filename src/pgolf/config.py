@@ -79,11 +79,16 @@ class ModelConfig:
     unet_skips: bool = True
     skip_gates: bool = False  # decoder input = lerp(w⊙skip, x, σ(g)) instead of x + w⊙skip
     ortho_init: bool = False
-    parallel_residual: str = "off"  # off | record | proteus
+    parallel_residual: str = "off"  # off | record (#1529/SOTA) | proteus (#1289/#1425) | pr1204 (sequential lane writes)
     parallel_start: int = 0  # first physical layer with parallel lanes
+    skip_lanes: str = "attn"  # U-Net skips into parallel lanes: attn (lane 0 only: #1425, SOTA) | both (#1289, #1204)
+    lane_merge: str = "sigmoid"  # proteus final merge μ·x_attn + (1−μ)·x_mlp: μ = σ(θ) (sigmoid, #1425) | θ (linear, #1289)
+    lane_merge_init: float = 0.5  # θ₀ of the proteus lane merge (both records: 0.5)
     recur_start: int = 0  # depth recurrence: physical layers recur_start..recur_end (inclusive) ...
     recur_end: int = 0
     recur_loops: int = 0  # ... run this many extra times (0 = off)
+    recur_form: str = "segment"  # segment: the range repeats as a block (#1204, SOTA) | inplace: each layer repeats in place (#1289)
+    recur_untie_mlp: bool = False  # every repeated run has its own MLP weights (#1289; #1204 REPEAT_UNTIE_MLP=full)
 
 
 @dataclass
@@ -308,7 +313,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu2", "leaky_relu2"),
     "model.attn_gate": ("off", "dense", "sparse", "out"),
     "model.smear_gate": ("off", "v1", "v2"),
-    "model.parallel_residual": ("off", "record", "proteus"),
+    "model.parallel_residual": ("off", "record", "proteus", "pr1204"),
+    "model.skip_lanes": ("attn", "both"),
+    "model.lane_merge": ("sigmoid", "linear"),
+    "model.recur_form": ("segment", "inplace"),
     "quant.codec": ("zlib", "zstd", "lzma", "brotli", "auto"),
     "data.loader": ("stream", "doc_aligned", "coprime"),
     "eval.ttt": ("off", "full", "lora", "phased"),
@@ -699,6 +707,9 @@ def _validate_model_techniques(cfg: Config) -> None:
     _require(m.value_embed_dim > 0, "model.value_embed_dim", "must be positive")
     _require(not m.skip_gates or m.unet_skips, "model.skip_gates", "needs model.unet_skips = true")
     _require(m.recur_loops >= 0, "model.recur_loops", "must be ≥ 0 (0 = off)")
+    _require(not m.recur_untie_mlp or m.recur_loops > 0, "model.recur_untie_mlp",
+             "needs depth recurrence (model.recur_loops > 0)")
+    _require(math.isfinite(m.lane_merge_init), "model.lane_merge_init", "must be a finite number")
     if m.recur_loops > 0:
         _require(0 <= m.recur_start <= m.recur_end < m.num_layers, "model.recur_start",
                  f"recurrence range {m.recur_start}..{m.recur_end} must lie in 0..{m.num_layers - 1} "
