@@ -42,9 +42,9 @@ def test_inplace_recurrence_order_skips_and_untied_mlps() -> None:
 def test_attention_lane_skip_leaves_the_mlp_lane_unskipped_at_the_first_parallel_layer() -> None:
     for lanes in ("attn", "both"):
         model = active_model(small_config(parallel_residual="record", parallel_start=2, skip_lanes=lanes))
-        captured = {}
-        model.blocks[2].register_forward_pre_hook(lambda mod, args: captured.update(state=args[0]))
-        model.blocks[1].register_forward_hook(lambda mod, args, out: captured.update(out=out))
+        captured: dict[str, object] = {}
+        model.blocks[2].register_forward_pre_hook(lambda mod, args, c=captured: c.update(state=args[0]))
+        model.blocks[1].register_forward_hook(lambda mod, args, out, c=captured: c.update(out=out))
         with torch.no_grad():
             model.hidden(random_ids(1, 8))
         state, out = captured["state"], captured["out"]

@@ -24,11 +24,28 @@ from pgolf.model.context import ForwardContext
 from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
 from pgolf.model.init import orthogonal_init
-from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
-from pgolf.model.layers import CastedLinear, is_control_name, restore_fp32_controls, rms_norm, sublayer_norm
+from pgolf.model.lanes import (
+    SKIP_POLICIES,
+    LaneMerge,
+    add_skip,
+    mean_of_lanes,
+    single_lane,
+)
+from pgolf.model.layers import (
+    CastedLinear,
+    is_control_name,
+    restore_fp32_controls,
+    rms_norm,
+    sublayer_norm,
+)
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import Stage, layer_stages, repeated_runs
-from pgolf.model.values import ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
+from pgolf.model.values import (
+    ValueEmbedding,
+    ValueEmbeddingMix,
+    ValueResidualMix,
+    keep_first_values,
+)
 from pgolf.model.xsa import xsa_transform
 
 
