@@ -1,0 +1,122 @@
+"""Both conversions and the shape checks, derived from a preset's `RecordFormat`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from pgolf.config import ModelConfig, load_config
+from pgolf.errors import UserError
+from pgolf.interop.registry import Link, formats, get_format
+
+Shapes = dict[str, tuple[int, ...]]
+StateDict = dict[str, Tensor]
+
+
+def preset_model_config(preset: str) -> ModelConfig:
+    return load_config(preset, env={}).model
+
+
+def pgolf_shapes(cfg: ModelConfig) -> Shapes:
+    """Every tensor shape of `GPT(cfg)`'s state dict, built on the meta device (no memory, no init cost)."""
+    from pgolf.model.gpt import GPT
+
+    with torch.device("meta"):
+        model = GPT(dataclasses.replace(cfg, ortho_init=False))
+    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+
+
+def record_shapes(links: list[Link], shapes: Shapes) -> Shapes:
+    """The record-side shape of every link, given the pgolf shapes."""
+    out: Shapes = {}
+    for link in links:
+        first = shapes[link.pgolf[0]]
+        if link.banked:
+            out[link.record] = (len(link.pgolf), *first)
+        else:
+            out[link.record] = link.record_shape if link.record_shape is not None else first
+    return out
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"
+
+
+def first_mismatch(state: Mapping[str, Tensor], expected: Shapes) -> str | None:
+    """A description of the first tensor (in `expected` order) that is missing or misshapen, or of an extra one."""
+    for name, shape in expected.items():
+        if name not in state:
+            return f"tensor {name!r} {_fmt(shape)} is missing"
+        if tuple(state[name].shape) != shape:
+            return f"tensor {name!r} has shape {_fmt(tuple(state[name].shape))}, expected {_fmt(shape)}"
+    extra = [name for name in state if name not in expected]
+    if extra:
+        return f"tensor {extra[0]!r} is not part of the layout"
+    return None
+
+
+def find_fitting_preset(state: Mapping[str, Tensor], side: str = "record") -> str | None:
+    """The first registered preset whose record (or pgolf, `side="pgolf"`) layout fits `state` exactly."""
+    for fmt in formats():
+        cfg = preset_model_config(fmt.preset)
+        shapes = pgolf_shapes(cfg)
+        if side == "pgolf":
+            if first_mismatch(state, shapes) is None:
+                return fmt.preset
+            continue
+        if any(first_mismatch(state, record_shapes(links, shapes)) is None for links in fmt.layouts(cfg)):
+            return fmt.preset
+    return None
+
+
+def _refuse(what: str, preset: str, problem: str, state: Mapping[str, Tensor], side: str) -> UserError:
+    fit = find_fitting_preset(state, side)
+    hint = (f"it fits preset {fit!r}: pass --preset {fit}" if fit and fit != preset
+            else "no registered preset fits it: pass the weights of a record run with its own preset")
+    return UserError(f"{what} does not fit preset {preset!r} ({problem}); {hint}")
+
+
+def to_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None = None,
+             what: str = "the record checkpoint") -> StateDict:
+    """A record script's state dict (banked or unbanked) as pgolf's, for `GPT(cfg)` with `strict=True`."""
+    fmt = get_format(preset)
+    cfg = cfg or preset_model_config(preset)
+    shapes = pgolf_shapes(cfg)
+    layouts = fmt.layouts(cfg)
+    chosen = next((links for links in layouts if first_mismatch(state, record_shapes(links, shapes)) is None), None)
+    if chosen is None:
+        problem = first_mismatch(state, record_shapes(layouts[0], shapes))
+        assert problem is not None
+        raise _refuse(what, preset, problem, state, "record")
+    out: StateDict = {}
+    for link in chosen:
+        tensor = state[link.record]
+        if link.banked:
+            for index, name in enumerate(link.pgolf):
+                out[name] = tensor[index].clone()
+        else:
+            out[link.pgolf[0]] = tensor.reshape(shapes[link.pgolf[0]]).clone()
+    return out
+
+
+def from_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None = None, banked: bool = True,
+               what: str = "the pgolf weights") -> StateDict:
+    """pgolf's state dict in the record script's layout (its banks unless `banked=False`)."""
+    fmt = get_format(preset)
+    cfg = cfg or preset_model_config(preset)
+    shapes = pgolf_shapes(cfg)
+    problem = first_mismatch(state, shapes)
+    if problem is not None:
+        raise _refuse(what, preset, problem, state, "pgolf")
+    links = fmt.links(cfg) if banked or fmt.unbanked is None else fmt.unbanked(cfg)
+    out: StateDict = {}
+    for link in links:
+        if link.banked:
+            out[link.record] = torch.stack([state[name] for name in link.pgolf]).contiguous()
+        else:
+            target = record_shapes([link], shapes)[link.record]
+            out[link.record] = state[link.pgolf[0]].reshape(target).clone()
+    return out

@@ -1,0 +1,48 @@
+"""PR #635 (preset `pr635`): the four Parallel-Muon shape banks, BigramHash and SmearGate under their
+record names, the gated-attention Linear (weight and bias), and a value-residual λ in every layer."""
+
+from __future__ import annotations
+
+from pgolf.config import ModelConfig
+from pgolf.interop.registry import Link, RecordFormat, bank, layer_names, register, renamed, same
+
+# (record bank, pgolf per-layer names in bank order): q then out; k then v; MLP up; MLP down
+BANKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("qo_bank", ("blocks.{}.attn.c_q.weight", "blocks.{}.attn.proj.weight")),
+    ("kv_bank", ("blocks.{}.attn.c_k.weight", "blocks.{}.attn.c_v.weight")),
+    ("mlp_up_bank", ("blocks.{}.mlp.fc.weight",)),
+    ("mlp_down_bank", ("blocks.{}.mlp.proj.weight",)),
+)
+
+
+def _features() -> list[Link]:
+    return [*same("tok_emb.weight", "skip_weights"),
+            renamed("bigram.embed.weight", "bigram.table"),
+            *same("bigram.proj.weight"),
+            renamed("bigram.scale", "bigram.bigram_scale"),
+            renamed("smear.gate", "smear.smear_gate")]
+
+
+def _block_controls(cfg: ModelConfig) -> list[Link]:
+    out: list[Link] = []
+    for i in range(cfg.num_layers):
+        p = f"blocks.{i}"
+        out += same(f"{p}.attn.q_gain", f"{p}.attn_scale", f"{p}.mlp_scale", f"{p}.resid_mix")
+        out += [renamed(f"{p}.attn.attn_gate.weight", f"{p}.attn.gate.attn_gate_w"),
+                renamed(f"{p}.attn.attn_gate.bias", f"{p}.attn.gate.attn_gate_b"),
+                renamed(f"{p}.attn.vr_lambda", f"{p}.attn.value_residual.vr_lambda")]
+    return out
+
+
+def links(cfg: ModelConfig) -> list[Link]:
+    banks = [bank(name, [n for template in templates for n in layer_names(cfg, template)]) for name, templates in BANKS]
+    return _features() + banks + _block_controls(cfg)
+
+
+def unbanked(cfg: ModelConfig) -> list[Link]:
+    """After the record's `_unbank_state_dict`: every bank slice under pgolf's own per-layer name."""
+    slices = [n for _, templates in BANKS for template in templates for n in layer_names(cfg, template)]
+    return _features() + same(*slices) + _block_controls(cfg)
+
+
+FORMAT = register(RecordFormat(preset="pr635", record="pr635", links=links, unbanked=unbanked))
