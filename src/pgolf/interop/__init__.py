@@ -23,7 +23,7 @@ from __future__ import annotations
 from pgolf.interop.convert import find_fitting_preset, from_pgolf, record_shapes, to_pgolf
 from pgolf.interop.registry import Link, RecordFormat, formats, get_format, register
 
-_FORMAT_MODULES = ("baseline", "pr635", "pr1291")
+_FORMAT_MODULES = ("baseline", "pr635", "pr1291", "proteus_v16", "proteus_ablation")
 
 
 def _load_formats() -> None:

@@ -144,7 +144,7 @@ class GPT(nn.Module):
         self._skip_policy = SKIP_POLICIES[cfg.skip_lanes]
         if cfg.parallel_residual == "proteus":
             self.lane_merge = LaneMerge(cfg.lane_merge, cfg.lane_merge_init)
-            self._final_merge = self.lane_merge
+            self._final_merge = self.lane_merge.forward  # a bound method: the module is registered once
         else:
             self._final_merge = single_lane if cfg.parallel_residual == "off" else mean_of_lanes
         self.recur_mlps = nn.ModuleDict()  # untied MLPs of the repeated runs, keyed "<layer>_<pass>"
