@@ -89,6 +89,11 @@ class ModelConfig:
     recur_loops: int = 0  # ... run this many extra times (0 = off)
     recur_form: str = "segment"  # segment: the range repeats as a block (#1204, SOTA) | inplace: each layer repeats in place (#1289)
     recur_untie_mlp: bool = False  # every repeated run has its own MLP weights (#1289; #1204 REPEAT_UNTIE_MLP=full)
+    # Record-parity options (docs/records.md): the defaults keep pgolf's forms, the record presets set the records'
+    rope_train_seq_len: int = 0  # NTK RoPE: longer sequences use base·(L/this)^(d/(d−2)) (0 = off; PR #635 1024)
+    attn_gate_bias: bool = False  # dense gate as PR #635's Linear with bias: weight 0, bias 4 (g ≈ 0.98 at init)
+    feature_bos_reset: bool = True  # SmearGate/BigramHash restart at BOS; False = PR #635's, which cross documents
+    vr_lambda_first_layer: bool = False  # layer 0 also holds its (unused) vr_lambda, as PR #635 (parameter parity)
 
 
 @dataclass
@@ -117,6 +122,7 @@ class OptimConfig:
     wd_taper_final_mult: float = 1.0
     embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
+    bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
 
 
 @dataclass
@@ -684,6 +690,12 @@ def _validate_model_techniques(cfg: Config) -> None:
     head_dim = m.model_dim // m.num_heads
     _require(m.bos_id >= 0 and m.bos_id < m.vocab_size, "model.bos_id", f"must be a token id below {m.vocab_size}")
     _require(m.leaky_slope >= 0, "model.leaky_slope", "must be ≥ 0")
+    _require(m.rope_train_seq_len >= 0, "model.rope_train_seq_len", "must be ≥ 0 (0 = plain RoPE)")
+    _require((m.rope_dims or head_dim) > 2 or m.rope_train_seq_len == 0, "model.rope_train_seq_len",
+             "NTK rescaling needs more than 2 rotated dims")
+    _require(not m.attn_gate_bias or m.attn_gate == "dense", "model.attn_gate_bias", "needs model.attn_gate = \"dense\"")
+    _require(not m.vr_lambda_first_layer or m.value_residual, "model.vr_lambda_first_layer",
+             "needs model.value_residual = true")
     _require(m.rope_dims >= 0 and m.rope_dims % 2 == 0 and m.rope_dims <= head_dim, "model.rope_dims",
              f"must be even and ≤ the head dim {head_dim} (0 = the whole head), got {m.rope_dims}")
     _require(-1 <= m.xsa_last_n <= m.num_layers, "model.xsa_last_n",

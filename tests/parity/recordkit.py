@@ -146,3 +146,68 @@ def val_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0, bos_id: 
     if bos_id is not None:
         tokens[:, :: max(2, seq_len // 3)] = bos_id
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+
+
+def pgolf_step(model: torch.nn.Module, cfg, x: Tensor, y: Tensor) -> None:
+    """One training step of pgolf at step 0, in the trainer's order: backward, gradient sync, the step-0
+    schedule values (LR multiplier, Muon momentum, WD taper), gradient clipping, every optimizer."""
+    from pgolf.optim.factory import build_optimizers, set_learning_rates, set_muon_weight_decay
+    from pgolf.optim.parallel_muon import ParallelMuon
+    from pgolf.optim.schedule import Schedule
+
+    optimizers, muon = build_optimizers(model, cfg, torch.device("cpu"))
+    values = Schedule.from_config(cfg).at(0, 0.0)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    model(x, y).backward()
+    parallel = isinstance(muon, ParallelMuon)
+    if parallel:
+        muon.sync_gradients()
+    for group in muon.param_groups:
+        group["momentum"] = values.muon_momentum
+    set_learning_rates(optimizers, values.lr_scale)
+    set_muon_weight_decay(muon, values.muon_wd_scale)
+    if cfg.optim.grad_clip_norm > 0:
+        if parallel:
+            muon.clip_grad_norm_(cfg.optim.grad_clip_norm)
+        else:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip_norm)
+    for opt in optimizers:
+        opt.step()
+
+
+@contextmanager
+def cheap_init() -> Iterator[None]:
+    """Model construction without orthogonal initialisation (QR of every matrix: tens of seconds on 2 cores).
+
+    For tests that overwrite every weight afterwards: `orthogonal_` fills with N(0, 0.02²) instead.
+    """
+    saved = torch.nn.init.orthogonal_
+
+    def normal(tensor: Tensor, gain: float = 1.0, generator: object = None) -> Tensor:
+        with torch.no_grad():
+            return tensor.normal_(0.0, 0.02)
+
+    torch.nn.init.orthogonal_ = normal  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        torch.nn.init.orthogonal_ = saved  # type: ignore[assignment]
+
+
+def pgolf_model(cfg, state: Mapping[str, Tensor]) -> torch.nn.Module:
+    """pgolf's GPT for `cfg.model` in fp32 holding `state`."""
+    from pgolf.model.gpt import GPT
+
+    with cheap_init():
+        model = fp32(GPT(cfg.model))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def perturbed(model: torch.nn.Module, seed: int, std: float = 0.02) -> dict[str, Tensor]:
+    """The model's state with N(0, std²) added to every tensor: zero-initialised parts become non-zero, so that
+    every path (and its gradient) is exercised."""
+    gen = torch.Generator().manual_seed(seed)
+    return {k: v + torch.randn(v.shape, generator=gen) * std if v.is_floating_point() else v.clone()
+            for k, v in model.state_dict().items()}

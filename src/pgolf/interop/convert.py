@@ -20,13 +20,19 @@ def preset_model_config(preset: str) -> ModelConfig:
     return load_config(preset, env={}).model
 
 
+_SHAPES: dict[str, Shapes] = {}
+
+
 def pgolf_shapes(cfg: ModelConfig) -> Shapes:
-    """Every tensor shape of `GPT(cfg)`'s state dict, built on the meta device (no memory, no init cost)."""
+    """Every tensor shape of `GPT(cfg)`'s state dict, built on the meta device (no memory), cached per config."""
     from pgolf.model.gpt import GPT
 
-    with torch.device("meta"):
-        model = GPT(dataclasses.replace(cfg, ortho_init=False))
-    return {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    key = repr(cfg)
+    if key not in _SHAPES:
+        with torch.device("meta"):
+            model = GPT(dataclasses.replace(cfg, ortho_init=False))
+        _SHAPES[key] = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    return dict(_SHAPES[key])
 
 
 def record_shapes(links: list[Link], shapes: Shapes) -> Shapes:

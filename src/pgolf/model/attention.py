@@ -23,13 +23,22 @@ OutputTransform = Callable[[Tensor, Tensor, Tensor], Tensor]  # (y, v, x) → y,
 
 
 class Rotary(nn.Module):
-    """RoPE tables in the "half split" convention over `dim` rotated dims, cached per length and device."""
+    """RoPE tables in the "half split" convention over `dim` rotated dims, cached per length and device.
 
-    def __init__(self, dim: int, base: float) -> None:
+    With `ntk_train_len` > 0 a sequence longer than it uses the NTK-aware base
+    base·(L/ntk_train_len)^(dim/(dim−2)) (PR #635 and its successors build every Rotary with such a length).
+    """
+
+    def __init__(self, dim: int, base: float, ntk_train_len: int = 0) -> None:
         super().__init__()
-        inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))
-        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.dim = dim
+        self.base = base
+        self.ntk_train_len = ntk_train_len
+        self.register_buffer("inv_freq", self._inv_freq(base), persistent=False)
         self._cache: tuple[int, torch.device, Tensor, Tensor] | None = None
+
+    def _inv_freq(self, base: float, device: torch.device | None = None) -> Tensor:
+        return 1.0 / (base ** (torch.arange(0, self.dim, 2, dtype=torch.float32, device=device) / self.dim))
 
     def forward(self, seq_len: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         if torch.compiler.is_compiling():
@@ -43,8 +52,13 @@ class Rotary(nn.Module):
         return cos.to(dtype), sin.to(dtype)
 
     def _tables(self, seq_len: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        if 0 < self.ntk_train_len < seq_len:
+            scale = seq_len / self.ntk_train_len
+            inv_freq = self._inv_freq(self.base * scale ** (self.dim / (self.dim - 2)), device)
+        else:
+            inv_freq = self.inv_freq.to(device)
         positions = torch.arange(seq_len, device=device, dtype=torch.float32)
-        freqs = torch.outer(positions, self.inv_freq.to(device))
+        freqs = torch.outer(positions, inv_freq)
         return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
 
 
@@ -69,7 +83,7 @@ def _document_core(q: Tensor, k: Tensor, v: Tensor, ctx: ForwardContext) -> Tens
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, num_kv_heads: int, rope_base: float, qk_gain_init: float,
-                 rope_dims: int = 0) -> None:
+                 rope_dims: int = 0, rope_train_seq_len: int = 0) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.num_kv_heads = num_kv_heads
@@ -81,7 +95,7 @@ class CausalSelfAttention(nn.Module):
         self.proj = CastedLinear(dim, dim, zero_init=True)
         self.q_gain = nn.Parameter(torch.full((num_heads,), qk_gain_init, dtype=torch.float32))
         rotated = rope_dims or self.head_dim
-        self.rotary = Rotary(rotated, rope_base)
+        self.rotary = Rotary(rotated, rope_base, rope_train_seq_len)
         self._rotate = apply_rotary if rotated == self.head_dim else partial(apply_partial_rotary, dims=rotated)
         self._core = _causal_core
         self._value_mixers: list[ValueMixer] = []

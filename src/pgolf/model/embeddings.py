@@ -3,7 +3,8 @@
 Each one lets a position see its predecessor(s) before attention. All of them treat a BOS token as
 the start of a document: it never receives anything from the tokens before it (the #1797 leak that
 PR #1851/#1855 fixed for SmearGate), in training, evaluation and every other forward path, because
-the model has only this one implementation.
+the model has only this one implementation. Passing `NO_BOS` as the BOS id turns the boundary off: the
+form of PR #635, whose SmearGate and BigramHash mix across documents (`model.feature_bos_reset = false`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pgolf.model.layers import CastedLinear
+
+NO_BOS = -1  # a BOS id no token has: no document boundaries
 
 
 def _shift(x: Tensor, steps: int) -> Tensor:

@@ -21,7 +21,7 @@ from pgolf.model.attention import CausalSelfAttention
 from pgolf.model.backend import document_causal_mask
 from pgolf.model.blocks import PARALLEL_BLOCKS, Block, State
 from pgolf.model.context import ForwardContext
-from pgolf.model.embeddings import BigramHash, SmearGateV1, SmearGateV2
+from pgolf.model.embeddings import NO_BOS, BigramHash, SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
 from pgolf.model.init import orthogonal_init
 from pgolf.model.lanes import (
@@ -40,12 +40,7 @@ from pgolf.model.layers import (
 )
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import Stage, layer_stages, repeated_runs
-from pgolf.model.values import (
-    ValueEmbedding,
-    ValueEmbeddingMix,
-    ValueResidualMix,
-    keep_first_values,
-)
+from pgolf.model.values import FirstValues, ValueEmbedding, ValueEmbeddingMix, ValueResidualMix, keep_first_values
 from pgolf.model.xsa import xsa_transform
 
 
@@ -57,18 +52,19 @@ def xsa_layers(cfg: ModelConfig) -> range:
 
 def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
     attn = CausalSelfAttention(cfg.model_dim, cfg.num_heads, cfg.num_kv_heads, cfg.rope_base, cfg.qk_gain_init,
-                               rope_dims=cfg.rope_dims)
+                               rope_dims=cfg.rope_dims, rope_train_seq_len=cfg.rope_train_seq_len)
     if layer in parse_layer_list(cfg.value_embed_layers):
         attn.add_value_mixer("value_embed_mix", ValueEmbeddingMix())
     if cfg.value_residual:
-        attn.add_value_mixer("value_residual", keep_first_values if layer == 0 else ValueResidualMix())
+        first = FirstValues() if cfg.vr_lambda_first_layer else keep_first_values
+        attn.add_value_mixer("value_residual", first if layer == 0 else ValueResidualMix())
     if cfg.doc_isolated_attention:
         attn.isolate_documents()
     if layer in xsa_layers(cfg):
         attn.add_output_transform("xsa", xsa_transform)
     if cfg.attn_gate != "off":
         attn.add_output_transform("gate", build_attention_gate(
-            cfg.attn_gate, cfg.num_heads, cfg.model_dim, cfg.attn_gate_window, cfg.attn_gate_scale))
+            cfg.attn_gate, cfg.num_heads, cfg.model_dim, cfg.attn_gate_window, cfg.attn_gate_scale, cfg.attn_gate_bias))
     return attn
 
 
@@ -129,14 +125,15 @@ class GPT(nn.Module):
             self.register_parameter("skip_gates", None)
         self._embed_features: list[nn.Module] = []  # on the raw embedding, before the first norm
         self._stream_features: list[nn.Module] = []  # on the normalised stream
+        bos_id = cfg.bos_id if cfg.feature_bos_reset else NO_BOS  # NO_BOS: features cross documents (PR #635)
         if cfg.bigram_vocab > 0:
-            self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, cfg.bos_id, cfg.trigram)
+            self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, bos_id, cfg.trigram)
             self._embed_features.append(self.bigram)
         if cfg.smear_gate == "v2":
-            self.smear = SmearGateV2(cfg.smear_window, cfg.bos_id)
+            self.smear = SmearGateV2(cfg.smear_window, bos_id)
             self._embed_features.append(self.smear)
         elif cfg.smear_gate == "v1":
-            self.smear = SmearGateV1(cfg.model_dim, cfg.bos_id)
+            self.smear = SmearGateV1(cfg.model_dim, bos_id)
             self._stream_features.append(self.smear)
         kv_dim = cfg.num_kv_heads * (cfg.model_dim // cfg.num_heads)
         self.value_embed = (ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim)

@@ -47,6 +47,21 @@ def keep_first_values(v: Tensor, ctx: ForwardContext) -> Tensor:
     return v
 
 
+class FirstValues(nn.Module):
+    """`keep_first_values` holding the (λ0, λ1) that PR #635 allocates in every layer, layer 0 included.
+
+    Layer 0 has no earlier values to mix, so the λ never enters the forward and gets no gradient; it exists
+    so that the parameter count and names equal the record's (`model.vr_lambda_first_layer`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.vr_lambda = nn.Parameter(torch.tensor([0.5, 0.5], dtype=torch.float32))
+
+    def forward(self, v: Tensor, ctx: ForwardContext) -> Tensor:
+        return keep_first_values(v, ctx)
+
+
 class ValueResidualMix(nn.Module):
     """v ← λ0·v_first + λ1·v."""
 

@@ -37,12 +37,19 @@ def ns_dtype(cfg: Config, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if choice == "bf16" else torch.float32
 
 
-def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
-    """({name: Muon matrix}, Adam-trained control/scalar parameters), from the model's own partition."""
+def adam_matrices(cfg: Config) -> frozenset[str]:
+    """Matrices a record trains with its scalar Adam instead of Muon."""
+    return frozenset({"bigram.proj.weight"}) if cfg.optim.bigram_proj_adam else frozenset()
+
+
+def partition(model: GPT, to_adam: frozenset[str] = frozenset()) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
+    """({name: Muon matrix}, Adam-trained control/scalar parameters), from the model's own partition;
+    the matrices named in `to_adam` join the Adam-trained ones."""
     groups = model.optimizer_groups()  # the model knows which of its technique parameters are matrices
     matrix_ids = {id(p) for p in groups.matrix}
     matrix = {name: p for name, p in model.named_parameters() if id(p) in matrix_ids}
-    return matrix, groups.scalar
+    moved = [matrix.pop(name) for name in sorted(to_adam) if name in matrix]
+    return matrix, groups.scalar + moved
 
 
 def qat_bits_for(model: GPT, bits: int) -> BitsFor:
@@ -71,7 +78,7 @@ def late_qat_bits(model: GPT, cfg: Config) -> dict[str, int]:
 def build_optimizers(model: GPT, cfg: Config, device: torch.device,
                      orthogonalize: Orthogonalizer = newton_schulz) -> tuple[list[torch.optim.Optimizer], MuonLike]:
     """Return all optimizers (token, [head], muon, scalar order as the baseline) and the Muon one."""
-    named_matrix, scalar = partition(model)
+    named_matrix, scalar = partition(model, adam_matrices(cfg))
     matrix = list(named_matrix.values())
     fused = device.type == "cuda"
     o = cfg.optim
