@@ -123,6 +123,7 @@ class OptimConfig:
     embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
     bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
+    ve_proj_adam: bool = False  # train value_embed.proj with the scalar Adam (PR #1289), not Muon
 
 
 @dataclass

@@ -17,7 +17,7 @@ RECORD_PRESETS = ["pr635", "pr1291", "proteus_v16", "proteus_ablation", "sota"]
 CPU_EVAL_SIZES = ("val_batch_size", "val_max_tokens")
 SIZE_KEYS = {"vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "rope_dims",
              "xsa_last_n", "bigram_vocab", "bigram_dim", "value_embed_layers", "value_embed_dim", "parallel_start",
-             "recur_start", "recur_end", "tied_embed_init_std", "smear_window", "attn_gate_window"}
+             "recur_start", "recur_end", "tied_embed_init_std", "smear_window", "attn_gate_window", "rope_train_seq_len"}
 
 
 def params(preset: str, **model_changes: object) -> int:

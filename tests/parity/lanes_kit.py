@@ -7,11 +7,11 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
+from recordkit import assert_close, assert_states_close, fp32
 from torch import Tensor, nn
 
 from pgolf.interop import from_pgolf, to_pgolf
 from pgolf.model.gpt import GPT
-from recordkit import assert_close, assert_states_close, fp32
 
 RecordModel = Callable[[], nn.Module]
 

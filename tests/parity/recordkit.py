@@ -82,13 +82,13 @@ def _record_import_context(env: Mapping[str, str]) -> Iterator[None]:
 _IMPORTED: dict[tuple[str, tuple[tuple[str, str], ...]], types.ModuleType] = {}
 
 
-def import_record(folder: str, env: Mapping[str, str] | None = None) -> types.ModuleType:
-    """`shared/records/<folder>/train_gpt.py` as a module (one per folder and environment, cached)."""
+def import_record(folder: str, env: Mapping[str, str] | None = None, script: str = "train_gpt.py") -> types.ModuleType:
+    """`shared/records/<folder>/<script>` as a module (one per folder, script and environment, cached)."""
     env = dict(env or {})
-    key = (folder, tuple(sorted(env.items())))
+    key = (f"{folder}/{script}", tuple(sorted(env.items())))
     if key in _IMPORTED:
         return _IMPORTED[key]
-    path = records_dir() / folder / "train_gpt.py"
+    path = records_dir() / folder / script
     name = f"record_{folder}_{len(_IMPORTED)}"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
-from pgolf.config import load_config
 from recordkit import assert_close, fp32, import_record
+
+from pgolf.config import load_config
 
 PRESET = "proteus_ablation"
 SEED = 1425
@@ -45,14 +45,14 @@ def test_parameter_count_and_names_map_one_to_one(rec, cfg, models) -> None:
     assert_count_and_names(record, ours, state, PRESET, cfg, RECORD_PARAMS)
 
 
-def test_logits(rec, cfg, models) -> None:
-    record, ours, state = models
+def test_logits(cfg, models) -> None:
+    record, ours, _ = models
     x, _ = tokens(cfg.model.vocab_size, 1, 256, low=0)  # no BOS-dependent feature in this stack: any token
     with torch.no_grad():
         assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x), "logits")
 
 
-def test_loss_and_gradients(rec, cfg, models) -> None:
-    record, ours, state = models
+def test_loss_and_gradients(cfg, models) -> None:
+    record, ours, _ = models
     x, y = tokens(cfg.model.vocab_size, 2, 128, seed=1, low=0)
     assert_loss_and_gradients(record, ours, x, y, PRESET, cfg)

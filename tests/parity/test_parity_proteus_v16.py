@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
+from recordkit import assert_close, fp32, import_record
+
 from pgolf.config import load_config
 from pgolf.errors import UserError
 from pgolf.interop import to_pgolf
-from recordkit import assert_close, fp32, import_record
 
 PRESET = "proteus_v16"
 SEED = 1289
@@ -60,16 +60,17 @@ def test_layer_order_and_skips_are_the_records(models) -> None:
     assert ours.skip_weights.shape[0] == 5 and ours.recurrence_active
 
 
-def test_logits(rec, cfg, models) -> None:
-    record, ours, state = models
-    x, _ = tokens(cfg.model.vocab_size, 1, 256)
+@pytest.mark.parametrize("seq_len", [256, 1152])  # > the record's Rotary train_seq_len 1024: NTK-rescaled RoPE
+def test_logits(cfg, models, seq_len: int) -> None:
+    record, ours, _ = models
+    x, _ = tokens(cfg.model.vocab_size, 1, seq_len, low=0)  # BOS inside: the record's features cross it, so do ours
     with torch.no_grad():
-        assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x), "logits")
+        assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x), f"logits at seq {seq_len}")
 
 
-def test_loss_and_gradients(rec, cfg, models) -> None:
-    record, ours, state = models
-    x, y = tokens(cfg.model.vocab_size, 2, 128, seed=1)
+def test_loss_and_gradients(cfg, models) -> None:
+    record, ours, _ = models
+    x, y = tokens(cfg.model.vocab_size, 2, 128, seed=1, low=0)
     assert_loss_and_gradients(record, ours, x, y, PRESET, cfg)
 
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from pgolf.config import ModelConfig
 from pgolf.interop.proteus_v16 import proteus_block_controls, value_embeddings
-from pgolf.interop.registry import Link, RecordFormat, layer_names, register, renamed, same
+from pgolf.interop.registry import (
+    Link,
+    RecordFormat,
+    layer_names,
+    register,
+    renamed,
+    same,
+)
 
 MATRICES = ("blocks.{}.attn.c_q.weight", "blocks.{}.attn.c_k.weight", "blocks.{}.attn.c_v.weight",
             "blocks.{}.attn.proj.weight", "blocks.{}.mlp.fc.weight", "blocks.{}.mlp.proj.weight")

@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.interop.pr635 import BANKS
-from pgolf.interop.registry import Link, RecordFormat, bank, layer_names, register, renamed, same
+from pgolf.interop.registry import (
+    Link,
+    RecordFormat,
+    bank,
+    layer_names,
+    register,
+    renamed,
+    same,
+)
 from pgolf.model.gpt import is_parallel_layer
 
 
