@@ -98,3 +98,22 @@ def test_sequential_lanes_of_pr1204() -> None:
         lane1 = rho[0] * lane + post[0, 1] * a  # what the MLP reads: its lane after attention's write
         expected = block.norm(block.resid_mix[0] * lane1 + block.resid_mix[1] * x0)
     assert torch.allclose(seen["mlp_in"], expected, atol=1e-6)
+
+
+def test_lora_adapters_are_one_per_virtual_slot() -> None:
+    """#1855: a block that recurrence runs three times gets three adapters per site, used in run order."""
+    from pgolf.evaluate.lora import LoRASet
+
+    model = active_model(small_config(recur_start=1, recur_end=2, recur_loops=2))  # order 0,1,2,1,2,1,2,3
+    lora = LoRASet(model, ["q", "mlp"], slots=1, rank=2, alpha=4.0, seed=0)
+    assert len(lora.adapters) == 2 * len(model.layer_order)  # 8 virtual slots × 2 sites
+    lora.rows = torch.tensor([0])
+    x = random_ids(1, 8)
+    with torch.no_grad():
+        for adapter in lora.adapters.values():
+            adapter.B.normal_()
+        before = model.hidden(x)
+        lora.adapters["blocks_1_attn_c_q_run2"].B.zero_()  # the third run of block 1 only
+        after = model.hidden(x)
+    lora.remove()
+    assert not torch.allclose(before, after)

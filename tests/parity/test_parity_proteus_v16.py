@@ -70,7 +70,7 @@ def test_logits(cfg, models, seq_len: int) -> None:
 
 def test_loss_and_gradients(cfg, models) -> None:
     record, ours, _ = models
-    x, y = tokens(cfg.model.vocab_size, 2, 128, seed=1, low=0)
+    x, y = tokens(cfg.model.vocab_size, 1, 128, seed=1, low=0)
     assert_loss_and_gradients(record, ours, x, y, PRESET, cfg)
 
 
