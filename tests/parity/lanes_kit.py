@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
-from recordkit import assert_close, assert_states_close, fp32
+from recordkit import assert_close, assert_states_close, cheap_init, fp32
 from torch import Tensor, nn
 
 from pgolf.interop import from_pgolf, to_pgolf
@@ -18,29 +17,12 @@ from pgolf.model.gpt import GPT
 RecordModel = Callable[[], nn.Module]
 
 
-@contextmanager
-def cheap_orthogonal() -> Iterator[None]:
-    """`nn.init.orthogonal_` as N(0, 0.02²) while a record model is built: its QRs cost a minute at full shape
-    on 2 shared cores, and the weights are perturbed and copied anyway (init parity is not what is tested)."""
-    saved = nn.init.orthogonal_
-
-    def normal(tensor: Tensor, gain: float = 1.0, generator: object = None) -> Tensor:
-        with torch.no_grad():
-            return tensor.normal_(0.0, 0.02)
-
-    nn.init.orthogonal_ = normal  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        nn.init.orthogonal_ = saved  # type: ignore[assignment]
-
-
 def pair(build: RecordModel, preset: str, cfg, seed: int, noise: float = 0.02) -> tuple[nn.Module, GPT, dict[str, Tensor]]:
     """(record model, pgolf model, the record's state) holding the same weights: the record's seeded init with
     every tensor moved off it, so zero-init projections and identity gates take part (a part at its identity
     init would agree with anything). Built once per test module: a full-shape model costs seconds on 2 cores."""
     torch.manual_seed(seed)
-    with cheap_orthogonal():
+    with cheap_init():  # the QRs of the record's init cost a minute here; the weights are perturbed anyway
         record = build()
     with torch.no_grad():
         for p in record.parameters():

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import pytest
 import torch
+from recordkit import (
+    assert_close,
+    assert_states_close,
+    cheap_init,
+    fp32,
+    import_record,
+    perturbed,
+    pgolf_model,
+    pgolf_step,
+    val_batch,
+)
 
 from pgolf.config import load_config
 from pgolf.interop import from_pgolf, to_pgolf
 from pgolf.model.attention import Rotary
-from recordkit import (assert_close, assert_states_close, cheap_init, fp32, import_record, perturbed, pgolf_model,
-                       pgolf_step, val_batch)
 
 SEED = 635
 RECORD_PARAMS = 26_809_543  # "model_params:26809543" in the record's train_seed*.log

@@ -11,7 +11,6 @@ import torch
 from pgolf.config import Config
 from pgolf.errors import ConfigError
 from pgolf.model.gpt import GPT
-from pgolf.model.layers import is_control_name
 from pgolf.optim.muon import Muon, Orthogonalizer, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.precision import autocast_dtype
