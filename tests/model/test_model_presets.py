@@ -15,7 +15,7 @@ from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.pipeline import run_train
 
 RECORD_PRESETS = ["pr635", "pr1291", "proteus_v16", "proteus_ablation", "sota"]
-CPU_EVAL_SIZES = ("val_batch_size", "val_max_tokens")
+CPU_EVAL_SIZES = ("val_batch_size", "val_max_tokens", "calibration_seqs")  # how much is scored or calibrated
 SIZE_KEYS = {"vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult", "rope_dims",
              "xsa_last_n", "bigram_vocab", "bigram_dim", "value_embed_layers", "value_embed_dim", "parallel_start",
              "recur_start", "recur_end", "tied_embed_init_std", "smear_window", "attn_gate_window",

@@ -31,9 +31,13 @@ def require_records() -> Path:
     return RECORDS_DIR
 
 
-def import_record(folder: str, env: Mapping[str, str] | None = None) -> types.ModuleType:
+def import_record(folder: str, env: Mapping[str, str] | None = None, script: str = "train_gpt.py") -> types.ModuleType:
     require_records()
-    return _import_record(folder, env)
+    return _import_record(folder, env, script=script)
+
+
+def seeded(seed: int) -> None:
+    torch.manual_seed(seed)
 
 
 def fp32(model: torch.nn.Module) -> torch.nn.Module:

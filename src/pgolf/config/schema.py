@@ -64,11 +64,16 @@ class ModelConfig:
     unet_skips: bool = True  # encoder → decoder skip connections (U-Net), as the baseline
     skip_gates: bool = False  # decoder input = lerp(w⊙skip, x, σ(g)) instead of x + w⊙skip
     ortho_init: bool = False  # orthogonal init of Linear weights with both dims ≥ 64
-    parallel_residual: Literal["off", "record", "proteus"] = "off"  # off | record | proteus
+    parallel_residual: Literal["off", "record", "proteus", "pr1204"] = "off"  # off | record (#1529/SOTA) | proteus (#1289/#1425) | pr1204 (sequential lane writes)
+    skip_lanes: Literal["attn", "both"] = "attn"  # U-Net skips into parallel lanes: attn (lane 0 only: #1425, SOTA) | both (#1289, #1204)
+    lane_merge: Literal["sigmoid", "linear"] = "sigmoid"  # proteus final merge μ·x_attn + (1−μ)·x_mlp: μ = σ(θ) (sigmoid, #1425) | θ (linear, #1289)
+    lane_merge_init: float = 0.5  # θ₀ of the proteus lane merge (both records: 0.5)
     parallel_start: int = 0  # first physical layer with parallel lanes
     recur_start: int = 0  # depth recurrence: physical layers recur_start..recur_end (inclusive) ...
     recur_end: int = 0  # last physical layer of the recurrence range (inclusive)
     recur_loops: int = 0  # ... run this many extra times (0 = off)
+    recur_form: Literal["segment", "inplace"] = "segment"  # segment: the range repeats as a block (#1204, SOTA) | inplace: each layer repeats in place (#1289)
+    recur_untie_mlp: bool = False  # every repeated run has its own MLP weights (#1289; #1204 REPEAT_UNTIE_MLP=full)
     # Record-parity options (docs/records.md): the defaults keep pgolf's forms, the record presets set the records'
     rope_train_seq_len: int = 0  # NTK RoPE: longer sequences use base·(L/this)^(d/(d−2)) (0 = off; PR #635 1024)
     attn_gate_bias: bool = False  # dense gate as PR #635's Linear with bias: weight 0, bias 4 (g ≈ 0.98 at init)
@@ -107,6 +112,7 @@ class OptimConfig:
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
     muon_momentum_dtype: Literal["fp32", "bf16"] = "fp32"  # Parallel Muon's momentum (PR #635: bf16, gradient cast first)
     bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
+    ve_proj_adam: bool = False  # train value_embed.proj with the scalar Adam (PR #1289), not Muon
 
 
 @dataclass

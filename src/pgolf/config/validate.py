@@ -206,6 +206,9 @@ def _check_model_techniques(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(not m.attn_gate_bias or m.attn_gate == "dense", "model.attn_gate_bias", "needs model.attn_gate = \"dense\"")
     v.require(not m.vr_lambda_first_layer or m.value_residual, "model.vr_lambda_first_layer",
               "needs model.value_residual = true")
+    v.require(not m.recur_untie_mlp or m.recur_loops > 0, "model.recur_untie_mlp",
+              "needs depth recurrence (model.recur_loops > 0)")
+    v.require(math.isfinite(m.lane_merge_init), "model.lane_merge_init", "must be a finite number")
     v.require(m.rope_dims >= 0 and m.rope_dims % 2 == 0 and m.rope_dims <= head_dim, "model.rope_dims",
               f"must be even and ≤ the head dim {head_dim} (0 = the whole head), got {m.rope_dims}")
     v.require(-1 <= m.xsa_last_n <= m.num_layers, "model.xsa_last_n",

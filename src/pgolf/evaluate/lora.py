@@ -11,11 +11,16 @@ slot j, A ~ U(−1/√in, 1/√in), B = 0, so a fresh adapter changes nothing. S
 
 Forward hooks add the adapter outputs, so the model code is unchanged and any GPT whose modules are
 named like the baseline's (`….attn.c_q`, `….attn`, `….mlp`) can be adapted.
+
+Adapters belong to virtual layers, as in the SOTA (#1855: 17 adapter slots for 11 blocks, three of them run
+three times): a block that depth recurrence runs k times gets k adapters per site, and its n-th run in a
+forward pass uses the n-th. The split follows `GPT.layer_order` when the set is built.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 
 import torch
@@ -65,6 +70,8 @@ class LoRASet(nn.Module):
         self.rows: Tensor | None = None  # None: adapters off (the model runs as it is)
         self.adapters = nn.ModuleDict()
         self._hooks = []
+        self._calls: list[list[int]] = []  # per hooked module: its runs so far (the n-th run uses adapter n mod k)
+        runs = Counter(model.layer_order)  # physical block → runs per forward pass
         for target in targets:
             if target == "head":
                 continue
@@ -74,16 +81,23 @@ class LoRASet(nn.Module):
                                   f"for the '{target}' adapter: drop it from the list")
             for name, module in matches:
                 in_f, out_f = _site_shape(module, target, model.cfg.model_dim)
-                adapter = BatchedLoRA(slots, in_f, out_f, rank, alpha, device, generator)
-                self.adapters[name.replace(".", "_")] = adapter
-                self._hooks.append(module.register_forward_hook(self._hook(adapter)))
+                site = [BatchedLoRA(slots, in_f, out_f, rank, alpha, device, generator)
+                        for _ in range(runs.get(_block_index(name), 1))]
+                for run, adapter in enumerate(site):
+                    self.adapters[name.replace(".", "_") + (f"_run{run}" if run else "")] = adapter
+                self._hooks.append(module.register_forward_hook(self._hook(site)))
         d, vocab = model.cfg.model_dim, model.cfg.vocab_size
         self.head = BatchedLoRA(slots, d, vocab, rank, alpha, device, generator) if "head" in targets else None
 
-    def _hook(self, adapter: BatchedLoRA) -> Callable[[nn.Module, tuple, Tensor], Tensor]:
+    def _hook(self, site: list[BatchedLoRA]) -> Callable[[nn.Module, tuple, Tensor], Tensor]:
+        calls = [0]
+        self._calls.append(calls)
+
         def add_adapter(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
             if self.rows is None:
                 return output
+            adapter = site[calls[0] % len(site)]
+            calls[0] += 1
             return output + adapter(args[0], self.rows).to(output.dtype)
 
         return add_adapter
@@ -95,6 +109,8 @@ class LoRASet(nn.Module):
         return logits.float() + self.head(hidden, self.rows)
 
     def reset(self, keep_a: bool) -> None:
+        for calls in self._calls:
+            calls[0] = 0
         for module in self.modules():
             if isinstance(module, BatchedLoRA):
                 module.reset(keep_a)
@@ -102,6 +118,12 @@ class LoRASet(nn.Module):
     def remove(self) -> None:
         for hook in self._hooks:
             hook.remove()
+
+
+def _block_index(name: str) -> int | None:
+    """Physical block of a module named `blocks.<i>.…`; None for modules outside the blocks."""
+    parts = name.split(".")
+    return int(parts[1]) if len(parts) > 1 and parts[0] == "blocks" and parts[1].isdigit() else None
 
 
 def _site_shape(module: nn.Module, target: str, model_dim: int) -> tuple[int, int]:

@@ -75,14 +75,15 @@ def _record_import_context(env: Mapping[str, str]) -> Iterator[None]:
 _IMPORTED: dict[tuple[str, str, tuple[tuple[str, str], ...]], types.ModuleType] = {}
 
 
-def import_record(folder: str, env: Mapping[str, str] | None = None, root: Path | None = None) -> types.ModuleType:
-    """`<records>/<folder>/train_gpt.py` as a module (one per folder and environment, cached)."""
+def import_record(folder: str, env: Mapping[str, str] | None = None, root: Path | None = None,
+                  script: str = "train_gpt.py") -> types.ModuleType:
+    """`<records>/<folder>/<script>` as a module (one per folder, script and environment, cached)."""
     env = dict(env or {})
     base = root or records_dir()
-    key = (str(base), folder, tuple(sorted(env.items())))
+    key = (str(base), f"{folder}/{script}", tuple(sorted(env.items())))
     if key in _IMPORTED:
         return _IMPORTED[key]
-    path = base / folder / "train_gpt.py"
+    path = base / folder / script
     if not path.is_file():
         raise UserError(f"record script {path} not found: pass the records folder (shared/records) or set "
                         "PGOLF_RECORDS_DIR")

@@ -1,10 +1,13 @@
-"""Transformer blocks: the baseline's serial block and the two published parallel-residual forms.
+"""Transformer blocks: the baseline's serial block and the three published parallel-residual forms.
 
 A block maps a residual state to a new one. The serial state is one tensor; parallel blocks keep
 two lanes (an attention lane and an MLP lane) and accept a single tensor at the first parallel
-layer, which they split into two equal lanes. In both parallel forms attention and MLP read the
+layer, which they split into two equal lanes. In forms (E) and PROTEUS attention and MLP read the
 lanes as they were when the block started, so neither sublayer sees the other's output of the same
-layer (TECHNIQUES.md §4.20).
+layer (TECHNIQUES.md §4.20); in the #1204 form the MLP reads its lane after attention wrote to it.
+
+Every block takes an optional `mlp`: depth recurrence with untied MLPs runs a block again with
+another MLP in place of its own (`model.recur_untie_mlp`).
 """
 
 from __future__ import annotations
@@ -47,10 +50,10 @@ class Block(nn.Module):
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
 
-    def forward(self, x: Tensor, ctx: ForwardContext) -> Tensor:
+    def forward(self, x: Tensor, ctx: ForwardContext, mlp: MLP | None = None) -> Tensor:
         x = _mix(self.resid_mix, x, ctx.x0)
         x = x + row_scale(self.attn_scale, x) * self.attn(self.norm(x), ctx)
-        return x + row_scale(self.mlp_scale, x) * self.mlp(self.norm(x))
+        return x + row_scale(self.mlp_scale, x) * (self.mlp if mlp is None else mlp)(self.norm(x))
 
 
 @declares_controls("parallel_resid", "parallel_post")
@@ -66,10 +69,10 @@ class RecordParallelBlock(Block):
         self.parallel_resid = nn.Parameter(torch.full((2,), 1.1, dtype=torch.float32))
         self.parallel_post = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))  # [sublayer, lane]
 
-    def forward(self, state: State, ctx: ForwardContext) -> Lanes:
+    def forward(self, state: State, ctx: ForwardContext, mlp: MLP | None = None) -> Lanes:
         lane0, lane1 = _lanes(state)
         a = row_scale(self.attn_scale, lane0) * self.attn(self.norm(_mix(self.resid_mix, lane0, ctx.x0)), ctx)
-        m = row_scale(self.mlp_scale, lane1) * self.mlp(self.norm(lane1))
+        m = row_scale(self.mlp_scale, lane1) * (self.mlp if mlp is None else mlp)(self.norm(lane1))
         rho = self.parallel_resid.to(lane0.dtype)
         post = self.parallel_post.to(lane0.dtype)
         return (rho[0] * lane0 + post[0, 0] * a + post[1, 0] * m,
@@ -78,10 +81,11 @@ class RecordParallelBlock(Block):
 
 @declares_controls("resid_mix_mlp", "lane_route")
 class ProteusParallelBlock(Block):
-    """Form (B), PROTEUS (PR #1289): attention reads mix(x_attn, x0), the MLP reads mix_mlp(x_mlp, x0)
-    (`resid_mix_mlp`, per dimension, init (1, 0)); a 4-element `lane_route` r (init 1) routes the outputs:
+    """Form (B), PROTEUS (PR #1289 / #1425): attention reads mix(x_attn, x0), the MLP reads mix_mlp(x_mlp, x0)
+    (`resid_mix_mlp`, per dimension, init (1, 0)); a 4-element `lane_route` r (init 1) routes the outputs
+    into the lanes as they entered the block (not the mixed reads):
 
-        x_attn ← mix(x_attn) + r0·Δa + r2·Δm      x_mlp ← mix_mlp(x_mlp) + r1·Δa + r3·Δm
+        x_attn ← x_attn + r0·Δa + r2·Δm      x_mlp ← x_mlp + r1·Δa + r3·Δm
     """
 
     def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
@@ -89,14 +93,41 @@ class ProteusParallelBlock(Block):
         self.resid_mix_mlp = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
         self.lane_route = nn.Parameter(torch.ones(4, dtype=torch.float32))
 
-    def forward(self, state: State, ctx: ForwardContext) -> Lanes:
+    def forward(self, state: State, ctx: ForwardContext, mlp: MLP | None = None) -> Lanes:
         x_attn, x_mlp = _lanes(state)
         attn_in = _mix(self.resid_mix, x_attn, ctx.x0)
         mlp_in = _mix(self.resid_mix_mlp, x_mlp, ctx.x0)
         da = row_scale(self.attn_scale, attn_in) * self.attn(self.norm(attn_in), ctx)
-        dm = row_scale(self.mlp_scale, mlp_in) * self.mlp(self.norm(mlp_in))
+        dm = row_scale(self.mlp_scale, mlp_in) * (self.mlp if mlp is None else mlp)(self.norm(mlp_in))
         r = self.lane_route.to(attn_in.dtype)
-        return attn_in + r[0] * da + r[2] * dm, mlp_in + r[1] * da + r[3] * dm
+        return x_attn + r[0] * da + r[2] * dm, x_mlp + r[1] * da + r[3] * dm
 
 
-PARALLEL_BLOCKS: dict[str, type[Block]] = {"record": RecordParallelBlock, "proteus": ProteusParallelBlock}
+class SequentialParallelBlock(Block):
+    """The form of PR #1204 (modded-nanogpt #230): each sublayer writes into both lanes in turn, and the MLP
+    reads the MLP lane after attention wrote to it. Both sublayers read through `resid_mix`:
+
+        a = Attn(mix(lane0, x0))      lane_k ← ρ[0]·lane_k + π[0, k]·a
+        m = MLP(mix(lane1, x0))       lane_k ← ρ[1]·lane_k + π[1, k]·m
+
+    ρ = parallel_resid, one per sublayer, init √1.1 (so one block scales a lane by 1.1); π = parallel_post, init 1.
+    """
+
+    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
+        super().__init__(attn, mlp, dim, norm)
+        self.parallel_resid = nn.Parameter(torch.full((2,), 1.1 ** 0.5, dtype=torch.float32))  # [sublayer]
+        self.parallel_post = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))  # [sublayer, lane]
+
+    def forward(self, state: State, ctx: ForwardContext, mlp: MLP | None = None) -> Lanes:
+        lane0, lane1 = _lanes(state)
+        rho = self.parallel_resid.to(lane0.dtype)
+        post = self.parallel_post.to(lane0.dtype)
+        a = row_scale(self.attn_scale, lane0) * self.attn(self.norm(_mix(self.resid_mix, lane0, ctx.x0)), ctx)
+        lane0, lane1 = rho[0] * lane0 + post[0, 0] * a, rho[0] * lane1 + post[0, 1] * a
+        m = row_scale(self.mlp_scale, lane1) * (self.mlp if mlp is None else mlp)(self.norm(_mix(self.resid_mix, lane1, ctx.x0)))
+        return rho[1] * lane0 + post[1, 0] * m, rho[1] * lane1 + post[1, 1] * m
+
+
+PARALLEL_BLOCKS: dict[str, type[Block]] = {
+    "record": RecordParallelBlock, "proteus": ProteusParallelBlock, "pr1204": SequentialParallelBlock,
+}

@@ -33,7 +33,7 @@ from pgolf.model.layers import (
     sublayer_norm,
 )
 from pgolf.model.mlp import MLP
-from pgolf.model.recurrence import split_encoder_decoder, virtual_layers
+from pgolf.model.recurrence import Stage, layer_stages, repeated_runs
 
 
 def xsa_layers(cfg: ModelConfig) -> range:
@@ -66,13 +66,19 @@ def build_attention(cfg: ModelConfig, layer: int) -> CausalSelfAttention:
     return attn
 
 
+def build_mlp(cfg: ModelConfig) -> MLP:
+    return MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope,
+               fused=resolve_fused(cfg.fused_kernels, "cuda")[0])
+
+
+def is_parallel_layer(cfg: ModelConfig, layer: int) -> bool:
+    return cfg.parallel_residual != "off" and layer >= cfg.parallel_start
+
+
 def build_block(cfg: ModelConfig, layer: int = 0) -> Block:
     attn = build_attention(cfg, layer)
-    mlp = MLP(cfg.model_dim, int(cfg.mlp_mult * cfg.model_dim), cfg.activation, cfg.leaky_slope,
-              fused=resolve_fused(cfg.fused_kernels, "cuda")[0])
-    parallel = cfg.parallel_residual != "off" and layer >= cfg.parallel_start
-    block_cls = PARALLEL_BLOCKS[cfg.parallel_residual] if parallel else Block
-    return block_cls(attn, mlp, cfg.model_dim, sublayer_norm(layer, cfg.ln_scale))
+    block_cls = PARALLEL_BLOCKS[cfg.parallel_residual] if is_parallel_layer(cfg, layer) else Block
+    return block_cls(attn, build_mlp(cfg), cfg.model_dim, sublayer_norm(layer, cfg.ln_scale))
 
 
 @dataclass
@@ -95,10 +101,10 @@ class GPT(nn.Module):
         self.logit_softcap = cfg.logit_softcap
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.unet = cfg.unet_skips
-        self._base_order = list(range(cfg.num_layers))
-        self._looped_order = (virtual_layers(cfg.num_layers, cfg.recur_start, cfg.recur_end, cfg.recur_loops)
-                              if cfg.recur_loops > 0 else self._base_order)
-        encoder, decoder = split_encoder_decoder(self._looped_order, self.unet)
+        self._base_stages = layer_stages(cfg.num_layers, self.unet)
+        self._looped_stages = layer_stages(cfg.num_layers, self.unet, cfg.recur_start, cfg.recur_end,
+                                           cfg.recur_loops, cfg.recur_form)
+        encoder, decoder = self._looped_stages
         num_skips = min(len(encoder), len(decoder))
         if self.unet:
             self.skip_weights = nn.Parameter(torch.ones(num_skips, cfg.model_dim, dtype=torch.float32))
@@ -138,12 +144,16 @@ class GPT(nn.Module):
             from pgolf.model.values import ValueEmbedding
             self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim,
                                               zero_proj=not cfg.value_embed_ortho)
-        self._skip_policy = SKIP_POLICIES[cfg.parallel_residual]
+        self._skip_policy = SKIP_POLICIES[cfg.skip_lanes]
         if cfg.parallel_residual == "proteus":
-            self.lane_merge = LaneMerge()
-            self._final_merge = self.lane_merge
+            self.lane_merge = LaneMerge(cfg.lane_merge, cfg.lane_merge_init)
+            self._final_merge = self.lane_merge.forward  # a bound method: the module is registered once
         else:
-            self._final_merge = mean_of_lanes if cfg.parallel_residual == "record" else single_lane
+            self._final_merge = single_lane if cfg.parallel_residual == "off" else mean_of_lanes
+        self.recur_mlps = nn.ModuleDict()  # untied MLPs of the repeated runs, keyed "<layer>_<pass>"
+        if cfg.recur_untie_mlp:
+            for layer, run in repeated_runs(cfg.num_layers, cfg.recur_start, cfg.recur_end, cfg.recur_loops):
+                self.recur_mlps[f"{layer}_{run}"] = build_mlp(cfg)
         # Kernel choices per device type, resolved once (constants for torch.compile); the fused ops
         # dispatch on the tensors' device themselves.
         self._doc_kernels = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev)[0] for dev in ("cpu", "cuda")}
@@ -166,14 +176,13 @@ class GPT(nn.Module):
         The order is a plain attribute read by `hidden`: torch.compile guards on it, so switching
         recompiles (or reuses a graph primed in warm-up) instead of silently keeping the old graph.
         """
-        order = self._looped_order if active else self._base_order
-        self._encoder, self._decoder = split_encoder_decoder(order, self.unet)
+        self._encoder, self._decoder = self._looped_stages if active else self._base_stages
         self.recurrence_active = active
 
     @property
     def layer_order(self) -> list[int]:
         """Physical block index of every virtual layer in the current mode."""
-        return self._encoder + self._decoder
+        return [layer for stage in self._encoder + self._decoder for layer, _ in stage]
 
     # ---- forward --------------------------------------------------------------------------------
     def _context(self, x0: Tensor, input_ids: Tensor) -> ForwardContext:
@@ -185,10 +194,16 @@ class GPT(nn.Module):
             ctx.value_embed = self.value_embed(input_ids, x0.dtype)
         return ctx
 
-    def _skip(self, state: State, skip: Tensor, index: int) -> State:
+    def _skip(self, state: State, skip: Tensor, index: int, parallel_next: bool) -> State:
         gate = None if self.skip_gates is None else self.skip_gates[index]
         weight = self.skip_weights[index]
-        return self._skip_policy(state, lambda x: add_skip(x, skip, weight, gate))
+        return self._skip_policy(state, lambda x: add_skip(x, skip, weight, gate), parallel_next)
+
+    def _run_stage(self, stage: Stage, state: State, ctx: ForwardContext) -> State:
+        for layer, run in stage:
+            mlp = self.recur_mlps[f"{layer}_{run}"] if run and self.cfg.recur_untie_mlp else None
+            state = self.blocks[layer](state, ctx, mlp)
+        return state
 
     def hidden(self, input_ids: Tensor) -> Tensor:
         """Final-normed hidden states (batch, seq, dim)."""
@@ -201,13 +216,13 @@ class GPT(nn.Module):
         ctx = self._context(x, input_ids)
         state: State = x
         skips: list[Tensor] = []
-        for layer in self._encoder:
-            state = self.blocks[layer](state, ctx)
+        for stage in self._encoder:
+            state = self._run_stage(stage, state, ctx)
             skips.append(state)
-        for j, layer in enumerate(self._decoder):
+        for j, stage in enumerate(self._decoder):
             if skips:
-                state = self._skip(state, skips.pop(), j)
-            state = self.blocks[layer](state, ctx)
+                state = self._skip(state, skips.pop(), j, is_parallel_layer(self.cfg, stage[0][0]))
+            state = self._run_stage(stage, state, ctx)
         return rms_norm(self._final_merge(state))
 
     def raw_logits(self, hidden: Tensor) -> Tensor:

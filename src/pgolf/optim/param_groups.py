@@ -31,7 +31,8 @@ class ParamGroup:
 
 def adam_matrices(cfg: Config) -> frozenset[str]:
     """Matrices a record trains with its scalar Adam instead of Muon."""
-    return frozenset({"bigram.proj.weight"}) if cfg.optim.bigram_proj_adam else frozenset()
+    chosen = {"bigram.proj.weight": cfg.optim.bigram_proj_adam, "value_embed.proj.weight": cfg.optim.ve_proj_adam}
+    return frozenset(name for name, to_adam in chosen.items() if to_adam)
 
 
 def param_table(model: GPT, cfg: Config) -> tuple[ParamGroup, ...]:

@@ -1,0 +1,79 @@
+"""PR #1289 PROTEUS v1.6 (preset `proteus_v16`): the four Parallel-Muon shape banks of PR #549, BigramHash,
+SmearGate v1, the shared value embedding with per-layer (1,) scales, PROTEUS lanes (`route` per parallel block,
+a scalar `lane_merge`) and the untied MLPs of the repeated layers (`recur_mlp_up/down.<layer>`)."""
+
+from __future__ import annotations
+
+from pgolf.config import ModelConfig, parse_layer_list
+from pgolf.interop.pr635 import BANKS
+from pgolf.interop.registry import (
+    Link,
+    RecordFormat,
+    bank,
+    layer_names,
+    register,
+    renamed,
+    same,
+)
+from pgolf.model.gpt import is_parallel_layer
+
+
+def features() -> list[Link]:
+    """Embedding-side tensors of the PR #549 lineage: token table, skips, BigramHash and SmearGate v1."""
+    return [*same("tok_emb.weight", "skip_weights"),
+            renamed("bigram.embed.weight", "bigram.table"),
+            *same("bigram.proj.weight"),
+            renamed("bigram.scale", "bigram.bigram_scale"),
+            renamed("smear.gate", "smear.smear_gate")]
+
+
+def value_embeddings(cfg: ModelConfig) -> list[Link]:
+    """The shared table `ve_shared` and one (1,)-shaped `ve_layer_scales.<k>` per VE layer, in layer order."""
+    out = [renamed("ve_shared.embed.weight", "value_embed.table"),
+           renamed("ve_shared.proj.weight", "value_embed.proj.weight"),
+           renamed("ve_shared.scale", "value_embed.ve_scale")]
+    for k, layer in enumerate(parse_layer_list(cfg.value_embed_layers)):
+        out.append(renamed(f"ve_layer_scales.{k}", f"blocks.{layer}.attn.value_embed_mix.ve_layer_scale", (1,)))
+    return out
+
+
+def proteus_block_controls(cfg: ModelConfig) -> list[Link]:
+    """Per-block scalars; parallel blocks add `resid_mix_mlp` and the 4-element `route` (pgolf: `lane_route`)."""
+    out: list[Link] = []
+    for i in range(cfg.num_layers):
+        p = f"blocks.{i}"
+        out += same(f"{p}.attn.q_gain", f"{p}.attn_scale", f"{p}.mlp_scale", f"{p}.resid_mix")
+        if is_parallel_layer(cfg, i):
+            out += [*same(f"{p}.resid_mix_mlp"), renamed(f"{p}.route", f"{p}.lane_route")]
+    return out
+
+
+def _recurrence(cfg: ModelConfig) -> list[Link]:
+    layers = range(cfg.recur_start, cfg.recur_end + 1) if cfg.recur_untie_mlp else range(0)
+    return ([renamed(f"recur_mlp_up.{i}", f"recur_mlps.{i}_1.fc.weight") for i in layers]
+            + [renamed(f"recur_mlp_down.{i}", f"recur_mlps.{i}_1.proj.weight") for i in layers])
+
+
+def _banks(cfg: ModelConfig) -> list[Link]:
+    return [bank(name, [n for template in templates for n in layer_names(cfg, template)]) for name, templates in BANKS]
+
+
+def _bank_slices(cfg: ModelConfig) -> list[Link]:
+    return same(*(n for _, templates in BANKS for template in templates for n in layer_names(cfg, template)))
+
+
+def _rest(cfg: ModelConfig) -> list[Link]:
+    return (value_embeddings(cfg) + proteus_block_controls(cfg) + _recurrence(cfg)
+            + [renamed("lane_merge", "lane_merge.lane_merge")])
+
+
+def links(cfg: ModelConfig) -> list[Link]:
+    return features() + _banks(cfg) + _rest(cfg)
+
+
+def unbanked(cfg: ModelConfig) -> list[Link]:
+    """After the record's `_unbank_state_dict`: every bank slice under pgolf's own per-layer name."""
+    return features() + _bank_slices(cfg) + _rest(cfg)
+
+
+FORMAT = register(RecordFormat(preset="proteus_v16", record="proteus_v16", links=links, unbanked=unbanked))

@@ -1,0 +1,63 @@
+"""Shared steps of the lane records' parity tests (#1289, #1425, #1204, #1855): seeded record weights moved off
+their init, token batches, and the count/names/logits/loss/gradient comparisons at the record's full shape."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+
+import torch
+from recordkit import assert_close, assert_states_close, cheap_init, fp32
+from torch import Tensor, nn
+
+from pgolf.interop import from_pgolf, to_pgolf
+from pgolf.model.gpt import GPT
+
+RecordModel = Callable[[], nn.Module]
+
+
+def pair(build: RecordModel, preset: str, cfg, seed: int, noise: float = 0.02) -> tuple[nn.Module, GPT, dict[str, Tensor]]:
+    """(record model, pgolf model, the record's state) holding the same weights: the record's seeded init with
+    every tensor moved off it, so zero-init projections and identity gates take part (a part at its identity
+    init would agree with anything). Built once per test module: a full-shape model costs seconds on 2 cores."""
+    torch.manual_seed(seed)
+    with cheap_init():  # the QRs of the record's init cost a minute here; the weights are perturbed anyway
+        record = build()
+    with torch.no_grad():
+        for p in record.parameters():
+            p.add_(torch.randn_like(p) * noise)
+    state = {k: v.clone() for k, v in record.state_dict().items()}
+    ours = fp32(GPT(dataclasses.replace(cfg.model, ortho_init=False)))  # the init is overwritten: skip its QRs
+    ours.load_state_dict(to_pgolf(state, preset, cfg.model), strict=True)
+    return record, ours, state
+
+
+def tokens(vocab: int, batch: int, seq_len: int, seed: int = 0, low: int = 2) -> tuple[Tensor, Tensor]:
+    """(inputs, targets) of random tokens ≥ `low` (low = 2: no BOS, for records whose features cross documents)."""
+    gen = torch.Generator().manual_seed(seed)
+    t = torch.randint(low, vocab, (batch, seq_len + 1), generator=gen)
+    return t[:, :-1].contiguous(), t[:, 1:].contiguous()
+
+
+def assert_count_and_names(record: nn.Module, ours: GPT, state: dict[str, Tensor], preset: str, cfg,
+                           record_params: int) -> None:
+    assert sum(p.numel() for p in record.parameters()) == record_params
+    assert sum(p.numel() for p in ours.parameters()) == record_params
+    back = from_pgolf(ours.state_dict(), preset, cfg.model)
+    assert sorted(back) == sorted(state)
+    assert_states_close(back, state, "round trip", tol=0.0)
+
+
+def assert_loss_and_gradients(record: nn.Module, ours: GPT, x: Tensor, y: Tensor, preset: str, cfg) -> None:
+    """Loss and every gradient after one backward, on float64 copies of both models: the gradient of a scalar
+    such as `lane_merge` sums tens of thousands of cancelling terms, so in fp32 the order of the summation
+    alone moves it by 1e-4 relative; in float64 any real difference still shows, rounding does not."""
+    record, ours = copy.deepcopy(record).double(), copy.deepcopy(ours).double()
+    loss_r, loss_o = record(x, y), ours(x, y)
+    assert_close(loss_o, loss_r, "loss")
+    loss_r.backward()
+    loss_o.backward()
+    grads_r = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in record.named_parameters()}
+    grads_o = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in ours.named_parameters()}
+    assert_states_close(to_pgolf(grads_r, preset, cfg.model), grads_o, "gradients")
