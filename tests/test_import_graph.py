@@ -13,7 +13,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "pgolf"
 
-STAGES = ("config", "data", "model", "quant", "artifact", "optim", "evaluate", "train", "export", "packing", "pipeline",
+STAGES = ("config", "data", "model", "interop", "quant", "artifact", "optim", "evaluate", "train", "export", "packing", "pipeline",
           "targets", "experiments", "inspect_model", "doctor", "bench", "cli")
 # Modules every stage may import: they import nothing from the stages (train.distributed is the
 # process-group layer; rundir holds the run folder's paths and the typed hand-offs).

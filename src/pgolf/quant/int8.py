@@ -39,7 +39,7 @@ __all__ = [
 INT8_KEEP_FLOAT_FP32_NAME_PATTERNS: tuple[str, ...] = (
     "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
     "q_gain", "skip_weight", "skip_weights",
-    "skip_gates", "attn_gate_w", "smear_", "parallel_resid", "parallel_post", "lane_route", "lane_merge",
+    "skip_gates", "attn_gate_w", "attn_gate_b", "smear_", "parallel_resid", "parallel_post", "lane_route", "lane_merge",
     "vr_lambda", "ve_scale", "ve_layer_scale", "bigram_scale",
 )
 KEEP_FLOAT_MAX_NUMEL = 65_536
