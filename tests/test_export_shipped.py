@@ -54,14 +54,14 @@ def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:
     small = minify(source)
     assert "-> float" not in small and "a: int" not in small and "n: int" not in small and "Doc." not in small
     scope: dict = {}
-    exec(small, scope)  # noqa: S102 - running the minified program is the test
+    exec(small, scope)  # running the minified program is the test
     assert scope["f"](3) == 6.0 and scope["P"]().x == 1 and list(scope["P"].__dataclass_fields__) == ["x", "y"]
 
 
 @pytest.mark.parametrize("codec", WRAPPER_CODECS)
 def test_every_wrapper_runs_its_script(codec: str) -> None:
     scope: dict = {"__file__": "x.py"}
-    exec(wrap("RESULT = sum(range(10))\n" * 50, codec), scope)  # noqa: S102 - the wrapper must run
+    exec(wrap("RESULT = sum(range(10))\n" * 50, codec), scope)  # the wrapper must run
     assert scope["RESULT"] == 45
 
 

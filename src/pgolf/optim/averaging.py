@@ -88,7 +88,7 @@ class Averagers:
 
     @classmethod
     def for_model(cls, model: nn.Module, ema_decay: float, ema_start_step: int, swa_every: int,
-                  swa_max_lr_scale: float) -> "Averagers":
+                  swa_max_lr_scale: float) -> Averagers:
         return cls(EMA(model, ema_decay, ema_start_step) if ema_decay > 0 else None,
                    SWA(model, swa_every, swa_max_lr_scale) if swa_every > 0 else None)
 

@@ -47,7 +47,7 @@ class Schedule:
     recurrence_start_frac: float = 0.0  # 0 = not scheduled by progress
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "Schedule":
+    def from_config(cls, cfg: Config) -> Schedule:
         t, o = cfg.train, cfg.optim
         cap = t.max_wallclock_seconds
         return cls(

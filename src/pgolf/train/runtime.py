@@ -21,7 +21,7 @@ from pgolf.config import Config
 from pgolf.errors import UserError
 from pgolf.precision import autocast_dtype, cpu_supports_bf16
 
-__all__ = ["autocast_dtype", "compile_enabled", "cpu_supports_bf16", "maybe_compile", "RecompileCounter"]
+__all__ = ["RecompileCounter", "autocast_dtype", "compile_enabled", "cpu_supports_bf16", "maybe_compile"]
 
 
 def compile_enabled(cfg: Config, device: torch.device) -> bool:

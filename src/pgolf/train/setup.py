@@ -29,7 +29,6 @@ from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.averaging import Averagers
 from pgolf.optim.factory import MuonLike, build_optimizers, late_qat_bits, orthogonalizer_for
-
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.quant.plan import QuantPlan
