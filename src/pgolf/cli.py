@@ -20,17 +20,20 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgolf.config.introspect import choices
 from pgolf.config.options import add_field_option
 from pgolf.errors import UserError
 
+if TYPE_CHECKING:
+    from pgolf.config import Config
+
 Handler = Callable[[argparse.Namespace], int]
 VERIFY_FAILED = 3  # `pgolf verify`: a mode broke a condition of the legality policy
 
 
-def _load(args: argparse.Namespace, base: dict | None = None, world_size: int | None = None):
+def _load(args: argparse.Namespace, base: dict | None = None, world_size: int | None = None) -> Config:
     from pgolf.config import load_config
 
     if world_size is None:

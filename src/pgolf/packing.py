@@ -220,7 +220,7 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
                 raise
             break
         tensors: dict[str, QuantizedTensor] = {}
-        for name, tensor in state_dict.items():
+        for name in state_dict:
             tensors[name] = fixed[name] if name in fixed else sensitivity.quantized[name][bits[name]]
         qm = QuantizedModel(tensors)
         predicted = sum(sensitivity.loss_increase[n][b] for n, b in bits.items())

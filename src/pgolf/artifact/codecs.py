@@ -96,7 +96,7 @@ def _lrzip_decompress(data: bytes) -> bytes:
 CODECS: dict[str, Codec] = {
     codec.name: codec
     for codec in (
-        Codec("zlib", 9, 0, 9, lambda d, lvl: zlib.compress(d, lvl), zlib.decompress, (zlib.error,)),
+        Codec("zlib", 9, 0, 9, zlib.compress, zlib.decompress, (zlib.error,)),
         Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress, (zstandard.ZstdError,)),
         Codec("lzma", 9, 0, 9, _lzma_compress, lzma.decompress, (lzma.LZMAError, EOFError)),
         Codec("brotli", 11, 0, 11, lambda d, q: brotli.compress(d, quality=q, lgwin=24), brotli.decompress,

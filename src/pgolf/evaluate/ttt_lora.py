@@ -61,7 +61,7 @@ def document_spans(tokens: Tensor, n_targets: int, bos_id: int) -> list[tuple[in
     starts = (tokens[:n_targets] == bos_id).nonzero().flatten().tolist()
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    return list(zip(starts, starts[1:] + [n_targets]))
+    return list(zip(starts, starts[1:] + [n_targets], strict=True))
 
 
 def chunk_window(span: tuple[int, int], index: int, chunk: int, context: int) -> Window:

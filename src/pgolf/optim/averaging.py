@@ -30,9 +30,9 @@ class EMA:
         live = [v.float() for v in model.state_dict().values()]
         shadow = list(self.shadow.values())
         if step <= self.start_step:
-            torch._foreach_copy_(shadow, live)
+            torch._foreach_copy_(shadow, live)  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
         else:
-            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
 
     def weights(self) -> dict[str, Tensor]:
         return self.shadow
@@ -61,7 +61,7 @@ class SWA:
     def update(self, model: nn.Module, step: int, lr_scale: float) -> None:
         if lr_scale >= self.max_lr_scale or step % self.every != 0:
             return
-        torch._foreach_add_(list(self.total.values()), [v.float() for v in model.state_dict().values()])
+        torch._foreach_add_(list(self.total.values()), [v.float() for v in model.state_dict().values()])  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
         self.count += 1
 
     def weights(self) -> dict[str, Tensor] | None:

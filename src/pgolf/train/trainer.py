@@ -349,10 +349,9 @@ class Trainer:
         previous, self._last_values = self._last_values, values
         for name in ("qat_active", "recurrence_active"):
             now = getattr(values, name)
-            if previous is None or now != getattr(previous, name):
-                if now or previous is not None:
-                    self.p.logger.log(f"switch:{name}={now} step:{self.state.step} lr_scale:{values.lr_scale:.4f} "
-                                      f"progress:{values.progress:.4f}")
+            if (previous is None or now != getattr(previous, name)) and (now or previous is not None):
+                self.p.logger.log(f"switch:{name}={now} step:{self.state.step} lr_scale:{values.lr_scale:.4f} "
+                                  f"progress:{values.progress:.4f}")
 
     def _log_step(self, value: float, values: StepValues, progress: Progress) -> None:
         """At a synchronisation point: the loss is already on the host."""
