@@ -71,8 +71,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _print_result(summary: dict, as_json: bool) -> None:
     if as_json:
-        keys = ("val_loss", "val_bpb", "eval_stage", "val_tokens", "val_bytes", "pre_quant_val_bpb", "post_quant_val_bpb",
-                "artifact_bytes", "code_bytes", "model_bytes", "params", "steps", "weights_sha256", "run_id")
+        keys = ("val_loss", "val_bpb", "eval_stage", "val_tokens", "val_bytes", "pre_quant_val_bpb",
+                "post_quant_val_bpb", "artifact_bytes", "code_bytes", "model_bytes", "params", "steps",
+                "weights_sha256", "run_id")
         print(json.dumps({k: summary[k] for k in keys if k in summary}))
         return
     out_dir = summary.get("manifest", {}).get("config", {}).get("run", {}).get("out_dir", "runs")
@@ -275,7 +276,8 @@ def cmd_bench_optim(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     result = bench_optim(cfg, world_size=args.world_size, repeats=args.repeats, ns_batch=args.ns_batch,
-                         qat_steps=args.qat_steps, qat_threshold=args.qat_threshold, skip_qat=args.skip_qat, out=args.out)
+                         qat_steps=args.qat_steps, qat_threshold=args.qat_threshold, skip_qat=args.skip_qat,
+                         out=args.out)
     print(result["report"])
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "report"}))
@@ -641,7 +643,8 @@ BENCH_COMMANDS: tuple[Command, ...] = (
 )
 
 EXPERIMENT_COMMANDS: tuple[Command, ...] = (
-    Command("ablate", cmd_ablate, "run a matrix of configurations × seeds (resumable) and write results.md/csv + plots", (
+    Command("ablate", cmd_ablate,
+            "run a matrix of configurations × seeds (resumable) and write results.md/csv + plots", (
         opt("file", nargs="?", help="ablation TOML file, or the name of a shipped example"),
         opt("--out", type=Path, help="ablation folder (default ablations/<name>)"),
         opt("--jobs", type=int, default=1, help="runs at a time (default 1)"),

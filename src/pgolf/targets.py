@@ -238,9 +238,10 @@ def _pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> 
     cfg = _config_for(kind, file, target, args, load)
     out = args.out or (target / ARTIFACT_NAME if kind == "run" else file.with_name(file.stem + ".pgolf"))
     if kind == "official" and _is_official_int8(file):
-        blob, codec, transform = encode_artifact(read_official_int8(file), {"config": cfg.to_dict(), "source": f"official:{file.name}"},
-                                         codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level,
-                                         transform=cfg.quant.transform)
+        official_meta = {"config": cfg.to_dict(), "source": f"official:{file.name}"}
+        level = None if cfg.quant.codec_level < 0 else cfg.quant.codec_level
+        blob, codec, transform = encode_artifact(read_official_int8(file), official_meta, codec=cfg.quant.codec,
+                                                 level=level, transform=cfg.quant.transform)
         budget = measure_code_budget(cfg, len(blob))
         check_budget(budget)
         save_artifact_bytes(out, blob)

@@ -159,7 +159,8 @@ def decompress(data: bytes, codec: str) -> bytes:
     if not spec.available:
         raise ArtifactError(f"this payload is {codec}-compressed and reading it needs the {spec.tool} tool, which is "
                             f"not installed here: apt-get install {spec.tool} (every machine that evaluates the "
-                            "artifact needs it), or re-pack with a Python codec (quant.codec = brotli, lzma, zstd, zlib)")
+                            "artifact needs it), or re-pack with a Python codec "
+                            "(quant.codec = brotli, lzma, zstd, zlib)")
     try:
         return spec.decompress_fn(data)
     except spec.errors as exc:

@@ -65,7 +65,8 @@ def _offsets(regions: Sequence[Region]) -> list[int]:
 
 def grouped_size(regions: Sequence[Region]) -> int:
     """Bytes of the grouped layout: the payload plus the stored row orders."""
-    return sum(r.nbytes for r in regions) + sum(r.rows * _ORDER_DTYPE().itemsize for r in regions if r.group and _sorted(r))
+    orders = sum(r.rows * _ORDER_DTYPE().itemsize for r in regions if r.group and _sorted(r))
+    return sum(r.nbytes for r in regions) + orders
 
 
 def group_payload(raw: bytes, regions: Sequence[Region], planes: Callable[[bytes, int], bytes]) -> bytes:
@@ -88,7 +89,8 @@ def group_payload(raw: bytes, regions: Sequence[Region], planes: Callable[[bytes
 def ungroup_payload(coded: bytes, regions: Sequence[Region], unplanes: Callable[[bytes, int], bytes]) -> bytes:
     """Inverse of `group_payload`."""
     if len(coded) != grouped_size(regions):
-        raise ArtifactError(f"grouped payload is {len(coded)} bytes but the tensor table needs {grouped_size(regions)}: "
+        raise ArtifactError(f"grouped payload is {len(coded)} bytes but the tensor table needs "
+                            f"{grouped_size(regions)}: "
                             "the file is damaged; re-create it with `pgolf pack`")
     grouped, rest = _plan(regions)
     parts: dict[int, bytes] = {}

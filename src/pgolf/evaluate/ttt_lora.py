@@ -109,8 +109,8 @@ class _DocumentAdapter:
         chunks = [math.ceil((end - start) / s.chunk) for start, end in docs]
         for index in range(max(chunks)):
             active = [j for j, count in enumerate(chunks) if count > index]
-            batch = gather_batch(self.scoring.tokens, [chunk_window(docs[j], index, s.chunk, s.context) for j in active],
-                                 self.scoring.device)
+            windows = [chunk_window(docs[j], index, s.chunk, s.context) for j in active]
+            batch = gather_batch(self.scoring.tokens, windows, self.scoring.device)
             self.lora.rows = torch.tensor(active, device=self.scoring.device)
             with self.scoring.autocast():
                 logits = self.lora.logits(self.model, self.model.hidden(batch.x))

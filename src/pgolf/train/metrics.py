@@ -48,7 +48,8 @@ class Progress:
 
     def __init__(self, total: int | None, enabled: bool, initial: int = 0, desc: str = "train") -> None:
         interactive = enabled and sys.stderr.isatty()
-        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not interactive, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not interactive, leave=False,
+                        dynamic_ncols=True)
 
     def update(self, step: int, **postfix: float) -> None:
         self.bar.n = step

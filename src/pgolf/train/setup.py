@@ -194,8 +194,8 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
         logger.log(note)
     plan = QuantPlan.resolve(cfg, model.state_dict())
     # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
-    orthogonalize, _ = maybe_compile(orthogonalizer_for(cfg), compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,
-                                     backend=cfg.train.compile_backend,
+    orthogonalize, _ = maybe_compile(orthogonalizer_for(cfg), compile_enabled(cfg, ctx.device), fullgraph=True,
+                                     dynamic=False, backend=cfg.train.compile_backend,
                                      on_fallback=lambda why: logger.log(f"newton_schulz_compile:{why}"))
     optimizers, muon = build_optimizers(model, cfg, ctx.device, orthogonalize=orthogonalize)
     switches = SwitchTensors(ctx.device)

@@ -184,7 +184,8 @@ class Trainer:
         named = list(self.p.model.named_parameters())
         bad_params = (f"parameter {n}" for n, p in named if not torch.isfinite(p).all())
         bad_grads = (f"gradient of {n}" for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all())
-        culprit = next(bad_params, None) or next(bad_grads, "none of the parameters or gradients (activations overflowed)")
+        culprit = (next(bad_params, None)
+                   or next(bad_grads, "none of the parameters or gradients (activations overflowed)"))
         return (f"training loss became {loss} at step {step + 1}; first non-finite tensor: {culprit}. "
                 "Lower the learning rates (optim.*_lr), enable optim.grad_clip_norm, or use train.dtype=fp32")
 
