@@ -125,8 +125,9 @@ def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, s
     info = write_export(tmp_path / "train_gpt.py", cfg, title, "original", original["manifest"]["code_sha256"])
     assert info.form.startswith("minified+")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SEED", "RUN_ID")} | {"RUN_ID": "exported"}
+    # pgolf is not importable here
     result = subprocess.run([sys.executable, "-S", "-c", _RUN.format(paths=site.getsitepackages())], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, check=False, timeout=600)  # pgolf is not importable here
+                            env=env, capture_output=True, text=True, check=False, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     rerun = json.loads((tmp_path / "runs" / "exported" / "summary.json").read_text())
     assert (rerun["val_bpb"], rerun["weights_sha256"]) == (original["val_bpb"], original["weights_sha256"])
