@@ -20,17 +20,20 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pgolf.config.introspect import choices
 from pgolf.config.options import add_field_option
 from pgolf.errors import UserError
 
+if TYPE_CHECKING:
+    from pgolf.config import Config
+
 Handler = Callable[[argparse.Namespace], int]
 VERIFY_FAILED = 3  # `pgolf verify`: a mode broke a condition of the legality policy
 
 
-def _load(args: argparse.Namespace, base: dict | None = None, world_size: int | None = None):
+def _load(args: argparse.Namespace, base: dict | None = None, world_size: int | None = None) -> Config:
     from pgolf.config import load_config
 
     if world_size is None:
@@ -68,8 +71,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _print_result(summary: dict, as_json: bool) -> None:
     if as_json:
-        keys = ("val_loss", "val_bpb", "eval_stage", "val_tokens", "val_bytes", "pre_quant_val_bpb", "post_quant_val_bpb",
-                "artifact_bytes", "code_bytes", "model_bytes", "params", "steps", "weights_sha256", "run_id")
+        keys = ("val_loss", "val_bpb", "eval_stage", "val_tokens", "val_bytes", "pre_quant_val_bpb",
+                "post_quant_val_bpb", "artifact_bytes", "code_bytes", "model_bytes", "params", "steps",
+                "weights_sha256", "run_id")
         print(json.dumps({k: summary[k] for k in keys if k in summary}))
         return
     out_dir = summary.get("manifest", {}).get("config", {}).get("run", {}).get("out_dir", "runs")
@@ -272,7 +276,8 @@ def cmd_bench_optim(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     result = bench_optim(cfg, world_size=args.world_size, repeats=args.repeats, ns_batch=args.ns_batch,
-                         qat_steps=args.qat_steps, qat_threshold=args.qat_threshold, skip_qat=args.skip_qat, out=args.out)
+                         qat_steps=args.qat_steps, qat_threshold=args.qat_threshold, skip_qat=args.skip_qat,
+                         out=args.out)
     print(result["report"])
     if args.json:
         print(json.dumps({k: v for k, v in result.items() if k != "report"}))
@@ -638,7 +643,8 @@ BENCH_COMMANDS: tuple[Command, ...] = (
 )
 
 EXPERIMENT_COMMANDS: tuple[Command, ...] = (
-    Command("ablate", cmd_ablate, "run a matrix of configurations × seeds (resumable) and write results.md/csv + plots", (
+    Command("ablate", cmd_ablate,
+            "run a matrix of configurations × seeds (resumable) and write results.md/csv + plots", (
         opt("file", nargs="?", help="ablation TOML file, or the name of a shipped example"),
         opt("--out", type=Path, help="ablation folder (default ablations/<name>)"),
         opt("--jobs", type=int, default=1, help="runs at a time (default 1)"),

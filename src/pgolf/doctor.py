@@ -68,7 +68,8 @@ def run_doctor(as_json: bool = False) -> int:
     for gpu in info["gpus"]:
         print(f"  GPU: {gpu}")
     print(f"bf16 compute: {yes(info['bf16'])}   torch.compile (auto): {yes(info['torch_compile'])}")
-    print(f"FlashAttention 3: {info['flash_attn_3'] or 'not installed'}   FlashAttention 2: {info['flash_attn_2'] or 'not installed'}")
+    print(f"FlashAttention 3: {info['flash_attn_3'] or 'not installed'}   "
+          f"FlashAttention 2: {info['flash_attn_2'] or 'not installed'}")
     print(f"FlexAttention: {yes(info['flex_attention'])}   Triton: {info['triton'] or 'not installed'}")
     print(f"NCCL: {yes(info['nccl'])}   gloo: {yes(info['gloo'])}   CPU threads: {info['cpu_threads']}")
     use = info["will_use"]

@@ -171,7 +171,8 @@ def _imported_names(tree: ast.AST) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name.split(".")[0] == "pgolf")
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "pgolf":
+        elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+              and node.module.split(".")[0] == "pgolf"):
             names.add(node.module)
             names.update(f"{node.module}.{a.name}" for a in node.names)
     return names

@@ -62,7 +62,7 @@ def projected_sizes(cfg: Config, state: dict[str, Tensor]) -> dict[str, Any]:
     from pgolf.packing import counted_code, pack_weights
 
     def encoded(c: Config, uniform_bits: int | None = None) -> tuple[int, int]:
-        packed = pack_weights(state, c, {"config": c.to_dict()}, torch.device("cpu"), lambda: [],
+        packed = pack_weights(state, c, {"config": c.to_dict()}, torch.device("cpu"), list,
                               uniform_bits=uniform_bits)
         return len(packed.blob), packed.quantized.stats["payload_bytes"]
 

@@ -206,7 +206,8 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
     """Re-solve the allocation with a corrected target until the real artifact fits; keep the best fit."""
     from pgolf.quant.fit import allocate_bits
 
-    fixed = {n: quantizer.quantize(n, t, formats[n])[0] for n, t in state_dict.items() if n not in sensitivity.est_bytes}
+    fixed = {n: quantizer.quantize(n, t, formats[n])[0]
+             for n, t in state_dict.items() if n not in sensitivity.est_bytes}
     fixed_est = sum(estimated_bytes(qt) for qt in fixed.values())
     available = cfg.quant.budget_bytes - cfg.quant.budget_margin - counted_code(cfg)[0]
     target = float(available)
@@ -220,7 +221,7 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
                 raise
             break
         tensors: dict[str, QuantizedTensor] = {}
-        for name, tensor in state_dict.items():
+        for name in state_dict:
             tensors[name] = fixed[name] if name in fixed else sensitivity.quantized[name][bits[name]]
         qm = QuantizedModel(tensors)
         predicted = sum(sensitivity.loss_increase[n][b] for n, b in bits.items())
@@ -247,8 +248,10 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
 # ---- artifacts on disk ------------------------------------------------------------------------
 def float_weights(state_dict: Mapping[str, Tensor]) -> QuantizedModel:
     """A state dict as an all-passthrough model, so float weights use the same pickle-free container."""
-    return QuantizedModel({name: QuantizedTensor(name, "passthrough", None, t.detach().cpu().contiguous(), None, t.dtype)
-                           for name, t in state_dict.items()})
+    return QuantizedModel({
+        name: QuantizedTensor(name, "passthrough", None, t.detach().cpu().contiguous(), None, t.dtype)
+        for name, t in state_dict.items()
+    })
 
 
 def load_packed_state(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

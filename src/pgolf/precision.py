@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from pgolf.config import Config
@@ -10,7 +12,7 @@ from pgolf.config import Config
 def cpu_supports_bf16() -> bool:
     """bf16 matmuls are fast on CPUs with AVX512-BF16 or AMX; elsewhere they are emulated."""
     try:
-        flags = open("/proc/cpuinfo", encoding="utf-8").read()
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -31,7 +31,7 @@ from pgolf.config import Config, eval_context
 from pgolf.data.manifest import DatasetPaths
 from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset
 from pgolf.errors import UserError
-from pgolf.evaluate.ledger import LedgerResult
+from pgolf.evaluate.ledger import LedgerResult, NormalizationAudit
 from pgolf.model.gpt import GPT, build_model
 from pgolf.packing import load_packed_state, measure_code_budget, pack_result, pack_state_dict
 from pgolf.rundir import ARTIFACT_NAME, WEIGHTS_NAME, PackResult
@@ -88,7 +88,7 @@ def _config_for(kind: str, file: Path, target: Path, args: argparse.Namespace, l
     return load(args, base=meta["config"])
 
 
-def _load_into_model(state: dict[str, torch.Tensor], cfg: Config, device: torch.device):
+def _load_into_model(state: dict[str, torch.Tensor], cfg: Config, device: torch.device) -> GPT:
     model = build_model(cfg.model, device, low_precision_storage=device.type == "cuda")
     try:
         model.load_state_dict(state, strict=True)
@@ -165,6 +165,7 @@ def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) ->
     """`pgolf verify`: the legality checks on the first `args.tokens` val tokens, for each mode."""
     from pgolf.evaluate.modes import (
         VERIFY_MODES,
+        Mode,
         eval_stages,
         mode_by_name,
         run_mode,
@@ -183,7 +184,7 @@ def verify_target(target: Path, args: argparse.Namespace, load: ConfigLoader) ->
     loaded.model.eval()
     try:
         for name, mode in modes.items():
-            def run(tokens, audit, mode=mode):
+            def run(tokens: torch.Tensor, audit: NormalizationAudit | None, mode: Mode = mode) -> LedgerResult:
                 scoring = scoring_for(mode, cfg, tokens, loaded.data.lut, ctx, dtype, keep_losses=True, audit=audit)
                 return run_mode(loaded.model, mode, cfg, scoring)
 
@@ -237,9 +238,10 @@ def _pack_target(target: Path, args: argparse.Namespace, load: ConfigLoader) -> 
     cfg = _config_for(kind, file, target, args, load)
     out = args.out or (target / ARTIFACT_NAME if kind == "run" else file.with_name(file.stem + ".pgolf"))
     if kind == "official" and _is_official_int8(file):
-        blob, codec, transform = encode_artifact(read_official_int8(file), {"config": cfg.to_dict(), "source": f"official:{file.name}"},
-                                         codec=cfg.quant.codec, level=None if cfg.quant.codec_level < 0 else cfg.quant.codec_level,
-                                         transform=cfg.quant.transform)
+        official_meta = {"config": cfg.to_dict(), "source": f"official:{file.name}"}
+        level = None if cfg.quant.codec_level < 0 else cfg.quant.codec_level
+        blob, codec, transform = encode_artifact(read_official_int8(file), official_meta, codec=cfg.quant.codec,
+                                                 level=level, transform=cfg.quant.transform)
         budget = measure_code_budget(cfg, len(blob))
         check_budget(budget)
         save_artifact_bytes(out, blob)

@@ -21,7 +21,8 @@ from testkit import SOTA_RECORD, record_functions
 def layered_model() -> QuantizedModel:
     g = torch.Generator().manual_seed(0)
     tensors = {}
-    names = ["tok_emb.weight"] + [f"blocks.{i}.{role}" for i in range(2) for role in ("attn.c_q.weight", "mlp.proj.weight")]
+    roles = ("attn.c_q.weight", "mlp.proj.weight")
+    names = ["tok_emb.weight"] + [f"blocks.{i}.{role}" for i in range(2) for role in roles]
     for name in names:
         codes, scale = quantize_rows(torch.randn(24, 16, generator=g), 6, ClipRule("max"))
         tensors[name] = QuantizedTensor(name, "per_row", 6, codes, scale, torch.float32)

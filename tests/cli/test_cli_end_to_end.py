@@ -50,7 +50,8 @@ def test_official_state_dict_and_int8_export(trained_run, small_dataset, tmp_pat
     run, summary = trained_run
     quantized, _meta = read_artifact(run / "weights.pgolf")
     state = {name: qt.data for name, qt in quantized.items()}
-    model_sets = [s for s in tiny_overrides(small_dataset) if s.startswith(("model.", "train.train_seq_len", "eval.", "train.dtype", "data."))]
+    kept = ("model.", "train.train_seq_len", "eval.", "train.dtype", "data.")
+    model_sets = [s for s in tiny_overrides(small_dataset) if s.startswith(kept)]
     pt = tmp_path / "final_model.pt"
     torch.save(state, pt)
     result = _eval_json(capsys, [str(pt), "--preset", "baseline", *_sets(model_sets)])
@@ -63,7 +64,8 @@ def test_official_state_dict_and_int8_export(trained_run, small_dataset, tmp_pat
     result = _eval_json(capsys, [str(ptz), "--preset", "baseline", *_sets(model_sets)])
     assert result["val_bpb"] == summary["post_quant_val_bpb"]  # official int8 roundtrip == pgolf's int8 roundtrip
 
-    assert main(["pack", str(ptz), "--preset", "baseline", *_sets(model_sets), "--out", str(tmp_path / "re.pgolf")]) == 0
+    repack = ["pack", str(ptz), "--preset", "baseline", *_sets(model_sets), "--out", str(tmp_path / "re.pgolf")]
+    assert main(repack) == 0
     repacked = _eval_json(capsys, [str(tmp_path / "re.pgolf")])
     assert repacked["val_bpb"] == summary["post_quant_val_bpb"]
 
@@ -86,8 +88,8 @@ def test_pack_run_with_other_codec_and_dump_losses(trained_run, tmp_path: Path, 
 
 def _cli(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")} | (env or {})
-    return subprocess.run([sys.executable, "-m", "pgolf", *argv], capture_output=True, text=True, env=full_env, timeout=120,
-                          check=False)
+    return subprocess.run([sys.executable, "-m", "pgolf", *argv], capture_output=True, text=True, env=full_env,
+                          timeout=120, check=False)
 
 
 def test_user_errors_exit_2_with_one_line_per_error(small_dataset, tmp_path: Path) -> None:

@@ -38,7 +38,8 @@ def test_generated_options_follow_their_field() -> None:
             info = schema_fields()[action.key]
             assert tuple(action.choices or ()) == info.choices
             assert action.type is (None if info.base in (str, bool) else info.base)
-            assert action.help is not None and action.help.endswith(f"({action.key})") and field_docs()[action.key] in action.help
+            assert action.help is not None and action.help.endswith(f"({action.key})")
+            assert field_docs()[action.key] in action.help
             seen += 1
     assert seen >= 15  # eval, verify, bench eval, pack
 

@@ -43,5 +43,6 @@ def test_documented_toml_is_the_same_config_with_comments() -> None:
     cfg = load_config("tiny", env={})
     text = documented_toml(cfg)
     assert tomllib.loads(text) == cfg.to_dict()
-    assert "# exclusive self attention on the last N layers (-1 = all, 0 = off) — int; default 0\nxsa_last_n = 0" in text
+    xsa = "# exclusive self attention on the last N layers (-1 = all, 0 = off) — int; default 0\nxsa_last_n = 0"
+    assert xsa in text
     assert "one of zlib, zstd, lzma, brotli, lrzip, auto; default \"zlib\"" in text

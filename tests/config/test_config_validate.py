@@ -11,7 +11,8 @@ from pgolf.errors import ConfigError
 def test_defaults_keep_the_baseline_dynamics() -> None:
     cfg = load_config(env={})
     o, t = cfg.optim, cfg.train
-    assert (o.muon_impl, o.muon_ns_variant, o.muon_nesterov, o.muon_row_normalize) == ("round_robin", "classic", True, False)
+    muon = (o.muon_impl, o.muon_ns_variant, o.muon_nesterov, o.muon_row_normalize)
+    assert muon == ("round_robin", "classic", True, False)
     assert o.muon_weight_decay == o.embed_weight_decay == o.adam_weight_decay == 0.0
     assert (t.warmdown_frac, t.min_lr_scale, t.late_qat_threshold, t.ema_decay, t.swa_every) == (0, 0, 0, 0, 0)
     assert (t.recurrence_start_step, t.recurrence_start_frac) == (0, 0.0)

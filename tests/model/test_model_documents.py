@@ -9,6 +9,7 @@ import torch
 
 from pgolf.config import ModelConfig
 from pgolf.model.backend import resolve_doc_kernel
+from pgolf.model.blocks import Block
 from pgolf.model.documents import (
     DenseDocuments,
     FlexDocuments,
@@ -40,6 +41,7 @@ def test_block_mask_matches_the_dense_mask(block: int) -> None:
     assert not (dense & ~expanded).any()  # no allowed pair lies in a skipped block
     full = torch.zeros_like(expanded)
     kv, idx = bm.full_kv_num_blocks, bm.full_kv_indices
+    assert kv is not None and idx is not None
     for b in range(3):
         for r in range(64 // block):
             for c in idx[b, 0, r, : kv[b, 0, r]].tolist():
@@ -58,13 +60,15 @@ def test_flex_attention_equals_the_masked_path_with_gqa() -> None:
 
 
 def test_gpt_token_losses_are_the_same_with_flex_and_dense() -> None:
-    cfg = ModelConfig(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2, doc_isolated_attention=True)
+    cfg = ModelConfig(vocab_size=64, num_layers=2, model_dim=32, num_heads=4, num_kv_heads=2,
+                      doc_isolated_attention=True)
     torch.manual_seed(0)
     dense_model = GPT(dataclasses.replace(cfg, doc_attention_kernel="dense"))
     flex_model = GPT(dataclasses.replace(cfg, doc_attention_kernel="flex"))
     flex_model._doc_kernels["cpu"] = "flex"  # CUDA's layout on CPU: FlexAttention runs forward-only here
     flex_model.load_state_dict(dense_model.state_dict())
     for block in flex_model.blocks:  # non-zero projections, so attention reaches the loss
+        assert isinstance(block, Block)
         torch.nn.init.normal_(block.attn.proj.weight, std=0.2)
     dense_model.load_state_dict(flex_model.state_dict())
     ids = _ids(2, 128) % 64

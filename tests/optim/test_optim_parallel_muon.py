@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from pgolf.optim.muon import Muon
-from pgolf.optim.parallel_muon import ParallelMuon, make_banks
+from pgolf.optim.parallel_muon import Bank, ParallelMuon, make_banks
 from testkit import present
 
 SHAPES = [(16, 8), (8, 16), (16, 8), (8, 8), (16, 8), (8, 16)]
@@ -23,6 +23,11 @@ def _params(seed: int) -> list[torch.Tensor]:
 def _grads(step: int) -> list[torch.Tensor]:
     torch.manual_seed(100 + step)
     return [torch.randn(*s) for s in SHAPES]
+
+
+def _stacked(bank: Bank) -> torch.Tensor:
+    assert bank.buffers is not None
+    return bank.buffers["stacked"]
 
 
 def _run(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps: range) -> None:
@@ -85,9 +90,9 @@ def test_bank_buffers_are_allocated_once() -> None:
     params = _params(0)
     opt = ParallelMuon(params, **OPTIONS)
     _run(opt, params, range(1))
-    pointers = {id(b): b.buffers["stacked"].data_ptr() for b in opt.banks}
+    pointers = {id(b): _stacked(b).data_ptr() for b in opt.banks}
     _run(opt, params, range(1, 3))
-    assert {id(b): b.buffers["stacked"].data_ptr() for b in opt.banks} == pointers
+    assert {id(b): _stacked(b).data_ptr() for b in opt.banks} == pointers
 
 
 def test_bf16_communication_rounds_gradients_but_keeps_fp32_momentum() -> None:
@@ -95,7 +100,7 @@ def test_bf16_communication_rounds_gradients_but_keeps_fp32_momentum() -> None:
     _run(ParallelMuon(exact, **OPTIONS), exact, range(3))
     opt = ParallelMuon(rounded, comm_dtype=torch.bfloat16, **OPTIONS)
     _run(opt, rounded, range(3))
-    assert all(b.buffers["stacked"].dtype == torch.bfloat16 for b in opt.banks)
+    assert all(_stacked(b).dtype == torch.bfloat16 for b in opt.banks)
     assert all(opt.state[b.params[0]]["bank_momentum"].dtype == torch.float32 for b in opt.banks)
     for a, b in zip(exact, rounded, strict=True):
         assert not torch.equal(a, b)

@@ -28,6 +28,7 @@ def test_asymmetric_factors_are_the_records() -> None:
     a, b = error_factors(torch.randn(96, 128) * 0.01, 4)
     ours_a, ours_b = pack_factors("w", a, b, LQERSettings())
     q_a, s_a, q_b, s_b = record_functions("_lqer_pack_asym")["_lqer_pack_asym"](a, b, 64)
+    assert ours_a.scale is not None and ours_b.scale is not None
     assert torch.equal(ours_a.data, q_a) and torch.equal(ours_a.scale, s_a) and ours_a.bits == 2
     assert torch.equal(ours_b.data.reshape(b.shape), q_b) and torch.equal(ours_b.scale, s_b) and ours_b.bits == 4
 
@@ -38,6 +39,7 @@ def test_symmetric_form_when_b_does_not_divide_into_groups() -> None:
     pa, pb = pack_factors("w", a, b, LQERSettings(group=64))
     q_a, s_a, q_b, _ = record_functions("_lqer_pack")["_lqer_pack"](a, b, 4)
     assert (pa.scheme, pb.data.shape) == ("per_row", (3, 30))
+    assert pa.scale is not None
     assert torch.equal(pa.data, q_a) and torch.equal(pa.scale, s_a) and torch.equal(pb.data, q_b)
 
 
@@ -66,6 +68,8 @@ def test_gate_rule_of_sdclip_is_the_records_int8_row_rule() -> None:
     state = {"blocks.0.attn.gate.attn_gate_w": gate, "blocks.0.attn.small": torch.randn(4, 4)}
     formats = assign_formats(load_policy("sdclip"), state).formats
     assert str(formats["blocks.0.attn.gate.attn_gate_w"]) == "int8/max" and formats["blocks.0.attn.small"].bits is None
-    codes, scale = quantize_rows(gate, 8, formats["blocks.0.attn.gate.attn_gate_w"].clip)
+    clip = formats["blocks.0.attn.gate.attn_gate_w"].clip
+    assert clip is not None
+    codes, scale = quantize_rows(gate, 8, clip)
     q, s = record_functions("_quantize_gate_int8_row")["_quantize_gate_int8_row"](gate)
     assert torch.equal(codes, q) and torch.equal(scale, s)

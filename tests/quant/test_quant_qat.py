@@ -75,6 +75,8 @@ def test_late_qat_rehearses_the_runs_quant_policy() -> None:
     assert all(model.get_parameter(n).numel() <= 8192 for n in matrices - mlp)
     wide = load_config("tiny", env={}, overrides=["quant.scheme=policy", "quant.policy=int5mlp"])
     wide_model = build_model(wide.model, torch.device("cpu"))
-    assert set(late_qat_bits(wide_model, QuantPlan.resolve(wide, wide_model.state_dict())).values()) == {5, 6}  # 256-wide attention is stored (and rehearsed) int6
+    wide_bits = late_qat_bits(wide_model, QuantPlan.resolve(wide, wide_model.state_dict()))
+    assert set(wide_bits.values()) == {5, 6}  # 256-wide attention is stored (and rehearsed) int6
     int8_cfg = load_config("tiny", env={}, overrides=small + ["train.qat_bits=4"])
-    assert late_qat_bits(model, QuantPlan.resolve(int8_cfg, model.state_dict())) == dict.fromkeys(matrices, 4)  # int8 scheme: one width, train.qat_bits
+    int8_bits = late_qat_bits(model, QuantPlan.resolve(int8_cfg, model.state_dict()))
+    assert int8_bits == dict.fromkeys(matrices, 4)  # int8 scheme: one width, train.qat_bits

@@ -9,10 +9,10 @@ from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.train.grad_sync import BankSync, LocalSync
 
 
-def _params(seed: int = 0) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+def _params(seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
-    matrices = [nn.Parameter(torch.zeros(shape)) for shape in ((4, 3), (4, 3), (2, 2))]
-    replicated = [nn.Parameter(torch.zeros(5))]
+    matrices: list[torch.Tensor] = [nn.Parameter(torch.zeros(shape)) for shape in ((4, 3), (4, 3), (2, 2))]
+    replicated: list[torch.Tensor] = [nn.Parameter(torch.zeros(5))]
     for p in matrices + replicated:
         p.grad = torch.randn(p.shape, generator=generator) * 3
     return matrices, replicated
@@ -25,7 +25,9 @@ def test_local_sync_clips_to_the_global_norm() -> None:
         pass
     sync.after_backward()
     sync.clip(1.0)
-    total = torch.stack([p.grad.square().sum() for p in matrices + replicated]).sum().sqrt()
+    grads = [p.grad for p in matrices + replicated]
+    assert all(g is not None for g in grads)
+    total = torch.stack([g.square().sum() for g in grads if g is not None]).sum().sqrt()
     assert abs(float(total) - 1.0) < 1e-4
 
 
@@ -43,4 +45,5 @@ def test_bank_sync_clips_exactly_as_local_sync_on_one_process() -> None:
         by_shape.setdefault(tuple(p.shape), []).append(p.grad)
     for bank in muon.banks:
         expected = torch.stack(by_shape[(bank.rows, bank.cols)])
+        assert bank.grad_shard is not None
         torch.testing.assert_close(bank.grad_shard[: len(expected)], expected)

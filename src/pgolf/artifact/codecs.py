@@ -96,7 +96,7 @@ def _lrzip_decompress(data: bytes) -> bytes:
 CODECS: dict[str, Codec] = {
     codec.name: codec
     for codec in (
-        Codec("zlib", 9, 0, 9, lambda d, lvl: zlib.compress(d, lvl), zlib.decompress, (zlib.error,)),
+        Codec("zlib", 9, 0, 9, zlib.compress, zlib.decompress, (zlib.error,)),
         Codec("zstd", 22, 1, 22, _zstd_compress, _zstd_decompress, (zstandard.ZstdError,)),
         Codec("lzma", 9, 0, 9, _lzma_compress, lzma.decompress, (lzma.LZMAError, EOFError)),
         Codec("brotli", 11, 0, 11, lambda d, q: brotli.compress(d, quality=q, lgwin=24), brotli.decompress,
@@ -159,7 +159,8 @@ def decompress(data: bytes, codec: str) -> bytes:
     if not spec.available:
         raise ArtifactError(f"this payload is {codec}-compressed and reading it needs the {spec.tool} tool, which is "
                             f"not installed here: apt-get install {spec.tool} (every machine that evaluates the "
-                            "artifact needs it), or re-pack with a Python codec (quant.codec = brotli, lzma, zstd, zlib)")
+                            "artifact needs it), or re-pack with a Python codec "
+                            "(quant.codec = brotli, lzma, zstd, zlib)")
     try:
         return spec.decompress_fn(data)
     except spec.errors as exc:

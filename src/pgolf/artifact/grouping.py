@@ -11,7 +11,7 @@ compresses each group as its own lrzip stream; here lrzip or any other codec see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,10 +65,11 @@ def _offsets(regions: Sequence[Region]) -> list[int]:
 
 def grouped_size(regions: Sequence[Region]) -> int:
     """Bytes of the grouped layout: the payload plus the stored row orders."""
-    return sum(r.nbytes for r in regions) + sum(r.rows * _ORDER_DTYPE().itemsize for r in regions if r.group and _sorted(r))
+    orders = sum(r.rows * _ORDER_DTYPE().itemsize for r in regions if r.group and _sorted(r))
+    return sum(r.nbytes for r in regions) + orders
 
 
-def group_payload(raw: bytes, regions: Sequence[Region], planes) -> bytes:
+def group_payload(raw: bytes, regions: Sequence[Region], planes: Callable[[bytes, int], bytes]) -> bytes:
     """The grouped layout of `raw`; `planes(chunk, itemsize)` splits the other regions into byte planes."""
     grouped, rest = _plan(regions)
     offsets = _offsets(regions)
@@ -85,10 +86,11 @@ def group_payload(raw: bytes, regions: Sequence[Region], planes) -> bytes:
     return b"".join(codes + orders + others)
 
 
-def ungroup_payload(coded: bytes, regions: Sequence[Region], unplanes) -> bytes:
+def ungroup_payload(coded: bytes, regions: Sequence[Region], unplanes: Callable[[bytes, int], bytes]) -> bytes:
     """Inverse of `group_payload`."""
     if len(coded) != grouped_size(regions):
-        raise ArtifactError(f"grouped payload is {len(coded)} bytes but the tensor table needs {grouped_size(regions)}: "
+        raise ArtifactError(f"grouped payload is {len(coded)} bytes but the tensor table needs "
+                            f"{grouped_size(regions)}: "
                             "the file is damaged; re-create it with `pgolf pack`")
     grouped, rest = _plan(regions)
     parts: dict[int, bytes] = {}

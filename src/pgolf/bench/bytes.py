@@ -90,7 +90,8 @@ def _short_run(preset: str, steps: int, folder: Path) -> Config:
     return cfg
 
 
-def trained_model_bytes(preset: str, steps: int, folder: Path, codecs: tuple[str, ...] = STACK_CODECS) -> dict[str, Any]:
+def trained_model_bytes(preset: str, steps: int, folder: Path,
+                        codecs: tuple[str, ...] = STACK_CODECS) -> dict[str, Any]:
     """Model bytes of a short `preset` run under each codec stack (calibration shared by all stacks)."""
     cfg = _short_run(preset, steps, folder)
     state, _ = load_packed_state(folder / preset / WEIGHTS_NAME)
@@ -171,6 +172,7 @@ def report(result: dict[str, Any]) -> str:
             lines.append(f"{'':<12} {row['cpu_run']['preset']} model bytes: {sizes}")
     sota = result["sota_full_projection"]
     for label, stack in sota["stacks"].items():
-        lines.append(f"sota full-size projection, {label}: model {stack['model_bytes']:,} + code {sota['code_bytes']:,} "
+        lines.append(f"sota full-size projection, {label}: model {stack['model_bytes']:,} "
+                     f"+ code {sota['code_bytes']:,} "
                      f"= {stack['total']:,} ({'fits' if stack['fits'] else 'OVER'})")
     return "\n".join(lines)

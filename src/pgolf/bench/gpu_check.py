@@ -39,7 +39,8 @@ TOKENIZERS = Path(__file__).resolve().parents[1] / "data" / "tokenizers"
 PRESETS = {"baseline": ("baseline", 1024), "sota": ("sota_1855", 8192)}  # preset → (record folder, vocab)
 STEP_LINE = re.compile(r"step:(\d+)/(\d+)\b.*?train_time:([\d.]+)ms step_avg:([\d.]+)ms")
 DRY_MODEL = {"model.model_dim": 64, "model.num_heads": 2, "model.num_kv_heads": 1,
-             "train.train_seq_len": 128, "train.train_batch_tokens": 512, "train.grad_accum_steps": 1, "train.compile": "off", "train.dtype": "fp32",
+             "train.train_seq_len": 128, "train.train_batch_tokens": 512, "train.grad_accum_steps": 1,
+             "train.compile": "off", "train.dtype": "fp32",
              "eval.val_max_tokens": 4096, "eval.val_batch_size": 2048}
 
 
@@ -102,7 +103,8 @@ def run_pgolf(cfg: Config, peak_flops: float) -> dict[str, Any]:
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         "eval_tokens_per_s": (setup.eval_data.tokens.numel() - 1) / eval_seconds,
         "last_train_loss": state.last_train_loss,
-        "notes": [line for line in logger.lines if line.startswith(("torch_compile", "doc_attention", "fused_kernels"))],
+        "notes": [line for line in logger.lines
+                  if line.startswith(("torch_compile", "doc_attention", "fused_kernels"))],
     }
 
 
@@ -173,7 +175,8 @@ def gpu_check(out: Path, dry: bool, steps: int, batch_tokens: int, records: Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/gpu/check.sh", description=__doc__.splitlines()[0])
+    description = __doc__.splitlines()[0] if __doc__ else None
+    parser = argparse.ArgumentParser(prog="benchmarks/gpu/check.sh", description=description)
     parser.add_argument("--dry", action="store_true", help="CPU rehearsal: tiny shapes, record scripts skipped")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "benchmarks/results"))
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (200; --dry: 3)")

@@ -20,11 +20,14 @@ import tomli_w
 class DataConfig:
     """Where tokens come from. `embedded:<variant>` is the corpus shipped inside the package."""
 
-    dataset: str = "./data/datasets/fineweb10B_sp1024"  # folder of fineweb_{train,val}_*.bin shards, or embedded:<variant> (the sample in the package)
-    tokenizer: str = "./data/tokenizers/fineweb_1024_bpe.model"  # tokenizer of the dataset: .model, byte260, tiktoken:<enc> or .json (auto: an embedded dataset's own)
+    # folder of fineweb_{train,val}_*.bin shards, or embedded:<variant> (the sample in the package)
+    dataset: str = "./data/datasets/fineweb10B_sp1024"
+    # tokenizer of the dataset: .model, byte260, tiktoken:<enc> or .json (auto: an embedded dataset's own)
+    tokenizer: str = "./data/tokenizers/fineweb_1024_bpe.model"
     train_shards: int = 0  # use only the first N train shards (0 = all)
     expected_train_shards: int = 80  # warn when a run uses fewer train shards (the official download: 80; 0 = no check)
-    loader: Literal["stream", "doc_aligned", "coprime"] = "stream"  # stream (the baseline) | doc_aligned | coprime (see pgolf.data.loader)
+    # stream (the baseline) | doc_aligned | coprime (see pgolf.data.loader)
+    loader: Literal["stream", "doc_aligned", "coprime"] = "stream"
 
 
 @dataclass
@@ -47,12 +50,15 @@ class ModelConfig:
     rope_dims: int = 0  # partial RoPE: rotate only the first N dims of each head (0 = the whole head)
     ln_scale: bool = False  # scale the sublayer inputs of physical layer i by 1/sqrt(i+1)
     xsa_last_n: int = 0  # exclusive self attention on the last N layers (-1 = all, 0 = off)
-    attn_gate: Literal["off", "dense", "sparse", "out"] = "off"  # off | dense | sparse | out: per-head gate on the attention output
+    # off | dense | sparse | out: per-head gate on the attention output
+    attn_gate: Literal["off", "dense", "sparse", "out"] = "off"
     attn_gate_window: int = 12  # input channels of the sparse/out gates
     attn_gate_scale: float = 1.0  # α of the sparse gate σ(α·W·x[:window])
     doc_isolated_attention: bool = False  # tokens attend only inside their own BOS-delimited document
-    fused_kernels: Literal["auto", "on", "off"] = "auto"  # Triton softcapped CE and LeakyReLU² on CUDA (auto: when Triton imports)
-    doc_attention_kernel: Literal["auto", "dense", "flex", "varlen"] = "auto"  # document-isolation kernel (auto: FA3 varlen, else flex on CUDA; dense on CPU)
+    # Triton softcapped CE and LeakyReLU² on CUDA (auto: when Triton imports)
+    fused_kernels: Literal["auto", "on", "off"] = "auto"
+    # document-isolation kernel (auto: FA3 varlen, else flex on CUDA; dense on CPU)
+    doc_attention_kernel: Literal["auto", "dense", "flex", "varlen"] = "auto"
     smear_gate: Literal["off", "v1", "v2"] = "off"  # off | v1 | v2 (always masked at BOS)
     smear_window: int = 12  # input channels of the v2 gate
     bigram_vocab: int = 0  # BigramHash buckets (0 = off)
@@ -93,16 +99,22 @@ class OptimConfig:
     muon_backend_steps: int = 5  # Newton–Schulz iterations per Muon update
     muon_momentum_warmup_start: float = 0.85  # Muon momentum at step 0, raised linearly to muon_momentum
     muon_momentum_warmup_steps: int = 500  # steps of the Muon momentum warm-up
-    muon_ns_dtype: Literal["auto", "bf16", "fp32"] = "auto"  # auto: the compute dtype (bf16 as the baseline; fp32 in fp32 runs)
+    # auto: the compute dtype (bf16 as the baseline; fp32 in fp32 runs)
+    muon_ns_dtype: Literal["auto", "bf16", "fp32"] = "auto"
     beta1: float = 0.9  # Adam β1
     beta2: float = 0.95  # Adam β2
     adam_eps: float = 1e-8  # Adam ε
     grad_clip_norm: float = 0.0  # clip the global gradient norm to this (0 = no clipping)
     # Muon variants of the records (defaults = the baseline's Muon)
-    muon_impl: Literal["round_robin", "parallel"] = "round_robin"  # round_robin (baseline, behind DDP) | parallel (banks, no DDP)
-    muon_comm_dtype: Literal["fp32", "bf16"] = "fp32"  # dtype of Parallel Muon's reduce-scatter/all-gather (bf16: half the bytes)
-    muon_clip: Literal["global", "local"] = "global"  # with Parallel Muon, clip the averaged gradient or each rank's own (the records)
-    muon_ns_variant: Literal["classic", "polar_express"] = "classic"  # classic quintic | polar_express (per-iteration coefficients, ≤ 5 steps)
+
+    # round_robin (baseline, behind DDP) | parallel (banks, no DDP)
+    muon_impl: Literal["round_robin", "parallel"] = "round_robin"
+    # dtype of Parallel Muon's reduce-scatter/all-gather (bf16: half the bytes)
+    muon_comm_dtype: Literal["fp32", "bf16"] = "fp32"
+    # with Parallel Muon, clip the averaged gradient or each rank's own (the records)
+    muon_clip: Literal["global", "local"] = "global"
+    # classic quintic | polar_express (per-iteration coefficients, ≤ 5 steps)
+    muon_ns_variant: Literal["classic", "polar_express"] = "classic"
     muon_nesterov: bool = True  # Nesterov momentum in Muon
     muon_row_normalize: bool = False  # MuonEq-R: each row of the direction to unit norm before Newton–Schulz
     muon_weight_decay: float = 0.0  # decoupled: W ← W·(1 − lr_t·wd) before each Muon update
@@ -110,7 +122,8 @@ class OptimConfig:
     wd_taper_final_mult: float = 1.0  # Muon WD multiplier reached at the end of the taper
     embed_weight_decay: float = 0.0  # decoupled Adam decay of the embedding / untied head
     adam_weight_decay: float = 0.0  # decoupled Adam decay of the control / scalar tensors
-    muon_momentum_dtype: Literal["fp32", "bf16"] = "fp32"  # Parallel Muon's momentum (PR #635: bf16, gradient cast first)
+    # Parallel Muon's momentum (PR #635: bf16, gradient cast first)
+    muon_momentum_dtype: Literal["fp32", "bf16"] = "fp32"
     bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
     ve_proj_adam: bool = False  # train value_embed.proj with the scalar Adam (PR #1289), not Muon
 
@@ -146,7 +159,8 @@ class TrainConfig:
     ema_start_step: int = 0  # before this step the EMA just copies the weights
     swa_every: int = 0  # snapshot every N steps while the LR multiplier is below swa_max_lr_scale (0 = off)
     swa_max_lr_scale: float = 0.5  # SWA snapshots are taken while the LR multiplier is below this
-    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"  # inductor | aot_eager | eager (the last two: debugging, tests)
+    # inductor | aot_eager | eager (the last two: debugging, tests)
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
     max_recompiles: int = 8  # graphs compiled after warm-up before the run stops
 
 
@@ -165,12 +179,14 @@ FORBIDDEN_CALIBRATION: dict[str, str] = {
 
 @dataclass
 class QuantConfig:
-    scheme: Literal["int8", "policy", "fit"] = "int8"  # int8: the baseline's exact export | policy: quant.policy | fit: policy + bits fitted to the budget
+    # int8: the baseline's exact export | policy: quant.policy | fit: policy + bits fitted to the budget
+    scheme: Literal["int8", "policy", "fit"] = "int8"
     policy: str = "int6"  # a shipped policy (pgolf/quant/policies) or a .toml path; used by schemes policy and fit
     gptq: bool = False  # full-Hessian GPTQ for every int-k matrix with a Hessian (else round-to-nearest)
     gptq_block_size: int = 128  # columns quantized per GPTQ block
     gptq_damp: float = 0.01  # fraction of mean(diag H) added to the diagonal
-    calibration: Literal["ar", "train"] = "ar"  # GPTQ / fit calibration tokens: ar (self-generated) | train; see CALIBRATION_SOURCES
+    # GPTQ / fit calibration tokens: ar (self-generated) | train; see CALIBRATION_SOURCES
+    calibration: Literal["ar", "train"] = "ar"
     calibration_seqs: int = 64  # calibration sequences for GPTQ / fit
     calibration_seq_len: int = 0  # 0 = train.train_seq_len
     calibration_temperature: float = 0.8  # sampling temperature of `ar`
@@ -180,16 +196,21 @@ class QuantConfig:
     calibration_reserve_seconds: float = 0.0
     prune_fraction: float = 0.0  # zero this fraction of smallest-|w| entries of each int-k matrix first
     fit_bits: str = "5,6,7,8"  # candidate widths of scheme fit
-    codec: Literal["zlib", "zstd", "lzma", "brotli", "lrzip", "auto"] = "zlib"  # payload compressor: zlib (the baseline) | zstd | lzma | brotli | lrzip (ZPAQ via the lrzip tool) | auto (smallest of the installed ones)
+    # payload compressor: zlib (the baseline) | zstd | lzma | brotli | lrzip (ZPAQ via the lrzip tool) | auto (smallest
+    # of the installed ones)
+    codec: Literal["zlib", "zstd", "lzma", "brotli", "lrzip", "auto"] = "zlib"
     codec_level: int = -1  # -1 = the codec's default (zlib 9, as the baseline)
-    transform: Literal["none", "byteplane", "bitpack", "grouped", "auto"] = "none"  # payload transform before the codec: none | byteplane | bitpack | grouped | auto
+    # payload transform before the codec: none | byteplane | bitpack | grouped | auto
+    transform: Literal["none", "byteplane", "bitpack", "grouped", "auto"] = "none"
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
     budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
-    lqer_rank: int = 0  # LQER: rank of the low-rank correction of the worst-quantized int-k matrices (0 = off; record: 4)
+    # LQER: rank of the low-rank correction of the worst-quantized int-k matrices (0 = off; record: 4)
+    lqer_rank: int = 0
     lqer_top_k: int = 3  # LQER: how many matrices (largest ‖W − W_q‖) get a correction
     lqer_group: int = 64  # LQER asymmetric form (int2 A, int4 B in groups of this size); 0 = symmetric only
     lqer_factor_bits: int = 4  # LQER symmetric form: per-row int bits of both factors
-    code_form: Literal["plain", "minified", "compressed"] = "compressed"  # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper)
+    # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper)
+    code_form: Literal["plain", "minified", "compressed"] = "compressed"
 
 
 @dataclass
@@ -229,7 +250,9 @@ class EvalConfig:
     ttt_phase_docs: int = 2_500  # phased TTT: documents in the prefix the phases cover
     ttt_phase_lr: float = 0.001  # phased TTT: SGD learning rate of the global passes
     # SLOT (TECHNIQUES §4.25.5): a delta on the last hidden state fitted per batch with AdamW
-    slot: Literal["off", "context", "published"] = "off"  # off | context (fits only already-scored context: compliant) | published (PR #1176: not)
+
+    # off | context (fits only already-scored context: compliant) | published (PR #1176: not)
+    slot: Literal["off", "context", "published"] = "off"
     slot_steps: int = 8  # SLOT: AdamW steps per batch
     slot_lr: float = 0.005  # SLOT: AdamW learning rate
     slot_weight_decay: float = 1e-8  # SLOT: AdamW weight decay

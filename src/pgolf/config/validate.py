@@ -181,7 +181,8 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(_in_unit(t.min_lr_scale, high_open=True), "train.min_lr_scale", "must be in [0, 1)")
     v.require(_in_unit(t.late_qat_threshold), "train.late_qat_threshold", "must be in [0, 1] (0 = off)")
     v.require(t.late_qat_threshold == 0 or t.min_lr_scale < t.late_qat_threshold, "train.late_qat_threshold",
-              f"late QAT would never switch on: the LR multiplier never falls below train.min_lr_scale={t.min_lr_scale}")
+              "late QAT would never switch on: the LR multiplier never falls below "
+              f"train.min_lr_scale={t.min_lr_scale}")
     v.require(2 <= t.qat_bits <= 8, "train.qat_bits",
               f"per-row int-k fake quantization supports 2..8 bits, got {t.qat_bits}")
     v.require(t.ema_decay == 0 or 0 < t.ema_decay < 1, "train.ema_decay",
@@ -203,7 +204,8 @@ def _check_model_techniques(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(m.rope_train_seq_len >= 0, "model.rope_train_seq_len", "must be ≥ 0 (0 = plain RoPE)")
     v.require((m.rope_dims or m.model_dim // m.num_heads) > 2 or m.rope_train_seq_len == 0, "model.rope_train_seq_len",
               "NTK rescaling needs more than 2 rotated dims")
-    v.require(not m.attn_gate_bias or m.attn_gate == "dense", "model.attn_gate_bias", "needs model.attn_gate = \"dense\"")
+    v.require(not m.attn_gate_bias or m.attn_gate == "dense", "model.attn_gate_bias",
+              "needs model.attn_gate = \"dense\"")
     v.require(not m.vr_lambda_first_layer or m.value_residual, "model.vr_lambda_first_layer",
               "needs model.value_residual = true")
     v.require(not m.recur_untie_mlp or m.recur_loops > 0, "model.recur_untie_mlp",

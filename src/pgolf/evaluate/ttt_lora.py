@@ -61,7 +61,7 @@ def document_spans(tokens: Tensor, n_targets: int, bos_id: int) -> list[tuple[in
     starts = (tokens[:n_targets] == bos_id).nonzero().flatten().tolist()
     if not starts or starts[0] != 0:
         starts.insert(0, 0)
-    return list(zip(starts, starts[1:] + [n_targets]))
+    return list(zip(starts, starts[1:] + [n_targets], strict=True))
 
 
 def chunk_window(span: tuple[int, int], index: int, chunk: int, context: int) -> Window:
@@ -109,8 +109,8 @@ class _DocumentAdapter:
         chunks = [math.ceil((end - start) / s.chunk) for start, end in docs]
         for index in range(max(chunks)):
             active = [j for j, count in enumerate(chunks) if count > index]
-            batch = gather_batch(self.scoring.tokens, [chunk_window(docs[j], index, s.chunk, s.context) for j in active],
-                                 self.scoring.device)
+            windows = [chunk_window(docs[j], index, s.chunk, s.context) for j in active]
+            batch = gather_batch(self.scoring.tokens, windows, self.scoring.device)
             self.lora.rows = torch.tensor(active, device=self.scoring.device)
             with self.scoring.autocast():
                 logits = self.lora.logits(self.model, self.model.hidden(batch.x))

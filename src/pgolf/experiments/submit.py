@@ -37,7 +37,8 @@ TECHNIQUE_SOURCES: dict[str, tuple[str, str]] = {
     "model.num_kv_heads": ("grouped-query attention (KV heads)", "§3.2"),
     "model.mlp_mult": ("MLP width", "§4.14; records/2026-03-23 (3×), records/2026-04-01_Vocab4096_MLPMult4_WD085 (4×)"),
     "model.activation": ("MLP activation", "§4.14; openai/parameter-golf#493 (LeakyReLU(0.5)²)"),
-    "model.qk_gain_init": ("learnable QK gain, initial value", "§4.17.2; openai/parameter-golf#1125, #1217, records/2026-04-09"),
+    "model.qk_gain_init": ("learnable QK gain, initial value",
+                           "§4.17.2; openai/parameter-golf#1125, #1217, records/2026-04-09"),
     "model.rope_base": ("RoPE base", "§4.17.3"),
     "model.logit_softcap": ("logit softcap", "§3.2"),
     "model.tied_embed_init_std": ("tied embedding init std", "§3.3"),
@@ -97,7 +98,8 @@ def _check_track(runs: list[SubmissionRun], track: str) -> None:
                             f"({run.result.summary['eval_stage']}: {legality['reason']}): no track accepts it; "
                             "re-run with a compliant eval (e.g. eval.slot=context or off)")
         if track == RECORD_TRACK and run.cfg.eval.val_max_tokens > 0:
-            raise UserError(f"run {run.result.run_dir} scored only the first {run.cfg.eval.val_max_tokens:,} val tokens "
+            raise UserError(f"run {run.result.run_dir} scored only the first "
+                            f"{run.cfg.eval.val_max_tokens:,} val tokens "
                             "(eval.val_max_tokens): a record is scored on the full validation split; re-run with "
                             "eval.val_max_tokens=0 or submit to --track non_record_16mb")
 
@@ -139,7 +141,8 @@ def _budget(runs: list[SubmissionRun], code_bytes: int) -> list[int]:
         model = int(run.result.summary["model_bytes"])
         total = code_bytes + model
         if total > BUDGET_BYTES:
-            raise UserError(f"run {run.result.run_dir} is {total - BUDGET_BYTES:,} bytes over the {BUDGET_BYTES:,}-byte cap "
+            raise UserError(f"run {run.result.run_dir} is {total - BUDGET_BYTES:,} bytes over the "
+                            f"{BUDGET_BYTES:,}-byte cap "
                             f"(train_gpt.py {code_bytes:,} + model {model:,} = {total:,}): try --form compressed, "
                             "or a smaller model / stronger codec")
         totals.append(total)
@@ -154,7 +157,8 @@ def _hardware(summary: dict[str, Any]) -> str:
 def _seed_results(runs: list[SubmissionRun], code_bytes: int) -> list[dict[str, Any]]:
     return [{"seed": r.seed, "val_bpb": r.result.summary["val_bpb"], "val_loss": r.result.summary["val_loss"],
              "pre_quant_val_bpb": r.result.summary["pre_quant_val_bpb"], "steps": r.result.summary["steps"],
-             "step_avg_ms": r.result.metrics["step_ms"], "artifact_bytes": code_bytes + int(r.result.summary["model_bytes"]),
+             "step_avg_ms": r.result.metrics["step_ms"],
+             "artifact_bytes": code_bytes + int(r.result.summary["model_bytes"]),
              "run_id": r.result.run_id} for r in runs]
 
 
@@ -176,7 +180,8 @@ def submission_json(runs: list[SubmissionRun], export: ExportInfo, totals: list[
         "step_avg_ms_mean": sum(r.result.metrics["step_ms"] for r in runs) / len(runs),
         "hardware": _hardware(first), "pytorch_version": env["torch"], "cuda_version": env["cuda"],
         "attention_backend": env["attention_backend"],
-        "technique_summary": "; ".join(f"{t} ({k} = {v})" for k, v, _, t, _ in technique_rows(runs[0].cfg)) or "baseline",
+        "technique_summary": "; ".join(f"{t} ({k} = {v})" for k, v, _, t, _ in technique_rows(runs[0].cfg))
+                             or "baseline",
         "code_form": export.form, "pgolf_code_sha256": first["manifest"]["code_sha256"],
     }
 
@@ -207,7 +212,8 @@ def _readme(runs: list[SubmissionRun], export: ExportInfo, totals: list[int], me
               "## Techniques and sources", ""]
     rows = technique_rows(cfg)
     if rows:
-        lines += ["Every setting that differs from the official baseline (section numbers: pgolf's technique reference).",
+        lines += ["Every setting that differs from the official baseline "
+                  "(section numbers: pgolf's technique reference).",
                   "", "| setting | value | baseline | technique | source |", "|---|---|---|---|---|"]
         lines += [f"| `{k}` | {v} | {b} | {tech} | {src} |" for k, v, b, tech, src in rows]
     else:
@@ -231,7 +237,10 @@ def _readme(runs: list[SubmissionRun], export: ExportInfo, totals: list[int], me
 def _requirements(summary: dict[str, Any]) -> str:
     lines = []
     for package in _RUNTIME_PACKAGES:
-        version = summary["manifest"]["environment"]["torch"].split("+")[0] if package == "torch" else metadata.version(package)
+        if package == "torch":
+            version = summary["manifest"]["environment"]["torch"].split("+")[0]
+        else:
+            version = metadata.version(package)
         lines.append(f"{package}=={version}")
     return "\n".join(lines + ["tomli>=2.0; python_version < '3.11'"]) + "\n"
 

@@ -16,7 +16,7 @@ Three layouts of the same rule, built once per forward from the input ids and sh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -25,10 +25,13 @@ from torch import Tensor
 from pgolf.errors import ConfigError
 from pgolf.model.backend import FLASH_VARLEN_FN
 
-try:  # resolved at import: the forward pass must not import anything (torch.compile traces it)
+if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
-except ImportError:  # an older torch: resolve_doc_kernel never picks "flex" then
-    BlockMask = flex_attention = None  # type: ignore[assignment,misc]
+else:
+    try:  # resolved at import: the forward pass must not import anything (torch.compile traces it)
+        from torch.nn.attention.flex_attention import BlockMask, flex_attention
+    except ImportError:  # an older torch: resolve_doc_kernel never picks "flex" then
+        BlockMask = flex_attention = None
 
 DOC_KERNELS = ("auto", "dense", "flex", "varlen")  # config._CHOICES["model.doc_attention_kernel"] lists the same
 FLEX_BLOCK = 128  # FlexAttention's default tile: the block mask must use a multiple of it on CUDA
@@ -126,7 +129,9 @@ def document_cu_seqlens(doc_starts: Tensor, capacity: int) -> Tensor:
     total = doc_starts.numel()
     flat = doc_starts.reshape(-1)
     count = flat.sum()
-    torch._assert_async(count < capacity, "more documents in the batch than the varlen capacity")
+    # an on-device check: a host-side assert would synchronise the forward pass
+    torch._assert_async(  # pyright: ignore[reportPrivateImportUsage] - no public async assert
+        count < capacity, "more documents in the batch than the varlen capacity")
     starts = torch.nonzero_static(flat, size=capacity, fill_value=total).reshape(-1)
     return starts.to(torch.int32)
 

@@ -30,9 +30,9 @@ class EMA:
         live = [v.float() for v in model.state_dict().values()]
         shadow = list(self.shadow.values())
         if step <= self.start_step:
-            torch._foreach_copy_(shadow, live)
+            torch._foreach_copy_(shadow, live)  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
         else:
-            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)
+            torch._foreach_lerp_(shadow, live, 1.0 - self.decay)  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
 
     def weights(self) -> dict[str, Tensor]:
         return self.shadow
@@ -61,7 +61,7 @@ class SWA:
     def update(self, model: nn.Module, step: int, lr_scale: float) -> None:
         if lr_scale >= self.max_lr_scale or step % self.every != 0:
             return
-        torch._foreach_add_(list(self.total.values()), [v.float() for v in model.state_dict().values()])
+        torch._foreach_add_(list(self.total.values()), [v.float() for v in model.state_dict().values()])  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
         self.count += 1
 
     def weights(self) -> dict[str, Tensor] | None:
@@ -88,7 +88,7 @@ class Averagers:
 
     @classmethod
     def for_model(cls, model: nn.Module, ema_decay: float, ema_start_step: int, swa_every: int,
-                  swa_max_lr_scale: float) -> "Averagers":
+                  swa_max_lr_scale: float) -> Averagers:
         return cls(EMA(model, ema_decay, ema_start_step) if ema_decay > 0 else None,
                    SWA(model, swa_every, swa_max_lr_scale) if swa_every > 0 else None)
 

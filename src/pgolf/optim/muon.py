@@ -126,7 +126,7 @@ class Muon(torch.optim.Optimizer):
         self.orthogonalize = orthogonalize
 
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         world_size, rank = group_world()
         for group in self.param_groups:
             params: list[Tensor] = group["params"]
@@ -146,10 +146,12 @@ class Muon(torch.optim.Optimizer):
                 offset += p.numel()
 
     def _update(self, p: Tensor, group: dict) -> Tensor:
+        grad = p.grad
+        assert grad is not None, "step() updates only parameters with a gradient"
         state = self.state[p]
         if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p.grad)
-        direction = momentum_direction(p.grad, state["momentum_buffer"], group["momentum"], group["nesterov"],
+            state["momentum_buffer"] = torch.zeros_like(grad)
+        direction = momentum_direction(grad, state["momentum_buffer"], group["momentum"], group["nesterov"],
                                        group["row_normalize"])
         update = self.orthogonalize(direction, group["backend_steps"], self.ns_dtype, group["ns_variant"])
         return update * aspect_scale(update.size(0), update.size(1))

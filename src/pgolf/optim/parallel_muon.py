@@ -22,6 +22,7 @@ flight.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,7 +179,8 @@ class ParallelMuon(torch.optim.Optimizer):
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> Tensor:
         """Clip the global norm of the *averaged* gradient (bank shards + replicated), like DDP + clip_grad_norm_."""
-        squares = [self._wait_grad(bank).float().square().sum() for bank in self.banks]
+        shards = [self._wait_grad(bank) for bank in self.banks]
+        squares = [shard.float().square().sum() for shard in shards]
         bank_sq = torch.stack(squares).sum() if squares else torch.zeros(())
         if self.world_size > 1:
             dist.all_reduce(bank_sq, op=dist.ReduceOp.SUM)
@@ -186,15 +188,15 @@ class ParallelMuon(torch.optim.Optimizer):
         total = bank_sq + sum((g.float().square().sum() for g in grads), torch.zeros((), device=bank_sq.device))
         norm = total.sqrt()
         coef = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-        for bank in self.banks:
-            bank.grad_shard.mul_(coef.to(bank.grad_shard.dtype))
+        for shard in shards:
+            shard.mul_(coef.to(shard.dtype))
         for g in grads:
             g.mul_(coef.to(g.dtype))
         return norm
 
     # ---- the update --------------------------------------------------------------------------
     @torch.no_grad()
-    def step(self, closure=None):  # type: ignore[override]
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
         group = self.param_groups[0]
         previous: Bank | None = None
         for bank in self.banks:
@@ -224,6 +226,7 @@ class ParallelMuon(torch.optim.Optimizer):
     def _apply(self, bank: Bank, group: dict) -> None:
         if bank.gather_work is not None:
             bank.gather_work.wait()
+        assert bank.gathered is not None, "step() gathers every bank before applying it"
         for p, update in zip(bank.params, bank.gathered, strict=False):
             apply_update(p, update, group["lr"], group["weight_decay"], aspect_scale(bank.rows, bank.cols))
         bank.grad_shard = bank.gathered = bank.gather_work = bank.in_flight = None

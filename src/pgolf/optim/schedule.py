@@ -47,7 +47,7 @@ class Schedule:
     recurrence_start_frac: float = 0.0  # 0 = not scheduled by progress
 
     @classmethod
-    def from_config(cls, cfg: Config) -> "Schedule":
+    def from_config(cls, cfg: Config) -> Schedule:
         t, o = cfg.train, cfg.optim
         cap = t.max_wallclock_seconds
         return cls(
@@ -85,7 +85,10 @@ class Schedule:
 
     def lr_multiplier(self, step: int, elapsed_ms: float) -> float:
         """1 until the end nears, then linear to 0 (never below `min_lr_scale` once decaying)."""
-        raw = self._fraction_warmdown(step, elapsed_ms) if self.warmdown_frac > 0 else self._iters_warmdown(step, elapsed_ms)
+        if self.warmdown_frac > 0:
+            raw = self._fraction_warmdown(step, elapsed_ms)
+        else:
+            raw = self._iters_warmdown(step, elapsed_ms)
         return raw if raw >= 1.0 else max(raw, self.min_lr_scale)
 
     def _fraction_warmdown(self, step: int, elapsed_ms: float) -> float:

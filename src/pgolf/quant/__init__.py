@@ -3,7 +3,13 @@
 The names below resolve on first use, so `import pgolf.quant.x` does not import the int8 baseline.
 """
 
+from typing import TYPE_CHECKING
+
 from pgolf.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the static view of the lazy names below
+    from pgolf.quant.container import DTYPES, QuantizedModel, QuantizedTensor, dequantize, dequantize_tensor
+    from pgolf.quant.int8 import quantize_state_dict_int8
 
 _EXPORTS = {"DTYPES": "container", "QuantizedModel": "container", "QuantizedTensor": "container",
             "dequantize": "container", "dequantize_tensor": "container", "quantize_state_dict_int8": "int8"}

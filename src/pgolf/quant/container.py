@@ -67,6 +67,8 @@ class QuantizedTensor:
         passthrough = self.scheme == "passthrough"
         if passthrough != (self.scale is None) or passthrough != (self.bits is None):
             raise ValueError(f"{self.name}: scale and bits must be None exactly for passthrough tensors")
+        if self.scale is None:  # passthrough
+            return
         if self.scheme == "per_row" and (self.data.ndim == 0 or self.scale.shape != (self.data.shape[0],)):
             raise ValueError(f"{self.name}: per_row needs one scale per row of data")
         if self.scheme == "per_tensor" and self.scale.ndim != 0:
@@ -97,7 +99,7 @@ class QuantizedModel(Mapping[str, QuantizedTensor]):
     @property
     def stats(self) -> dict[str, int]:
         """Counts and raw sizes: parameters, tensors per scheme, original bytes, stored payload bytes."""
-        stats = dict.fromkeys(("param_count", "num_quantized", "num_passthrough",
+        stats: dict[str, int] = dict.fromkeys(("param_count", "num_quantized", "num_passthrough",
                                "baseline_tensor_bytes", "payload_bytes"), 0)
         stats["num_tensors"] = len(self.tensors)
         for qt in self.tensors.values():
@@ -111,9 +113,11 @@ class QuantizedModel(Mapping[str, QuantizedTensor]):
 def dequantize_tensor(qt: QuantizedTensor) -> Tensor:
     """Float (or original non-float) tensor for one entry, with the baseline's exact arithmetic."""
     if qt.scheme == "per_row":
+        assert qt.scale is not None, "checked by QuantizedTensor.__post_init__"
         rows = qt.scale.to(torch.float32).view(qt.data.shape[0], *([1] * (qt.data.ndim - 1)))
         return (qt.data.float() * rows).to(qt.orig_dtype).contiguous()
     if qt.scheme == "per_tensor":
+        assert qt.scale is not None, "checked by QuantizedTensor.__post_init__"
         return (qt.data.float() * float(qt.scale.item())).to(qt.orig_dtype).contiguous()
     return qt.data.detach().to("cpu").to(qt.orig_dtype).contiguous()
 

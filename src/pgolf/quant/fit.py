@@ -81,7 +81,8 @@ def measure_sensitivity(model: GPT, state_dict: Mapping[str, Tensor], formats: M
             for bits in candidate_bits:
                 qt, method = quantizer.quantize(name, state_dict[name], fmt.with_bits(bits))
                 param.data.copy_(dequantize_tensor(qt).to(param.dtype))
-                result.loss_increase[name][bits] = calibration_loss(model, sequences, autocast_dtype=autocast_dtype) - base
+                loss = calibration_loss(model, sequences, autocast_dtype=autocast_dtype)
+                result.loss_increase[name][bits] = loss - base
                 result.est_bytes[name][bits] = estimated_bytes(qt)
                 result.quantized[name][bits], result.methods[name][bits] = qt, method
             param.data.copy_(original)
@@ -90,7 +91,8 @@ def measure_sensitivity(model: GPT, state_dict: Mapping[str, Tensor], formats: M
     return result
 
 
-def allocate_bits(sensitivity: Sensitivity, target_bytes: float, resolution: int = ALLOCATION_RESOLUTION) -> dict[str, int]:
+def allocate_bits(sensitivity: Sensitivity, target_bytes: float,
+                  resolution: int = ALLOCATION_RESOLUTION) -> dict[str, int]:
     """Bits per tensor minimising the summed loss increase with estimated bytes ≤ target_bytes.
 
     An exact multiple-choice knapsack by dynamic programming over `resolution` byte buckets; sizes are

@@ -38,6 +38,10 @@ class _HessianSum:
         self.total = update if self.total is None else self.total + update
         self.rows += flat.shape[0]
 
+    def hook(self, _module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        """A forward pre-hook: accumulate the module's input."""
+        self.add(args[0])
+
     def mean(self) -> Tensor:
         assert self.total is not None
         return self.total / max(self.rows, 1)
@@ -58,7 +62,7 @@ def collect_hessians(model: GPT, sequences: Iterable[Tensor], names: Iterable[st
         weight_name = f"{module_name}.weight"
         if isinstance(module, CastedLinear) and weight_name in wanted and module is not model.lm_head:
             sums[weight_name] = _HessianSum()
-            hooks.append(module.register_forward_pre_hook(lambda _m, args, s=sums[weight_name]: s.add(args[0])))
+            hooks.append(module.register_forward_pre_hook(sums[weight_name].hook))
     head = "tok_emb.weight" if model.lm_head is None else "lm_head.weight"
     if head in wanted:
         sums[head] = _HessianSum()
@@ -84,7 +88,7 @@ def _upper_cholesky_of_inverse(h: Tensor) -> Tensor | None:
     try:
         lower = torch.linalg.cholesky(h)
         return torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
-    except torch.linalg.LinAlgError:
+    except torch.linalg.LinAlgError:  # pyright: ignore[reportPrivateImportUsage] - public, not in its __all__
         return None
 
 

@@ -40,10 +40,12 @@ class TensorQuantizer:
         bits = fmt.bits
         matrix = magnitude_prune(t, self.prune_fraction).float().reshape(t.shape[0], -1)
         codes, method = None, "rtn"
-        if fmt.clip is not None and fmt.clip.kind == "lite":
+        clip = fmt.clip
+        assert clip is not None, "an int-k format has a clip rule"
+        if clip.kind == "lite":
             codes, scale = lite_rows(matrix, bits)  # the record's codes come from its fp32 scales
         else:
-            scale = row_scales(matrix, bits, fmt.clip)
+            scale = row_scales(matrix, bits, clip)
         hessian = self.hessians.get(name)
         if hessian is not None:  # GPTQ recomputes the codes on the stored scales
             from pgolf.quant.gptq import gptq_codes  # only runs that use GPTQ import it

@@ -46,7 +46,7 @@ class QuantPlan:
         """
         names = list(matrices)
         if self.scheme != "policy" or self.formats is None:
-            return {name: self.qat_bits for name in names}
+            return dict.fromkeys(names, self.qat_bits)
         formats = self.formats
         bits = {name: b for name in names if (b := formats[name].bits) is not None}
         if not bits:

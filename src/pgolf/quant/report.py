@@ -37,7 +37,8 @@ def relative_error(original: Tensor, restored: Tensor) -> float:
     return diff / norm if norm > 0 else diff
 
 
-def tensor_rows(state_dict: Mapping[str, Tensor], qm: QuantizedModel, formats: Mapping[str, str]) -> list[dict[str, Any]]:
+def tensor_rows(state_dict: Mapping[str, Tensor], qm: QuantizedModel,
+                formats: Mapping[str, str]) -> list[dict[str, Any]]:
     """One row per stored tensor, in model order; a corrected matrix's error includes its LQER correction
     (the correction entries themselves have no error of their own: nan)."""
     restored = dequantize(qm)

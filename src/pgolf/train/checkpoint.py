@@ -52,11 +52,13 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise UserError(f"no checkpoint at {path}: the run saved none (set train.checkpoint_every > 0) or it is not a run directory")
+        raise UserError(f"no checkpoint at {path}: the run saved none (set train.checkpoint_every > 0) "
+                        "or it is not a run directory")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any decoding failure means an unusable file
-        raise UserError(f"checkpoint {path} cannot be read ({exc}): it is corrupt; delete it to restart the run") from None
+        raise UserError(f"checkpoint {path} cannot be read ({exc}): it is corrupt; "
+                        "delete it to restart the run") from None
 
 
 def weights_sha256(state_dict: dict[str, Tensor]) -> str:

@@ -20,8 +20,8 @@ class RunLogger:
         self._metrics: TextIO | None = None
         if self.enabled and run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
-            self._log = open(run_dir / "train.log", "a", encoding="utf-8")
-            self._metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")
+            self._log = open(run_dir / "train.log", "a", encoding="utf-8")  # noqa: SIM115 - held open until close()
+            self._metrics = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115 - held open until close()
 
     def log(self, message: str, file_only: bool = False) -> None:
         if not self.enabled:
@@ -48,7 +48,8 @@ class Progress:
 
     def __init__(self, total: int | None, enabled: bool, initial: int = 0, desc: str = "train") -> None:
         interactive = enabled and sys.stderr.isatty()
-        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not interactive, leave=False, dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=initial, desc=desc, disable=not interactive, leave=False,
+                        dynamic_ncols=True)
 
     def update(self, step: int, **postfix: float) -> None:
         self.bar.n = step

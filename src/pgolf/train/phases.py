@@ -44,6 +44,7 @@ class PhaseClock:
     def table(self) -> str:
         lines = [f"{'phase':<16}{'seconds':>10}  counted against"]
         for p in self.phases.values():
-            limit = {"train": "training limit (600 s)", "eval": "evaluation limit (600 s)"}.get(p.counted_as, "not counted")
+            limits = {"train": "training limit (600 s)", "eval": "evaluation limit (600 s)"}
+            limit = limits.get(p.counted_as, "not counted")
             lines.append(f"{p.name:<16}{p.seconds:>10.2f}  {limit}")
         return "\n".join(lines)

@@ -48,6 +48,7 @@ def git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=Path(pgolf.__file__).parent, capture_output=True, text=True, timeout=5,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -55,7 +56,7 @@ def git_commit() -> str:
     if out.returncode != 0 or not commit:
         return "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(pgolf.__file__).parent,
-                           capture_output=True, text=True, timeout=5).stdout.strip()
+                           capture_output=True, text=True, timeout=5, check=False).stdout.strip()
     return commit + ("-dirty" if dirty else "")
 
 

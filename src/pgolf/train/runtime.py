@@ -21,7 +21,7 @@ from pgolf.config import Config
 from pgolf.errors import UserError
 from pgolf.precision import autocast_dtype, cpu_supports_bf16
 
-__all__ = ["autocast_dtype", "compile_enabled", "cpu_supports_bf16", "maybe_compile", "RecompileCounter"]
+__all__ = ["RecompileCounter", "autocast_dtype", "compile_enabled", "cpu_supports_bf16", "maybe_compile"]
 
 
 def compile_enabled(cfg: Config, device: torch.device) -> bool:
@@ -44,6 +44,9 @@ class CompiledWithFallback(nn.Module):
 
     A module (so DDP can wrap it) whose parameters are those of `eager` when it is a module.
     """
+
+    eager: Callable[..., Any]
+    compiled: Callable[..., Any]
 
     def __init__(self, eager: Callable[..., Any], compiled: Callable[..., Any], result: CompileResult,
                  on_fallback: Callable[[str], None] | None = None) -> None:
@@ -113,7 +116,8 @@ class RecompileCounter:
             raise RecompileLimitError(
                 f"train.max_recompiles: {count} graphs were compiled after warm-up (limit {self.limit}) by step "
                 f"{step}; a value changing every step is reaching compiled code as a Python constant. Pass it as a "
-                "tensor, warm every graph variant before the timer, raise train.max_recompiles, or set train.compile=off"
+                "tensor, warm every graph variant before the timer, raise train.max_recompiles, "
+                "or set train.compile=off"
             )
         return count
 

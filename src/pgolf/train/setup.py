@@ -29,7 +29,6 @@ from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.averaging import Averagers
 from pgolf.optim.factory import MuonLike, build_optimizers, late_qat_bits, orthogonalizer_for
-
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.quant.plan import QuantPlan
@@ -195,8 +194,8 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
         logger.log(note)
     plan = QuantPlan.resolve(cfg, model.state_dict())
     # Newton–Schulz is compiled on its own, as the baseline does (one graph per matrix/bank shape)
-    orthogonalize, _ = maybe_compile(orthogonalizer_for(cfg), compile_enabled(cfg, ctx.device), fullgraph=True, dynamic=False,
-                                     backend=cfg.train.compile_backend,
+    orthogonalize, _ = maybe_compile(orthogonalizer_for(cfg), compile_enabled(cfg, ctx.device), fullgraph=True,
+                                     dynamic=False, backend=cfg.train.compile_backend,
                                      on_fallback=lambda why: logger.log(f"newton_schulz_compile:{why}"))
     optimizers, muon = build_optimizers(model, cfg, ctx.device, orthogonalize=orthogonalize)
     switches = SwitchTensors(ctx.device)

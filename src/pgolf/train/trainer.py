@@ -184,7 +184,8 @@ class Trainer:
         named = list(self.p.model.named_parameters())
         bad_params = (f"parameter {n}" for n, p in named if not torch.isfinite(p).all())
         bad_grads = (f"gradient of {n}" for n, p in named if p.grad is not None and not torch.isfinite(p.grad).all())
-        culprit = next(bad_params, None) or next(bad_grads, "none of the parameters or gradients (activations overflowed)")
+        culprit = (next(bad_params, None)
+                   or next(bad_grads, "none of the parameters or gradients (activations overflowed)"))
         return (f"training loss became {loss} at step {step + 1}; first non-finite tensor: {culprit}. "
                 "Lower the learning rates (optim.*_lr), enable optim.grad_clip_norm, or use train.dtype=fp32")
 
@@ -349,10 +350,9 @@ class Trainer:
         previous, self._last_values = self._last_values, values
         for name in ("qat_active", "recurrence_active"):
             now = getattr(values, name)
-            if previous is None or now != getattr(previous, name):
-                if now or previous is not None:
-                    self.p.logger.log(f"switch:{name}={now} step:{self.state.step} lr_scale:{values.lr_scale:.4f} "
-                                      f"progress:{values.progress:.4f}")
+            if (previous is None or now != getattr(previous, name)) and (now or previous is not None):
+                self.p.logger.log(f"switch:{name}={now} step:{self.state.step} lr_scale:{values.lr_scale:.4f} "
+                                  f"progress:{values.progress:.4f}")
 
     def _log_step(self, value: float, values: StepValues, progress: Progress) -> None:
         """At a synchronisation point: the loss is already on the host."""
