@@ -70,15 +70,19 @@ class ModelConfig:
     unet_skips: bool = True  # encoder → decoder skip connections (U-Net), as the baseline
     skip_gates: bool = False  # decoder input = lerp(w⊙skip, x, σ(g)) instead of x + w⊙skip
     ortho_init: bool = False  # orthogonal init of Linear weights with both dims ≥ 64
-    parallel_residual: Literal["off", "record", "proteus", "pr1204"] = "off"  # off | record (#1529/SOTA) | proteus (#1289/#1425) | pr1204 (sequential lane writes)
-    skip_lanes: Literal["attn", "both"] = "attn"  # U-Net skips into parallel lanes: attn (lane 0 only: #1425, SOTA) | both (#1289, #1204)
-    lane_merge: Literal["sigmoid", "linear"] = "sigmoid"  # proteus final merge μ·x_attn + (1−μ)·x_mlp: μ = σ(θ) (sigmoid, #1425) | θ (linear, #1289)
+    # off | record (#1529/SOTA) | proteus (#1289/#1425) | pr1204 (sequential lane writes)
+    parallel_residual: Literal["off", "record", "proteus", "pr1204"] = "off"
+    # U-Net skips into parallel lanes: attn (lane 0 only: #1425, SOTA) | both (#1289, #1204)
+    skip_lanes: Literal["attn", "both"] = "attn"
+    # proteus final merge μ·x_attn + (1−μ)·x_mlp: μ = σ(θ) (sigmoid, #1425) | θ (linear, #1289)
+    lane_merge: Literal["sigmoid", "linear"] = "sigmoid"
     lane_merge_init: float = 0.5  # θ₀ of the proteus lane merge (both records: 0.5)
     parallel_start: int = 0  # first physical layer with parallel lanes
     recur_start: int = 0  # depth recurrence: physical layers recur_start..recur_end (inclusive) ...
     recur_end: int = 0  # last physical layer of the recurrence range (inclusive)
     recur_loops: int = 0  # ... run this many extra times (0 = off)
-    recur_form: Literal["segment", "inplace"] = "segment"  # segment: the range repeats as a block (#1204, SOTA) | inplace: each layer repeats in place (#1289)
+    # segment: the range repeats as a block (#1204, SOTA) | inplace: each layer repeats in place (#1289)
+    recur_form: Literal["segment", "inplace"] = "segment"
     recur_untie_mlp: bool = False  # every repeated run has its own MLP weights (#1289; #1204 REPEAT_UNTIE_MLP=full)
     # Record-parity options (docs/records.md): the defaults keep pgolf's forms, the record presets set the records'
     rope_train_seq_len: int = 0  # NTK RoPE: longer sequences use base·(L/this)^(d/(d−2)) (0 = off; PR #635 1024)

@@ -81,8 +81,9 @@ class LoRASet(nn.Module):
                                   f"for the '{target}' adapter: drop it from the list")
             for name, module in matches:
                 in_f, out_f = _site_shape(module, target, model.cfg.model_dim)
+                block = _block_index(name)
                 site = [BatchedLoRA(slots, in_f, out_f, rank, alpha, device, generator)
-                        for _ in range(runs.get(_block_index(name), 1))]
+                        for _ in range(1 if block is None else runs.get(block, 1))]
                 for run, adapter in enumerate(site):
                     self.adapters[name.replace(".", "_") + (f"_run{run}" if run else "")] = adapter
                 self._hooks.append(module.register_forward_hook(self._hook(site)))

@@ -148,7 +148,7 @@ def has_format(preset: str | None) -> bool:
 def checkpoint_to_pgolf(state: Mapping[str, Tensor], preset: str | None, cfg: ModelConfig, what: str) -> StateDict:
     """A record script's `final_model.pt` content as pgolf weights for `cfg` when `preset` has a record format;
     other presets' checkpoints are pgolf-named already (the official baseline's) and pass through."""
-    return to_pgolf(state, preset, cfg, what) if has_format(preset) else dict(state)
+    return to_pgolf(state, preset, cfg, what) if preset is not None and has_format(preset) else dict(state)
 
 
 def name_map(preset: str, cfg: ModelConfig | None = None, unbanked: bool = True) -> dict[str, str]:

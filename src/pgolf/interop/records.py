@@ -14,9 +14,10 @@ import importlib.util
 import os
 import sys
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,8 @@ def _flash_module() -> types.ModuleType:
     return module
 
 
-def _identity_compile(fn=None, **_: object):
+def _identity_compile(fn: Callable[..., Any] | None = None, **_: object) -> Any:
+    """`torch.compile` stand-in while a record imports: the function itself, bare or as a decorator."""
     return fn if fn is not None else (lambda f: f)
 
 

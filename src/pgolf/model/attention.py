@@ -29,6 +29,8 @@ class Rotary(nn.Module):
     base·(L/ntk_train_len)^(dim/(dim−2)) (PR #635 and its successors build every Rotary with such a length).
     """
 
+    inv_freq: Tensor  # a non-persistent buffer
+
     def __init__(self, dim: int, base: float, ntk_train_len: int = 0) -> None:
         super().__init__()
         self.dim = dim

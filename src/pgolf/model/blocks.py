@@ -124,7 +124,8 @@ class SequentialParallelBlock(Block):
         post = self.parallel_post.to(lane0.dtype)
         a = row_scale(self.attn_scale, lane0) * self.attn(self.norm(_mix(self.resid_mix, lane0, ctx.x0)), ctx)
         lane0, lane1 = rho[0] * lane0 + post[0, 0] * a, rho[0] * lane1 + post[0, 1] * a
-        m = row_scale(self.mlp_scale, lane1) * (self.mlp if mlp is None else mlp)(self.norm(_mix(self.resid_mix, lane1, ctx.x0)))
+        mlp_in = self.norm(_mix(self.resid_mix, lane1, ctx.x0))
+        m = row_scale(self.mlp_scale, lane1) * (self.mlp if mlp is None else mlp)(mlp_in)
         return rho[1] * lane0 + post[1, 0] * m, rho[1] * lane1 + post[1, 1] * m
 
 

@@ -11,6 +11,7 @@ official baseline: parameter names match `train_gpt.py`'s state dict (its checkp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -215,10 +216,10 @@ class GPT(nn.Module):
             x = feature(x, input_ids)
         ctx = self._context(x, input_ids)
         state: State = x
-        skips: list[Tensor] = []
+        skips: list[Tensor] = []  # encoder outputs: one lane (parallel lanes start in the decoder)
         for stage in self._encoder:
             state = self._run_stage(stage, state, ctx)
-            skips.append(state)
+            skips.append(cast(Tensor, state))
         for j, stage in enumerate(self._decoder):
             if skips:
                 state = self._skip(state, skips.pop(), j, is_parallel_layer(self.cfg, stage[0][0]))
@@ -234,7 +235,8 @@ class GPT(nn.Module):
 
     def token_losses(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Per-token cross-entropy in nats (float32, shape of `target_ids`) of the softcapped logits."""
-        return softcap_cross_entropy(self.raw_logits(self.hidden(input_ids)), target_ids, self.logit_softcap, self._fused)
+        raw = self.raw_logits(self.hidden(input_ids))
+        return softcap_cross_entropy(raw, target_ids, self.logit_softcap, self._fused)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Mean cross-entropy, as the training loss."""
@@ -293,7 +295,8 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> int:
     if cfg.attn_gate != "off":
         per_block += cfg.num_heads * (d if cfg.attn_gate == "dense" else cfg.attn_gate_window)
     layers = cfg.num_layers + cfg.recur_loops * (cfg.recur_end - cfg.recur_start + 1)
-    features = (cfg.bigram_dim * d if cfg.bigram_vocab else 0) + (cfg.value_embed_dim * kv_dim if cfg.value_embed_layers else 0)
+    features = ((cfg.bigram_dim * d if cfg.bigram_vocab else 0)
+                + (cfg.value_embed_dim * kv_dim if cfg.value_embed_layers else 0))
     matmul_params = layers * per_block + cfg.vocab_size * d + features
     attention = layers * 6 * seq_len * d
     return 6 * matmul_params + attention

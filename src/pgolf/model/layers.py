@@ -49,7 +49,7 @@ class ScaledRMSNorm:
         return F.rms_norm(x, (x.size(-1),)) * self.scale
 
 
-def sublayer_norm(layer: int, ln_scale: bool):
+def sublayer_norm(layer: int, ln_scale: bool) -> Callable[[Tensor], Tensor]:
     """The norm feeding a block's sublayers: plain RMSNorm unless LN scale is on."""
     return ScaledRMSNorm(1.0 / (layer + 1) ** 0.5) if ln_scale else rms_norm
 

@@ -42,6 +42,7 @@ class ValueEmbeddingMix(nn.Module):
         self.ve_layer_scale = nn.Parameter(torch.ones((), dtype=torch.float32))
 
     def forward(self, v: Tensor, ctx: ForwardContext) -> Tensor:
+        assert ctx.value_embed is not None, "the model computes value embeddings for layers that mix them"
         return v + self.ve_layer_scale.to(v.dtype) * ctx.value_embed.view_as(v).to(v.dtype)
 
 
@@ -77,4 +78,5 @@ class ValueResidualMix(nn.Module):
 
     def forward(self, v: Tensor, ctx: ForwardContext) -> Tensor:
         lam = self.vr_lambda.to(v.dtype)
+        assert ctx.first_values is not None, "layer 0 keeps its values before later layers mix them"
         return lam[0] * ctx.first_values + lam[1] * v

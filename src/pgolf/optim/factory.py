@@ -49,7 +49,7 @@ def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
 
 def qat_bits_for(model: GPT, bits: int) -> BitsFor:
     """Every Muon matrix fake-quantized at `bits`."""
-    return bits_from_mapping({name: bits for name in partition(model)[0]})
+    return bits_from_mapping(dict.fromkeys(partition(model)[0], bits))
 
 
 def late_qat_bits(model: GPT, plan: QuantPlan) -> dict[str, int]:
