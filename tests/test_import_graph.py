@@ -13,8 +13,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "pgolf"
 
-STAGES = ("config", "data", "model", "interop", "quant", "artifact", "optim", "evaluate", "train", "export", "packing", "pipeline",
-          "targets", "experiments", "inspect_model", "doctor", "bench", "cli")
+STAGES = ("config", "data", "model", "interop", "quant", "artifact", "optim", "evaluate", "train", "export", "packing",
+          "pipeline", "targets", "experiments", "inspect_model", "doctor", "bench", "cli")
 # Modules every stage may import: they import nothing from the stages (train.distributed is the
 # process-group layer; rundir holds the run folder's paths and the typed hand-offs).
 FOUNDATION = {"pgolf", "pgolf.errors", "pgolf.utils", "pgolf.lazy", "pgolf.rundir", "pgolf.train.distributed"}

@@ -3,10 +3,14 @@ skip routing into lanes, the lane merge, in-place recurrence with untied MLPs, s
 
 from __future__ import annotations
 
-import torch
-from modelkit import active_model, random_ids, small_config
+from typing import Any
 
+import torch
+from modelkit import active_model, blocks, random_ids, small_config
+
+from pgolf.model.blocks import ProteusParallelBlock, SequentialParallelBlock
 from pgolf.model.gpt import count_parameters
+from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import layer_stages
 
 
@@ -25,15 +29,17 @@ def test_inplace_recurrence_order_skips_and_untied_mlps() -> None:
                                       recur_untie_mlp=True))
     assert model.layer_order == [0, 1, 1, 2, 2, 3]
     assert model.skip_weights.shape[0] == plain.skip_weights.shape[0] == 2  # skips stay per physical layer
-    mlp = sum(p.numel() for p in model.blocks[0].mlp.parameters())
+    mlp = sum(p.numel() for p in blocks(model)[0].mlp.parameters())
     assert count_parameters(model) == count_parameters(plain) + 2 * mlp  # one untied MLP per repeated run
     assert sorted(model.recur_mlps) == ["1_1", "2_1"]
     calls: list[str] = []
-    for name, module in [("blocks.1.mlp", model.blocks[1].mlp), ("recur.1_1", model.recur_mlps["1_1"])]:
+    for name, module in [("blocks.1.mlp", blocks(model)[1].mlp), ("recur.1_1", model.recur_mlps["1_1"])]:
         module.register_forward_hook(lambda mod, args, out, name=name: calls.append(name))
+    untied = model.recur_mlps["2_1"]
+    assert isinstance(untied, MLP)
     with torch.no_grad():
         before = model.hidden(random_ids(1, 8))
-        model.recur_mlps["2_1"].proj.weight.mul_(2.0)
+        untied.proj.weight.mul_(2.0)
         after = model.hidden(random_ids(1, 8))
     assert calls == ["blocks.1.mlp", "recur.1_1", "blocks.1.mlp", "recur.1_1"]
     assert not torch.allclose(before, after)  # the second run of layer 2 uses its own MLP
@@ -42,9 +48,9 @@ def test_inplace_recurrence_order_skips_and_untied_mlps() -> None:
 def test_attention_lane_skip_leaves_the_mlp_lane_unskipped_at_the_first_parallel_layer() -> None:
     for lanes in ("attn", "both"):
         model = active_model(small_config(parallel_residual="record", parallel_start=2, skip_lanes=lanes))
-        captured: dict[str, object] = {}
-        model.blocks[2].register_forward_pre_hook(lambda mod, args, c=captured: c.update(state=args[0]))
-        model.blocks[1].register_forward_hook(lambda mod, args, out, c=captured: c.update(out=out))
+        captured: dict[str, Any] = {}  # a block's input and output: one tensor or a (attention, MLP) pair
+        blocks(model)[2].register_forward_pre_hook(lambda mod, args, c=captured: c.update(state=args[0]))
+        blocks(model)[1].register_forward_hook(lambda mod, args, out, c=captured: c.update(out=out))
         with torch.no_grad():
             model.hidden(random_ids(1, 8))
         state, out = captured["state"], captured["out"]
@@ -70,7 +76,8 @@ def test_lane_merge_forms() -> None:
 
 def test_proteus_block_adds_to_the_raw_lanes() -> None:
     model = active_model(small_config(parallel_residual="proteus", parallel_start=2))
-    block = model.blocks[3]
+    block = blocks(model)[3]
+    assert isinstance(block, ProteusParallelBlock)
     x_attn, x_mlp, x0 = torch.randn(3, 1, 4, 64).unbind(0)
     ctx = model._context(x0, random_ids(1, 4))
     with torch.no_grad():
@@ -81,7 +88,8 @@ def test_proteus_block_adds_to_the_raw_lanes() -> None:
 
 def test_sequential_lanes_of_pr1204() -> None:
     model = active_model(small_config(parallel_residual="pr1204", parallel_start=2), noise=0.0)
-    block = model.blocks[3]
+    block = blocks(model)[3]
+    assert isinstance(block, SequentialParallelBlock)
     assert torch.allclose(block.parallel_resid, torch.full((2,), 1.1 ** 0.5))
     with torch.no_grad():
         for p in model.parameters():
@@ -102,18 +110,21 @@ def test_sequential_lanes_of_pr1204() -> None:
 
 def test_lora_adapters_are_one_per_virtual_slot() -> None:
     """#1855: a block that recurrence runs three times gets three adapters per site, used in run order."""
-    from pgolf.evaluate.lora import LoRASet
+    from pgolf.evaluate.lora import BatchedLoRA, LoRASet
 
     model = active_model(small_config(recur_start=1, recur_end=2, recur_loops=2))  # order 0,1,2,1,2,1,2,3
     lora = LoRASet(model, ["q", "mlp"], slots=1, rank=2, alpha=4.0, seed=0)
     assert len(lora.adapters) == 2 * len(model.layer_order)  # 8 virtual slots × 2 sites
     lora.rows = torch.tensor([0])
     x = random_ids(1, 8)
+    third_run = lora.adapters["blocks_1_attn_c_q_run2"]  # the third run of block 1 only
+    assert isinstance(third_run, BatchedLoRA)
     with torch.no_grad():
         for adapter in lora.adapters.values():
+            assert isinstance(adapter, BatchedLoRA)
             adapter.B.normal_()
         before = model.hidden(x)
-        lora.adapters["blocks_1_attn_c_q_run2"].B.zero_()  # the third run of block 1 only
+        third_run.B.zero_()
         after = model.hidden(x)
     lora.remove()
     assert not torch.allclose(before, after)

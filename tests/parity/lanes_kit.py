@@ -17,7 +17,8 @@ from pgolf.model.gpt import GPT
 RecordModel = Callable[[], nn.Module]
 
 
-def pair(build: RecordModel, preset: str, cfg, seed: int, noise: float = 0.02) -> tuple[nn.Module, GPT, dict[str, Tensor]]:
+def pair(build: RecordModel, preset: str, cfg, seed: int,
+         noise: float = 0.02) -> tuple[nn.Module, GPT, dict[str, Tensor]]:
     """(record model, pgolf model, the record's state) holding the same weights: the record's seeded init with
     every tensor moved off it, so zero-init projections and identity gates take part (a part at its identity
     init would agree with anything). Built once per test module: a full-shape model costs seconds on 2 cores."""

@@ -9,13 +9,18 @@ from __future__ import annotations
 import types
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 import torch
 from torch import Tensor
 
-from pgolf.interop.records import cheap_init, max_rel_diff, perturbed, records_dir
-from pgolf.interop.records import import_record as _import_record
+from pgolf.interop.records import cheap_init, import_record as _import_record, max_rel_diff, perturbed, records_dir
+
+if TYPE_CHECKING:
+    from pgolf.model.gpt import GPT
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 __all__ = ["cheap_init", "max_rel_diff", "perturbed"]
 
@@ -36,11 +41,20 @@ def import_record(folder: str, env: Mapping[str, str] | None = None, script: str
     return _import_record(folder, env, script=script)
 
 
+def build_record(preset: str, rec: types.ModuleType) -> torch.nn.Module:
+    """The record's GPT at full shape, built by the format of `preset` from the imported script."""
+    from pgolf.interop import get_format
+
+    build = get_format(preset).build_record
+    assert build is not None, f"format {preset!r} does not build its record's model"
+    return build(rec)
+
+
 def seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fp32(model: torch.nn.Module) -> torch.nn.Module:
+def fp32(model: M) -> M:
     """A model in fp32 on CPU in train mode (the records build theirs in fp32 before casting on GPU)."""
     return model.float().cpu().train()
 
@@ -63,7 +77,8 @@ def assert_states_close(ours: Mapping[str, Tensor], theirs: Mapping[str, Tensor]
     assert diffs[worst] <= tol, f"{what}: {worst} differs by {diffs[worst]:.3g} > {tol:g}"
 
 
-def val_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0, bos_id: int | None = 1) -> tuple[Tensor, Tensor]:
+def val_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0,
+              bos_id: int | None = 1) -> tuple[Tensor, Tensor]:
     """(inputs, targets) of random tokens with a few BOS tokens inside (document boundaries matter)."""
     gen = torch.Generator().manual_seed(seed)
     tokens = torch.randint(0, vocab_size, (batch, seq_len + 1), generator=gen)
@@ -72,7 +87,7 @@ def val_batch(vocab_size: int, batch: int, seq_len: int, seed: int = 0, bos_id: 
     return tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
 
 
-def pgolf_step(model: torch.nn.Module, cfg, grads: Mapping[str, Tensor]) -> None:
+def pgolf_step(model: GPT, cfg, grads: Mapping[str, Tensor]) -> None:
     """One training step of pgolf at step 0 from the given gradients, in the trainer's order: gradient sync,
     the step-0 schedule values (LR multiplier, Muon momentum, WD taper), gradient clipping, every optimizer.
 
@@ -107,7 +122,7 @@ def pgolf_step(model: torch.nn.Module, cfg, grads: Mapping[str, Tensor]) -> None
         opt.step()
 
 
-def pgolf_model(cfg, state: Mapping[str, Tensor]) -> torch.nn.Module:
+def pgolf_model(cfg, state: Mapping[str, Tensor]) -> GPT:
     """pgolf's GPT for `cfg.model` in fp32 holding `state`."""
     from pgolf.model.gpt import GPT
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from recordkit import assert_close, assert_states_close, fp32, import_record, val_batch
+from recordkit import assert_close, assert_states_close, build_record, fp32, import_record, val_batch
 
 from pgolf.config import load_config
-from pgolf.interop import from_pgolf, get_format, to_pgolf
+from pgolf.interop import from_pgolf, to_pgolf
 from pgolf.model.gpt import GPT
 
 SEED = 1234
@@ -19,7 +19,7 @@ def pair():
     rec = import_record("baseline")
     cfg = load_config("baseline", env={})
     torch.manual_seed(SEED)
-    record = fp32(get_format("baseline").build_record(rec))
+    record = fp32(build_record("baseline", rec))
     ours = fp32(GPT(cfg.model))
     ours.load_state_dict(to_pgolf(record.state_dict(), "baseline"), strict=True)
     return rec, record, ours, cfg

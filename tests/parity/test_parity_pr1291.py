@@ -8,6 +8,7 @@ import torch
 from recordkit import (
     assert_close,
     assert_states_close,
+    build_record,
     cheap_init,
     fp32,
     import_record,
@@ -19,7 +20,7 @@ from recordkit import (
 )
 
 from pgolf.config import load_config
-from pgolf.interop import from_pgolf, get_format, to_pgolf
+from pgolf.interop import from_pgolf, to_pgolf
 
 SEED = 1291
 RECORD_PARAMS = 34_401_371  # "model_params:34401371" in the record's train_seed*.log
@@ -39,7 +40,7 @@ def cfg():
 def models(rec, cfg):
     torch.manual_seed(SEED)
     with cheap_init():
-        record = fp32(get_format("pr1291").build_record(rec))
+        record = fp32(build_record("pr1291", rec))
     state = perturbed(record, SEED)
     return record, pgolf_model(cfg, to_pgolf(state, "pr1291")), state
 
@@ -70,6 +71,7 @@ def test_value_embedding_projection_is_orthogonal_at_init() -> None:
 
     small = load_config("pr1291", env={}, overrides=["model.num_layers=2", "model.value_embed_layers=0,1"])
     model = GPT(small.model)
+    assert model.value_embed is not None
     w = model.value_embed.proj.weight  # (kv_dim, ve_dim): orthonormal columns
     assert torch.allclose(w.T @ w, torch.eye(w.size(1)), atol=1e-4)
 

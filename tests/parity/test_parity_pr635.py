@@ -7,6 +7,7 @@ import torch
 from recordkit import (
     assert_close,
     assert_states_close,
+    build_record,
     cheap_init,
     fp32,
     import_record,
@@ -18,7 +19,7 @@ from recordkit import (
 )
 
 from pgolf.config import load_config
-from pgolf.interop import from_pgolf, get_format, to_pgolf
+from pgolf.interop import from_pgolf, to_pgolf
 from pgolf.model.attention import Rotary
 
 SEED = 635
@@ -26,7 +27,7 @@ RECORD_PARAMS = 26_809_543  # "model_params:26809543" in the record's train_seed
 
 
 def record_model(rec):
-    return fp32(get_format("pr635").build_record(rec))
+    return fp32(build_record("pr635", rec))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,8 @@ def test_ntk_rotary_tables(rec, cfg) -> None:
     theirs = rec.Rotary(head_dim, base=m.rope_base, train_seq_len=1024, rope_dims=m.rope_dims)
     ours = Rotary(m.rope_dims, m.rope_base, m.rope_train_seq_len)
     for seq_len in (512, 2048):
-        for a, b in zip(ours(seq_len, torch.device("cpu"), torch.float32), theirs(seq_len, torch.device("cpu"), torch.float32)):
+        cpu = torch.device("cpu")
+        for a, b in zip(ours(seq_len, cpu, torch.float32), theirs(seq_len, cpu, torch.float32), strict=True):
             assert_close(a, b, f"rotary tables at seq {seq_len}")
 
 
@@ -112,7 +114,8 @@ def record_step(rec, record, x, y) -> dict[str, torch.Tensor]:
                if p.ndim < 2 or any(pat in n for pat in rec.CONTROL_TENSOR_NAME_PATTERNS)]
     scalars += [record.skip_weights, record.smear.gate, record.bigram.scale, record.bigram.proj.weight]
     lr = h.tied_embed_lr
-    tok = torch.optim.AdamW([{"params": [record.tok_emb.weight], "lr": lr}, {"params": [record.bigram.embed.weight], "lr": lr}],
+    tok = torch.optim.AdamW([{"params": [record.tok_emb.weight], "lr": lr},
+                             {"params": [record.bigram.embed.weight], "lr": lr}],
                             betas=(h.beta1, h.beta2), eps=h.adam_eps, weight_decay=h.adam_wd)
     muon = rec.Muon(banks, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
                     weight_decay=h.muon_wd)
@@ -144,7 +147,8 @@ def test_one_optimizer_step(rec, cfg, models) -> None:
 
 
 # one tensor of each kind the record's export distinguishes (a per-row quantile over every matrix costs minutes)
-QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.10.mlp.fc.weight", "blocks.5.mlp.proj.weight", "bigram.embed.weight",
+QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.10.mlp.fc.weight", "blocks.5.mlp.proj.weight",
+                "bigram.embed.weight",
                 "tok_emb.weight", "bigram.proj.weight", "smear.gate", "bigram.scale", "blocks.0.attn.vr_lambda",
                 "blocks.3.attn.attn_gate.weight", "blocks.3.attn.attn_gate.bias", "skip_weights")
 
@@ -166,7 +170,7 @@ def test_quantizer_payloads(rec, cfg, models) -> None:
     for name, codes in theirs["quantized"].items():
         mine = ours.tensors[names[name]]
         assert torch.equal(mine.data, codes), f"{name}: int6 codes differ"
-        assert torch.equal(mine.scale, theirs["scales"][name]), f"{name}: scales differ"
+        assert mine.scale is not None and torch.equal(mine.scale, theirs["scales"][name]), f"{name}: scales differ"
     for name, kept in theirs["passthrough"].items():
         mine = ours.tensors[names[name]]
         assert mine.data.dtype == kept.dtype and torch.equal(mine.data, kept), f"{name}: stored float differs"

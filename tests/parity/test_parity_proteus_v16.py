@@ -51,7 +51,8 @@ def test_parameter_count_and_names_map_one_to_one(rec, cfg, models) -> None:
     record, ours, state = models
     assert_count_and_names(record, ours, state, PRESET, cfg, RECORD_PARAMS)
     unbanked = rec._unbank_state_dict(state, cfg.model.num_layers)
-    assert torch.equal(to_pgolf(unbanked, PRESET)["blocks.3.mlp.fc.weight"], ours.state_dict()["blocks.3.mlp.fc.weight"])
+    name = "blocks.3.mlp.fc.weight"
+    assert torch.equal(to_pgolf(unbanked, PRESET)[name], ours.state_dict()[name])
 
 
 def test_layer_order_and_skips_are_the_records(models) -> None:
