@@ -27,7 +27,8 @@ BANKS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def _features() -> list[Link]:
+def features() -> list[Link]:
+    """Embedding-side tensors of the PR #549 lineage: token table, skips, BigramHash and SmearGate v1."""
     return [*same("tok_emb.weight", "skip_weights"),
             renamed("bigram.embed.weight", "bigram.table"),
             *same("bigram.proj.weight"),
@@ -48,13 +49,13 @@ def _block_controls(cfg: ModelConfig) -> list[Link]:
 
 def links(cfg: ModelConfig) -> list[Link]:
     banks = [bank(name, [n for template in templates for n in layer_names(cfg, template)]) for name, templates in BANKS]
-    return _features() + banks + _block_controls(cfg)
+    return features() + banks + _block_controls(cfg)
 
 
 def unbanked(cfg: ModelConfig) -> list[Link]:
     """After the record's `_unbank_state_dict`: every bank slice under pgolf's own per-layer name."""
     slices = [n for _, templates in BANKS for template in templates for n in layer_names(cfg, template)]
-    return _features() + same(*slices) + _block_controls(cfg)
+    return features() + same(*slices) + _block_controls(cfg)
 
 
 def build_record(rec: ModuleType) -> nn.Module:

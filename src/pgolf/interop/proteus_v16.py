@@ -5,7 +5,7 @@ a scalar `lane_merge`) and the untied MLPs of the repeated layers (`recur_mlp_up
 from __future__ import annotations
 
 from pgolf.config import ModelConfig, parse_layer_list
-from pgolf.interop.pr635 import BANKS
+from pgolf.interop.pr635 import BANKS, features
 from pgolf.interop.registry import (
     Link,
     RecordFormat,
@@ -16,15 +16,6 @@ from pgolf.interop.registry import (
     same,
 )
 from pgolf.model.gpt import is_parallel_layer
-
-
-def features() -> list[Link]:
-    """Embedding-side tensors of the PR #549 lineage: token table, skips, BigramHash and SmearGate v1."""
-    return [*same("tok_emb.weight", "skip_weights"),
-            renamed("bigram.embed.weight", "bigram.table"),
-            *same("bigram.proj.weight"),
-            renamed("bigram.scale", "bigram.bigram_scale"),
-            renamed("smear.gate", "smear.smear_gate")]
 
 
 def value_embeddings(cfg: ModelConfig) -> list[Link]:
