@@ -25,11 +25,17 @@ def record_state(preset: str, unbanked: bool = False) -> dict[str, torch.Tensor]
     cfg = load_config(preset, env={}).model
     links = fmt.unbanked(cfg) if unbanked and fmt.unbanked else fmt.links(cfg)
     gen = torch.Generator().manual_seed(0)
-    return {name: torch.randn(shape, generator=gen) if len(shape) < 2 else torch.zeros(shape)
-            for name, shape in record_shapes(links, pgolf_shapes(cfg)).items()}
+    state = {name: torch.randn(shape, generator=gen) if len(shape) < 2 else torch.zeros(shape)
+             for name, shape in record_shapes(links, pgolf_shapes(cfg)).items()}
+    for link in links:  # rows pgolf does not hold come back at the record's init: start them there
+        if link.rows is not None:
+            rows = list(link.rows)
+            state[link.record] = torch.full_like(state[link.record], link.fill).index_copy(
+                0, torch.tensor(rows), state[link.record][rows])
+    return state
 
 
-@pytest.mark.parametrize("preset", ["baseline", "pr635", "pr1291"])
+@pytest.mark.parametrize("preset", ["baseline", "pr635", "pr1291", "sota"])
 def test_round_trip_is_exact(preset: str) -> None:
     state = record_state(preset)
     ours = to_pgolf(state, preset)
@@ -49,6 +55,16 @@ def test_banks_unbank_in_the_records_order() -> None:
                                                     ours["blocks.3.attn.proj.weight"])
 
 
+def test_record_rows_of_serial_layers_are_dropped_and_refilled() -> None:
+    """#1855 keeps lane λ for all 11 layers; pgolf's `sota` for the parallel 8–10 only."""
+    state = record_state("sota")
+    state["parallel_resid_lambdas"] = torch.arange(22.0).reshape(11, 2)
+    ours = to_pgolf(state, "sota")
+    assert "blocks.7.parallel_resid" not in ours and ours["blocks.9.parallel_resid"].tolist() == [18.0, 19.0]
+    back = from_pgolf(ours, "sota")["parallel_resid_lambdas"]
+    assert torch.equal(back[8:], state["parallel_resid_lambdas"][8:]) and bool((back[:8] == 1.1).all())
+
+
 def test_checkpoint_of_another_preset_names_tensor_and_fitting_preset() -> None:
     with pytest.raises(UserError) as info:
         to_pgolf(record_state("pr635"), "pr1291", what="final_model.pt")
@@ -65,12 +81,13 @@ def test_export_weights_refuses_a_misfit_run_and_writes_nothing(tiny_run, tmp_pa
     assert len(err) == 1 and "does not fit preset 'pr635'" in err[0] and not out.exists()
 
 
-def test_eval_reads_a_record_checkpoint_through_its_preset(tmp_path) -> None:
+@pytest.mark.parametrize("preset", ["pr635", "sota"])
+def test_eval_reads_a_record_checkpoint_through_its_preset(tmp_path, preset: str) -> None:
     from pgolf.targets import _record_state
 
     path = tmp_path / "final_model.pt"
-    torch.save(record_state("pr635"), path)
-    cfg = load_config("pr635", env={})
+    torch.save(record_state(preset), path)
+    cfg = load_config(preset, env={})
     state = _record_state(path, cfg)
     assert {k: tuple(v.shape) for k, v in state.items()} == pgolf_shapes(cfg.model)
 

@@ -31,7 +31,7 @@ from pgolf.interop.convert import (
 )
 from pgolf.interop.registry import Link, RecordFormat, formats, get_format, register
 
-_FORMAT_MODULES = ("baseline", "pr635", "pr1291", "proteus_v16", "proteus_ablation")
+_FORMAT_MODULES = ("baseline", "pr635", "pr1291", "proteus_v16", "proteus_ablation", "sota")
 
 
 def _load_formats() -> None:

@@ -39,11 +39,12 @@ def record_shapes(links: list[Link], shapes: Shapes) -> Shapes:
     """The record-side shape of every link, given the pgolf shapes."""
     out: Shapes = {}
     for link in links:
-        first = shapes[link.pgolf[0]]
-        if link.banked:
-            out[link.record] = (len(link.pgolf), *first)
+        if link.record_shape is not None:
+            out[link.record] = link.record_shape
+        elif link.banked:
+            out[link.record] = (len(link.pgolf), *shapes[link.pgolf[0]])
         else:
-            out[link.record] = link.record_shape if link.record_shape is not None else first
+            out[link.record] = shapes[link.pgolf[0]]
     return out
 
 
@@ -114,8 +115,8 @@ def to_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None =
     for link in chosen:
         tensor = state[link.record]
         if link.banked:
-            for index, name in enumerate(link.pgolf):
-                out[name] = tensor[index].clone()
+            for row, name in zip(link.bank_rows, link.pgolf, strict=True):
+                out[name] = tensor[row].clone()
         else:
             out[link.pgolf[0]] = tensor.reshape(shapes[link.pgolf[0]]).clone()
     return out
@@ -133,11 +134,23 @@ def from_pgolf(state: Mapping[str, Tensor], preset: str, cfg: ModelConfig | None
         raise _refuse(what, preset, problem, state, "pgolf")
     out: StateDict = {}
     for link in links:
-        if link.banked:
+        if link.rows is not None:
+            out[link.record] = _fill_rows(link, [state[name] for name in link.pgolf])
+        elif link.banked:
             out[link.record] = torch.stack([state[name] for name in link.pgolf]).contiguous()
         else:
             target = record_shapes([link], shapes)[link.record]
             out[link.record] = state[link.pgolf[0]].reshape(target).clone()
+    return out
+
+
+def _fill_rows(link: Link, tensors: list[Tensor]) -> Tensor:
+    """The record tensor of a `rows` link: `link.fill` everywhere, the pgolf tensors in their rows."""
+    assert link.record_shape is not None and link.rows is not None
+    dtype = tensors[0].dtype if tensors else torch.float32
+    out = torch.full(link.record_shape, link.fill, dtype=dtype)
+    for row, tensor in zip(link.rows, tensors, strict=True):
+        out[row] = tensor
     return out
 
 

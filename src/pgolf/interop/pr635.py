@@ -47,15 +47,22 @@ def _block_controls(cfg: ModelConfig) -> list[Link]:
     return out
 
 
+def banks(cfg: ModelConfig) -> list[Link]:
+    """The four Parallel-Muon shape banks of the PR #549 lineage (#635, #1289, #1855)."""
+    return [bank(name, [n for template in templates for n in layer_names(cfg, template)]) for name, templates in BANKS]
+
+
+def bank_slices(cfg: ModelConfig) -> list[Link]:
+    """The banks after the records' `_unbank_state_dict`: every slice under pgolf's own per-layer name."""
+    return same(*(n for _, templates in BANKS for template in templates for n in layer_names(cfg, template)))
+
+
 def links(cfg: ModelConfig) -> list[Link]:
-    banks = [bank(name, [n for template in templates for n in layer_names(cfg, template)]) for name, templates in BANKS]
-    return features() + banks + _block_controls(cfg)
+    return features() + banks(cfg) + _block_controls(cfg)
 
 
 def unbanked(cfg: ModelConfig) -> list[Link]:
-    """After the record's `_unbank_state_dict`: every bank slice under pgolf's own per-layer name."""
-    slices = [n for _, templates in BANKS for template in templates for n in layer_names(cfg, template)]
-    return features() + same(*slices) + _block_controls(cfg)
+    return features() + bank_slices(cfg) + _block_controls(cfg)
 
 
 def build_record(rec: ModuleType) -> nn.Module:

@@ -5,16 +5,8 @@ a scalar `lane_merge`) and the untied MLPs of the repeated layers (`recur_mlp_up
 from __future__ import annotations
 
 from pgolf.config import ModelConfig, parse_layer_list
-from pgolf.interop.pr635 import BANKS, features
-from pgolf.interop.registry import (
-    Link,
-    RecordFormat,
-    bank,
-    layer_names,
-    register,
-    renamed,
-    same,
-)
+from pgolf.interop.pr635 import bank_slices, banks, features
+from pgolf.interop.registry import Link, RecordFormat, register, renamed, same
 from pgolf.model.gpt import is_parallel_layer
 
 
@@ -45,26 +37,18 @@ def _recurrence(cfg: ModelConfig) -> list[Link]:
             + [renamed(f"recur_mlp_down.{i}", f"recur_mlps.{i}_1.proj.weight") for i in layers])
 
 
-def _banks(cfg: ModelConfig) -> list[Link]:
-    return [bank(name, [n for template in templates for n in layer_names(cfg, template)]) for name, templates in BANKS]
-
-
-def _bank_slices(cfg: ModelConfig) -> list[Link]:
-    return same(*(n for _, templates in BANKS for template in templates for n in layer_names(cfg, template)))
-
-
 def _rest(cfg: ModelConfig) -> list[Link]:
     return (value_embeddings(cfg) + proteus_block_controls(cfg) + _recurrence(cfg)
             + [renamed("lane_merge", "lane_merge.lane_merge")])
 
 
 def links(cfg: ModelConfig) -> list[Link]:
-    return features() + _banks(cfg) + _rest(cfg)
+    return features() + banks(cfg) + _rest(cfg)
 
 
 def unbanked(cfg: ModelConfig) -> list[Link]:
     """After the record's `_unbank_state_dict`: every bank slice under pgolf's own per-layer name."""
-    return features() + _bank_slices(cfg) + _rest(cfg)
+    return features() + bank_slices(cfg) + _rest(cfg)
 
 
 FORMAT = register(RecordFormat(preset="proteus_v16", record="proteus_v16", links=links, unbanked=unbanked))

@@ -1,16 +1,19 @@
 """Import a record's own `train_gpt.py` on CPU, for parity checks (tests/parity, `pgolf bench parity`).
 
 The records' scripts are reference material, imported unchanged. They read their hyperparameters from the
-environment when their classes are defined, import FlashAttention 3 and wrap functions in `torch.compile` at
-import time. `import_record` therefore runs each one under a unique module name with: the asked environment
-variables set (restored afterwards), a stand-in `flash_attn_interface` whose `flash_attn_func` runs PyTorch
-SDPA in the same (batch, seq, heads, dim) layout, and `torch.compile` replaced by the identity while the module
-body runs (the scripts compile again in `main()`, which is never called).
+environment when their classes are defined, import FlashAttention 3 (and, the later ones, Triton) and wrap
+functions in `torch.compile` at import time. `import_record` therefore runs each one under a unique module name
+with: the asked environment variables set (restored afterwards), a stand-in `flash_attn_interface` whose
+`flash_attn_func` / `flash_attn_varlen_func` run PyTorch SDPA in the same layouts, a stand-in `triton` where
+none is installed (its kernels are defined, never launched: the CPU paths of the scripts are eager), and
+`torch.compile` replaced by the identity while the module body runs (the scripts compile again in `main()`,
+which is never called).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
 import sys
 import types
@@ -40,10 +43,46 @@ def flash_attn_func(q: Tensor, k: Tensor, v: Tensor, causal: bool = True, **_: o
     return out.transpose(1, 2)
 
 
+def flash_attn_varlen_func(q: Tensor, k: Tensor, v: Tensor, cu_seqlens_q: Tensor, cu_seqlens_k: Tensor,
+                           max_seqlen_q: int = 0, max_seqlen_k: int = 0, causal: bool = True,
+                           **_: object) -> Tensor:
+    """FlashAttention 3's varlen call on (tokens, heads, head_dim) tensors: causal attention within each segment
+    of `cu_seqlens_q` (the padding's zero-length segments skipped), one SDPA call per segment."""
+    assert torch.equal(cu_seqlens_q, cu_seqlens_k), "the stand-in handles self-attention only"
+    out = torch.empty_like(q)
+    bounds = cu_seqlens_q.tolist()
+    for start, end in itertools.pairwise(bounds):
+        if end > start:
+            out[start:end] = flash_attn_func(q[None, start:end], k[None, start:end], v[None, start:end], causal)[0]
+    return out
+
+
 def _flash_module() -> types.ModuleType:
     module = types.ModuleType("flash_attn_interface")
     module.flash_attn_func = flash_attn_func  # type: ignore[attr-defined]
+    module.flash_attn_varlen_func = flash_attn_varlen_func  # type: ignore[attr-defined]
     return module
+
+
+class _Anything(types.ModuleType):
+    """A module whose every attribute is another such module and which calls as an identity decorator: enough
+    for `@triton.jit`, `tl.constexpr` annotations and `from triton.tools.tensor_descriptor import ...`."""
+
+    def __getattr__(self, name: str) -> _Anything:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Anything(f"{self.__name__}.{name}")
+
+    def __call__(self, fn: Any = None, *args: object, **kwargs: object) -> Any:
+        return fn if callable(fn) else (lambda f: f)
+
+
+def _triton_modules() -> dict[str, types.ModuleType]:
+    """Stand-ins for the Triton modules the records import, when Triton itself is not installed."""
+    if importlib.util.find_spec("triton") is not None:
+        return {}
+    names = ("triton", "triton.language", "triton.tools", "triton.tools.tensor_descriptor")
+    return {name: _Anything(name) for name in names}
 
 
 def _identity_compile(fn: Callable[..., Any] | None = None, **_: object) -> Any:
@@ -54,19 +93,21 @@ def _identity_compile(fn: Callable[..., Any] | None = None, **_: object) -> Any:
 @contextmanager
 def _record_import_context(env: Mapping[str, str]) -> Iterator[None]:
     saved_env = {name: os.environ.get(name) for name in env}
-    saved_flash = sys.modules.get("flash_attn_interface")
+    stand_ins = {"flash_attn_interface": _flash_module(), **_triton_modules()}
+    saved_modules = {name: sys.modules.get(name) for name in stand_ins}
     saved_compile = torch.compile
     os.environ.update(env)
-    sys.modules["flash_attn_interface"] = _flash_module()
+    sys.modules.update(stand_ins)
     torch.compile = _identity_compile  # type: ignore[assignment]
     try:
         yield
     finally:
         torch.compile = saved_compile  # type: ignore[assignment]
-        if saved_flash is None:
-            sys.modules.pop("flash_attn_interface", None)
-        else:
-            sys.modules["flash_attn_interface"] = saved_flash
+        for name, module in saved_modules.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
         for name, value in saved_env.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from types import ModuleType
 
 from torch import nn
@@ -18,16 +18,26 @@ class Link:
 
     `pgolf` holds one name for a plain tensor, or the pgolf names of a bank's slices along dim 0 in bank
     order. `record_shape` is set where the record stores the same values in another shape (a (1,) scale
-    that pgolf keeps as a 0-d tensor).
+    that pgolf keeps as a 0-d tensor). `rows` is set for a record tensor with one row per layer of which
+    pgolf keeps only some (#1855's lane λ, allocated for every layer, read by the parallel ones): the record
+    rows of the `pgolf` names, in order; `record_shape` is then the record's full shape and `fill` the value
+    of its other rows on export (the record's init; no forward reads them, so they are dropped on import).
     """
 
     record: str
     pgolf: tuple[str, ...]
     record_shape: tuple[int, ...] | None = None
+    rows: tuple[int, ...] | None = None
+    fill: float = 0.0
 
     @property
     def banked(self) -> bool:
-        return len(self.pgolf) > 1
+        return len(self.pgolf) > 1 or self.rows is not None
+
+    @property
+    def bank_rows(self) -> tuple[int, ...]:
+        """The record row of each pgolf name."""
+        return self.rows if self.rows is not None else tuple(range(len(self.pgolf)))
 
 
 def same(*names: str) -> list[Link]:
@@ -43,6 +53,12 @@ def bank(record: str, pgolf_names: list[str]) -> Link:
     return Link(record, tuple(pgolf_names))
 
 
+def some_rows(record: str, pgolf_names: list[str], rows: list[int], record_shape: tuple[int, ...],
+              fill: float) -> Link:
+    """A record tensor of `record_shape` whose rows `rows` are the pgolf tensors `pgolf_names` (see `Link`)."""
+    return Link(record, tuple(pgolf_names), record_shape, tuple(rows), fill)
+
+
 Links = Callable[[ModelConfig], list[Link]]
 
 
@@ -52,7 +68,8 @@ class RecordFormat:
 
     `links` gives the layout of the record's own `state_dict()`; `unbanked`, for a banked record, the
     layout after the record's own unbanking (every bank slice under its per-layer name); `build_record`
-    constructs the record script's model from its own `Hyperparameters` (parity tests, `pgolf bench parity`).
+    constructs the record script's model from its own `Hyperparameters` (parity tests, `pgolf bench parity`),
+    imported with `env` set: the environment of the record's run where it differs from the script's defaults.
     """
 
     preset: str
@@ -60,6 +77,7 @@ class RecordFormat:
     links: Links
     unbanked: Links | None = None
     build_record: Callable[[ModuleType], nn.Module] | None = None  # the imported script → its GPT at full shape
+    env: Mapping[str, str] = field(default_factory=dict)
 
     def layouts(self, cfg: ModelConfig) -> list[list[Link]]:
         return [self.links(cfg)] + ([self.unbanked(cfg)] if self.unbanked is not None else [])

@@ -65,13 +65,14 @@ def momentum_direction(grad: Tensor, buf: Tensor, momentum: float, nesterov: boo
     """Update the momentum buffer in place and return the direction to orthogonalise.
 
     MuonEq-R (`row_normalize`) divides each output row by its fp32 L2 norm before Newton–Schulz, so
-    a few rows with large gradients do not dominate the polar factor.
+    a few rows with large gradients do not dominate the polar factor. The norms are cast to the direction's
+    dtype before dividing, as PR #1855 does (with a bf16 momentum the quotient is then bf16 / bf16).
     """
     buf.mul_(momentum).add_(grad)
     direction = grad.add(buf, alpha=momentum) if nesterov else buf
     if row_normalize:
         norms = direction.float().norm(dim=-1, keepdim=True).clamp_min(1e-7)
-        direction = (direction.float() / norms).to(direction.dtype)
+        direction = direction / norms.to(direction.dtype)
     return direction
 
 
