@@ -41,6 +41,14 @@ def import_record(folder: str, env: Mapping[str, str] | None = None, script: str
     return _import_record(folder, env, script=script)
 
 
+def import_format_record(preset: str) -> types.ModuleType:
+    """The record script of `preset`'s format, imported under its run's environment."""
+    from pgolf.interop import get_format
+
+    fmt = get_format(preset)
+    return import_record(fmt.record, fmt.env, script=fmt.script)
+
+
 def build_record(preset: str, rec: types.ModuleType) -> torch.nn.Module:
     """The record's GPT at full shape, built by the format of `preset` from the imported script."""
     from pgolf.interop import get_format

@@ -17,7 +17,7 @@ from pgolf.interop import (
     record_shapes,
     to_pgolf,
 )
-from pgolf.interop.convert import pgolf_shapes
+from pgolf.interop.convert import pgolf_shapes, unheld_rows_at_init
 
 
 def record_state(preset: str, unbanked: bool = False) -> dict[str, torch.Tensor]:
@@ -27,12 +27,7 @@ def record_state(preset: str, unbanked: bool = False) -> dict[str, torch.Tensor]
     gen = torch.Generator().manual_seed(0)
     state = {name: torch.randn(shape, generator=gen) if len(shape) < 2 else torch.zeros(shape)
              for name, shape in record_shapes(links, pgolf_shapes(cfg)).items()}
-    for link in links:  # rows pgolf does not hold come back at the record's init: start them there
-        if link.rows is not None:
-            rows = list(link.rows)
-            state[link.record] = torch.full_like(state[link.record], link.fill).index_copy(
-                0, torch.tensor(rows), state[link.record][rows])
-    return state
+    return unheld_rows_at_init(state, links)  # rows pgolf does not hold come back at the record's init
 
 
 @pytest.mark.parametrize("preset", ["baseline", "pr635", "pr1291", "sota"])

@@ -7,23 +7,18 @@ from __future__ import annotations
 import pytest
 import torch
 from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
-from recordkit import assert_close, fp32, import_record
+from recordkit import assert_close, build_record, fp32, import_format_record
 
 from pgolf.config import load_config
 
 PRESET = "proteus_ablation"
 SEED = 1425
-ENV = {"VOCAB_SIZE": "1024", "PARALLEL_START_LAYER": "6", "TORCH_COMPILE_DISABLE": "1"}
 RECORD_PARAMS = 32_440_432  # the record's own count at this shape (5,141 of them in the parallel blocks)
-
-
-def import_script():
-    return import_record("proteus_ablation_1425", ENV, script="train_gpt_1218_slot.py")
 
 
 @pytest.fixture(scope="module")
 def rec():
-    return import_script()
+    return import_format_record(PRESET)
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +26,9 @@ def cfg():
     return load_config(PRESET, env={})
 
 
-def build(rec):
-    return lambda: fp32(rec.GPT(rec.Hyperparameters()))
-
-
 @pytest.fixture(scope="module")
 def models(rec, cfg):
-    return pair(build(rec), PRESET, cfg, SEED)
+    return pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED)
 
 
 def test_parameter_count_and_names_map_one_to_one(rec, cfg, models) -> None:

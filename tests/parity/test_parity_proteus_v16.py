@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
-from recordkit import assert_close, fp32, import_record
+from recordkit import assert_close, build_record, fp32, import_format_record
 
 from pgolf.config import load_config
 from pgolf.errors import UserError
@@ -14,14 +14,13 @@ from pgolf.interop import to_pgolf
 
 PRESET = "proteus_v16"
 SEED = 1289
-ENV = {"PARALLEL_START_LAYER": "7", "RECUR_LAYERS": "4,5"}
 # the record's own count at this shape (vocab 1024; the PR ran Scylla's 998 tokens and ships no log)
 RECORD_PARAMS = 30_143_597
 
 
 @pytest.fixture(scope="module")
 def rec():
-    return import_record("proteus_v16", ENV)
+    return import_format_record(PRESET)
 
 
 @pytest.fixture(scope="module")
@@ -29,22 +28,9 @@ def cfg():
     return load_config(PRESET, env={})
 
 
-def build(rec):
-    h = rec.Hyperparameters()
-    return lambda: fp32(rec.GPT(
-        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
-        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
-        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
-        qk_gain_init=h.qk_gain_init, bigram_vocab_size=h.bigram_vocab_size, bigram_dim=h.bigram_dim,
-        xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims, ln_scale=h.ln_scale, ve_enabled=h.ve_enabled,
-        ve_dim=h.ve_dim, ve_layers=h.ve_layers, activation_mode=h.activation_mode,
-        activation_neg_slope=h.activation_neg_slope, parallel_start_layer=h.parallel_start_layer,
-        recur_layers=h.recur_layers, recur_untie_mlp=h.recur_untie_mlp))
-
-
 @pytest.fixture(scope="module")
 def models(rec, cfg):
-    return pair(build(rec), PRESET, cfg, SEED)
+    return pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED)
 
 
 def test_parameter_count_and_names_map_one_to_one(rec, cfg, models) -> None:

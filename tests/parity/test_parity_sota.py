@@ -18,7 +18,7 @@ from recordkit import (
     assert_states_close,
     build_record,
     fp32,
-    import_record,
+    import_format_record,
     pgolf_step,
     record_grads_as_pgolf,
     val_batch,
@@ -26,7 +26,7 @@ from recordkit import (
 
 from pgolf.config import load_config
 from pgolf.errors import UserError
-from pgolf.interop import from_pgolf, get_format, sota, to_pgolf
+from pgolf.interop import from_pgolf, sota, to_pgolf
 from pgolf.interop.sota import POST_LAMBDA_INIT, RESID_LAMBDA_INIT
 
 PRESET = "sota"
@@ -38,7 +38,7 @@ NARROW = {"vocab_size": 256, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1}
 
 @pytest.fixture(scope="module")
 def rec():
-    return import_record(get_format(PRESET).record, get_format(PRESET).env)
+    return import_format_record(PRESET)
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +67,6 @@ def hparams(rec, overrides: dict[str, int]):
 @pytest.fixture(scope="module")
 def narrow(rec, narrow_cfg):
     return pair(lambda: fp32(sota.build_record(rec, hparams(rec, NARROW))), PRESET, narrow_cfg, SEED)
-
-
-def documents(rec, x: torch.Tensor) -> dict[str, object]:
-    """The record's varlen document boundaries for one row of tokens (its own `_build_cu_seqlens`)."""
-    assert x.size(0) == 1, "the record's varlen path takes one packed row"
-    bos = (x[0] == rec.BOS_ID).nonzero(as_tuple=True)[0].tolist()
-    cu_seqlens, max_seqlen = rec._build_cu_seqlens(bos, x.size(1), x.device)
-    return {"cu_seqlens": cu_seqlens, "max_seqlen": max_seqlen}
 
 
 def set_looping(record, ours, active: bool) -> None:
@@ -108,7 +100,7 @@ def test_logits(rec, cfg, models, looping: bool) -> None:
     set_looping(record, ours, looping)
     x, _ = val_batch(cfg.model.vocab_size, 1, 256)
     with torch.no_grad():
-        got, expected = ours.logits(ours.hidden(x)), record.forward_logits(x, **documents(rec, x))
+        got, expected = ours.logits(ours.hidden(x)), record.forward_logits(x, **sota.documents(rec, x))
     set_looping(record, ours, True)
     assert_close(got, expected, f"logits (looping {looping})")
 
@@ -119,15 +111,15 @@ def test_narrow_logits_loss_and_gradients(rec, narrow_cfg, narrow) -> None:
                            unused=UNUSED)
     x, y = val_batch(narrow_cfg.model.vocab_size, 1, 192, seed=1)
     with torch.no_grad():
-        assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x, **documents(rec, x)), "logits")
-    assert_loss_and_gradients(record, ours, x, y, PRESET, narrow_cfg, **documents(rec, x))
+        assert_close(ours.logits(ours.hidden(x)), record.forward_logits(x, **sota.documents(rec, x)), "logits")
+    assert_loss_and_gradients(record, ours, x, y, PRESET, narrow_cfg, **sota.documents(rec, x))
 
 
 @pytest.mark.parity_full
 def test_loss_and_gradients(rec, cfg, models) -> None:
     record, ours, _ = models
     x, y = val_batch(cfg.model.vocab_size, 1, 128, seed=1)
-    assert_loss_and_gradients(record, ours, x, y, PRESET, cfg, **documents(rec, x))
+    assert_loss_and_gradients(record, ours, x, y, PRESET, cfg, **sota.documents(rec, x))
 
 
 def assert_one_step(rec, h, models, cfg, monkeypatch) -> None:
@@ -142,7 +134,7 @@ def assert_one_step(rec, h, models, cfg, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "Stream", lambda *args, **kwargs: None)  # its side stream: unused here
     optimizers = rec.Optimizers(h, record)
     x, y = val_batch(cfg.model.vocab_size, 1, 128, seed=2)
-    record(x, y, **documents(rec, x)).backward()
+    record(x, y, **sota.documents(rec, x)).backward()
     for group in optimizers.optimizer_muon.param_groups:  # step 0 of the momentum warm-up; lr_mul(0) = 1
         group["momentum"] = h.muon_momentum_warmup_start
     torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
@@ -179,7 +171,7 @@ def test_export_weights_writes_a_checkpoint_the_record_loads(rec, narrow_cfg, na
     loaded.load_state_dict(torch.load(out), strict=True)
     x, _ = val_batch(narrow_cfg.model.vocab_size, 1, 96, seed=3)
     with torch.no_grad():
-        assert_close(loaded.forward_logits(x, **documents(rec, x)), ours.logits(ours.hidden(x)), "exported logits")
+        assert_close(loaded.forward_logits(x, **sota.documents(rec, x)), ours.logits(ours.hidden(x)), "exported logits")
     assert_states_close(_record_state(out, narrow_cfg), ours.state_dict(), "read back", tol=0.0)
 
 
@@ -188,3 +180,36 @@ def test_checkpoint_of_another_preset_is_refused_naming_the_tensor_and_the_fitti
         to_pgolf(models[2], "pr635")
     message = str(err.value)
     assert "\n" not in message and "fits preset 'sota'" in message and "tensor" in message
+
+
+# one matrix of each clip rule of the record's GPTQ (attention k = 13, MLP k = 11.5, int7 embedding k = 14) and a
+# sparse attention gate (its int8 rule)
+QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.4.attn.c_k.weight", "blocks.3.mlp.fc.weight", "tok_emb.weight")
+GATE = "blocks.2.attn.attn_gate_w"
+
+
+@pytest.mark.parity_full
+def test_quantizer_payloads(rec, cfg, models) -> None:
+    """Policy `sdclip` with GPTQ gives the record's `gptq_mixed_quantize` int codes and fp16 scales exactly (same
+    Hessians), and its int8-per-row codes of the attention gate. LQER is left out (`quant/`, not yet the record's)."""
+    from pgolf.interop.convert import name_map
+    from pgolf.quant.mixed import TensorQuantizer
+    from pgolf.quant.policy import assign_formats, load_policy
+
+    unbanked = rec._unbank_state_dict(models[2], cfg.model.num_layers)
+    gen = torch.Generator().manual_seed(SEED)
+    hessians = {}
+    for name in QUANT_SAMPLE:
+        x = torch.randn(256, unbanked[name].size(1), generator=gen)
+        hessians[name] = x.T @ x / x.size(0)
+    h = rec.Hyperparameters()
+    h.lqer_enabled = False
+    theirs, _ = rec.gptq_mixed_quantize({n: unbanked[n] for n in (*QUANT_SAMPLE, GATE)}, hessians, h)
+    names = name_map(PRESET)
+    formats = assign_formats(load_policy(cfg.quant.policy), to_pgolf(unbanked, PRESET)).formats
+    quantizer = TensorQuantizer({names[n]: hessians[n] for n in QUANT_SAMPLE})
+    for name, suffix in [*((n, ("q", "scale")) for n in QUANT_SAMPLE), (GATE, ("gq", "gs"))]:
+        mine, method = quantizer.quantize(names[name], unbanked[name], formats[names[name]])
+        assert method == ("gptq" if name in QUANT_SAMPLE else "rtn"), f"{name}: {method}"
+        assert torch.equal(mine.data, theirs[f"{name}.{suffix[0]}"]), f"{name}: codes differ"
+        assert mine.scale is not None and torch.equal(mine.scale, theirs[f"{name}.{suffix[1]}"]), f"{name}: scales"

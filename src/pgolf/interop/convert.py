@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
 import torch
@@ -152,6 +153,27 @@ def _fill_rows(link: Link, tensors: list[Tensor]) -> Tensor:
     for row, tensor in zip(link.rows, tensors, strict=True):
         out[row] = tensor
     return out
+
+
+def unheld_rows_at_init(state: Mapping[str, Tensor], links: list[Link]) -> StateDict:
+    """`state` with the record rows that pgolf does not hold (see `Link.rows`) at the record's init, as an export
+    writes them: the state whose record → pgolf → record round trip is exact."""
+    out = dict(state)
+    for link in links:
+        if link.rows is not None:
+            rows = list(link.rows)
+            out[link.record] = _fill_rows(link, [state[link.record][row] for row in rows])
+    return out
+
+
+def unheld_elements(links: list[Link]) -> int:
+    """How many record elements pgolf does not hold (rows of `Link.rows` links that no forward reads)."""
+    total = 0
+    for link in links:
+        if link.rows is not None and link.record_shape is not None:
+            per_row = math.prod(link.record_shape[1:])
+            total += per_row * (link.record_shape[0] - len(link.rows))
+    return total
 
 
 def has_format(preset: str | None) -> bool:

@@ -3,6 +3,10 @@ with skip gates, the shared value embedding and PROTEUS lanes (`route`, scalar `
 
 from __future__ import annotations
 
+from types import ModuleType
+
+from torch import nn
+
 from pgolf.config import ModelConfig
 from pgolf.interop.proteus_v16 import proteus_block_controls, value_embeddings
 from pgolf.interop.registry import (
@@ -24,4 +28,13 @@ def links(cfg: ModelConfig) -> list[Link]:
             + proteus_block_controls(cfg) + [renamed("lane_merge", "lane_merge.lane_merge")])
 
 
-FORMAT = register(RecordFormat(preset="proteus_ablation", record="proteus_ablation_1425", links=links))
+# Run 2 of phase 1 of run_spark_comparison.sh: COMMON (VOCAB_SIZE=1024) with PARALLEL_START_LAYER=6.
+RUN_ENV = {"VOCAB_SIZE": "1024", "PARALLEL_START_LAYER": "6", "TORCH_COMPILE_DISABLE": "1"}
+
+
+def build_record(rec: ModuleType) -> nn.Module:
+    return rec.GPT(rec.Hyperparameters())
+
+
+FORMAT = register(RecordFormat(preset="proteus_ablation", record="proteus_ablation_1425", links=links,
+                               build_record=build_record, env=RUN_ENV, script="train_gpt_1218_slot.py"))

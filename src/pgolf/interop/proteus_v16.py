@@ -4,6 +4,10 @@ a scalar `lane_merge`) and the untied MLPs of the repeated layers (`recur_mlp_up
 
 from __future__ import annotations
 
+from types import ModuleType
+
+from torch import nn
+
 from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.interop.pr635 import bank_slices, banks, features
 from pgolf.interop.registry import Link, RecordFormat, register, renamed, same
@@ -51,4 +55,22 @@ def unbanked(cfg: ModelConfig) -> list[Link]:
     return features() + bank_slices(cfg) + _rest(cfg)
 
 
-FORMAT = register(RecordFormat(preset="proteus_v16", record="proteus_v16", links=links, unbanked=unbanked))
+# The PR's run: PARALLEL_START_LAYER=7 and RECUR_LAYERS=4,5 (its README); vocab 1024 (it ran Scylla's 998 tokens).
+RUN_ENV = {"PARALLEL_START_LAYER": "7", "RECUR_LAYERS": "4,5"}
+
+
+def build_record(rec: ModuleType) -> nn.Module:
+    h = rec.Hyperparameters()
+    return rec.GPT(
+        vocab_size=h.vocab_size, num_layers=h.num_layers, model_dim=h.model_dim, num_heads=h.num_heads,
+        num_kv_heads=h.num_kv_heads, mlp_mult=h.mlp_mult, tie_embeddings=h.tie_embeddings,
+        tied_embed_init_std=h.tied_embed_init_std, logit_softcap=h.logit_softcap, rope_base=h.rope_base,
+        qk_gain_init=h.qk_gain_init, bigram_vocab_size=h.bigram_vocab_size, bigram_dim=h.bigram_dim,
+        xsa_last_n=h.xsa_last_n, rope_dims=h.rope_dims, ln_scale=h.ln_scale, ve_enabled=h.ve_enabled,
+        ve_dim=h.ve_dim, ve_layers=h.ve_layers, activation_mode=h.activation_mode,
+        activation_neg_slope=h.activation_neg_slope, parallel_start_layer=h.parallel_start_layer,
+        recur_layers=h.recur_layers, recur_untie_mlp=h.recur_untie_mlp)
+
+
+FORMAT = register(RecordFormat(preset="proteus_v16", record="proteus_v16", links=links, unbanked=unbanked,
+                               build_record=build_record, env=RUN_ENV))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from pgolf.config import ModelConfig
 from pgolf.errors import UserError
@@ -69,7 +70,8 @@ class RecordFormat:
     `links` gives the layout of the record's own `state_dict()`; `unbanked`, for a banked record, the
     layout after the record's own unbanking (every bank slice under its per-layer name); `build_record`
     constructs the record script's model from its own `Hyperparameters` (parity tests, `pgolf bench parity`),
-    imported with `env` set: the environment of the record's run where it differs from the script's defaults.
+    with `script` imported under `env`: the environment of the record's run where it differs from the script's
+    defaults.
     """
 
     preset: str
@@ -78,6 +80,9 @@ class RecordFormat:
     unbanked: Links | None = None
     build_record: Callable[[ModuleType], nn.Module] | None = None  # the imported script → its GPT at full shape
     env: Mapping[str, str] = field(default_factory=dict)
+    script: str = "train_gpt.py"
+    # the record's extra forward arguments for a (1, seq) row of tokens (#1855: its varlen document boundaries)
+    record_inputs: Callable[[ModuleType, Tensor], dict[str, Any]] | None = None
 
     def layouts(self, cfg: ModelConfig) -> list[list[Link]]:
         return [self.links(cfg)] + ([self.unbanked(cfg)] if self.unbanked is not None else [])

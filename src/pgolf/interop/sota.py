@@ -6,8 +6,9 @@ the parallel blocks, which the record allocates for every layer (`parallel_resid
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from pgolf.config import ModelConfig
 from pgolf.interop.pr635 import bank_slices, banks
@@ -18,10 +19,11 @@ from pgolf.model.gpt import is_parallel_layer
 RESID_LAMBDA_INIT = 1.1
 POST_LAMBDA_INIT = 1.0
 
-# The #1855 run's environment where it differs from the script's defaults and shapes the model (train_seed*.log
-# "Hyperparameters"); the Triton cross-entropy off: its eager form is the same loss, and it runs on CPU.
+# The #1855 run's environment where it differs from the script's defaults and shapes the model, its optimizer or
+# its quantizer (train_seed*.log "Hyperparameters"); the Triton cross-entropy off: its eager form is the same loss.
 RUN_ENV = {"SMEAR_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "SPARSE_ATTN_GATE_SCALE": "0.5",
-           "BETA2": "0.99", "MIN_LR": "0.1", "WARMDOWN_FRAC": "0.85", "FUSED_CE_ENABLED": "0"}
+           "BETA2": "0.99", "MIN_LR": "0.1", "WARMDOWN_FRAC": "0.85", "FUSED_CE_ENABLED": "0",
+           "EMBED_BITS": "7", "EMBED_CLIP_SIGMAS": "14.0", "MLP_CLIP_SIGMAS": "11.5", "GATED_ATTN_QUANT_GATE": "1"}
 
 
 def _embedding_side() -> list[Link]:
@@ -70,5 +72,14 @@ def build_record(rec: ModuleType, hparams: object | None = None) -> nn.Module:
     return model
 
 
+def documents(rec: ModuleType, x: Tensor) -> dict[str, Any]:
+    """The record's varlen document boundaries for one row of tokens (its own `_build_cu_seqlens` over the BOS
+    positions): without them its attention crosses documents, pgolf's (`doc_isolated_attention`) does not."""
+    assert x.size(0) == 1, "the record's varlen path takes one packed row"
+    bos = (x[0] == rec.BOS_ID).nonzero(as_tuple=True)[0].tolist()
+    cu_seqlens, max_seqlen = rec._build_cu_seqlens(bos, x.size(1), x.device)
+    return {"cu_seqlens": cu_seqlens, "max_seqlen": max_seqlen}
+
+
 FORMAT = register(RecordFormat(preset="sota", record="sota_1855", links=links, unbanked=unbanked,
-                               build_record=build_record, env=RUN_ENV))
+                               build_record=build_record, env=RUN_ENV, record_inputs=documents))

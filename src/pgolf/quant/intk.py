@@ -108,7 +108,7 @@ def row_scales(w: Tensor, bits: int, clip: ClipRule) -> Tensor:
     if clip.kind == "max":
         return _scales_for(w.abs().amax(dim=1), bits)
     if clip.kind == "sd":
-        return _scales_for(clip.k * w.std(dim=1, unbiased=False), bits)
+        return _scales_for(clip.k * w.std(dim=1), bits)  # Bessel-corrected, as PR #1855 (line 2162)
     levels = torch.tensor(SEARCH_PERCENTILES, dtype=torch.float32)
     clips = torch.quantile(w.abs(), levels, dim=1)  # (candidates, rows)
     candidates = [_scales_for(c, bits) for c in clips]
