@@ -83,8 +83,15 @@ def test_sliding_window(setup: Setup) -> None:
 
 
 def test_legal_ttt(setup: Setup) -> None:
-    """SGD (momentum 0.9) over every parameter, cosine LR over chunks, 3 epochs per scored chunk, clip 1.0."""
-    (record_bpb, spy), h = record_call(setup, setup.rec.eval_val_ttt)
+    """SGD (momentum 0.9) over every parameter, cosine LR over chunks, 3 epochs per scored chunk, clip 1.0.
+
+    The record's late-QAT switch is a class flag that training turned on and nothing turns off: its TTT trains in
+    train mode, so bigram.proj (its one CastedLinear) is fake-quantized in every TTT step (eval.ttt_qat_params)."""
+    setup.rec.CastedLinear._qat_enabled = True
+    try:
+        (record_bpb, spy), h = record_call(setup, setup.rec.eval_val_ttt)
+    finally:
+        setup.rec.CastedLinear._qat_enabled = False
     ours = pgolf_stage(setup.ours, setup.cfg, Mode("sliding", ttt="full"), setup.tokens, setup.lut)
     n = setup.tokens.numel() - 1
     windows = ttt_windows(n, h.train_seq_len, h.eval_stride, h.ttt_chunk_tokens)
