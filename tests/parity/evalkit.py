@@ -206,8 +206,10 @@ class Setup:
         self.record.load_state_dict(self.state, strict=True)
 
 
-def make_setup(preset: str, shape: Shape, seed: int) -> Iterator[Setup]:
-    """A module fixture's body: the setup, with the shape's thread count held while it is in use."""
+def make_setup(preset: str, shape: Shape, seed: int,
+               build: Callable[[types.ModuleType], torch.nn.Module] | None = None) -> Iterator[Setup]:
+    """A module fixture's body: the setup, with the shape's thread count held while it is in use. `build` makes
+    the record's model from its imported script (default: the preset's registered record format)."""
     from pgolf.config import load_config
     from pgolf.interop import to_pgolf
 
@@ -216,7 +218,7 @@ def make_setup(preset: str, shape: Shape, seed: int) -> Iterator[Setup]:
     with threads(shape.threads):
         torch.manual_seed(seed)
         with cheap_init():
-            record = fp32(build_record(preset, rec))
+            record = fp32(build(rec) if build is not None else build_record(preset, rec))
         state = perturbed(record, seed)
         record.load_state_dict(state, strict=True)
         ours = pgolf_model(cfg, to_pgolf(state, preset, cfg.model))
