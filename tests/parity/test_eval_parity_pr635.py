@@ -39,7 +39,7 @@ SHAPES = {
                            "model.num_kv_heads=1", "model.xsa_last_n=1", "model.bigram_vocab=64", "model.bigram_dim=32",
                            "train.train_seq_len=64", "eval.stride=16", "eval.ttt_chunk_tokens=128",
                            "eval.ttt_batch_seqs=1", "eval.ttt_lr=0.05"],
-                   n_targets=512, batch_seqs=1, threads=1),
+                   n_targets=512, threads=1),
     "full": Shape({"TTT_CHUNK_TOKENS": "4096"}, ["eval.ttt_chunk_tokens=4096"], n_targets=16384),
 }
 
