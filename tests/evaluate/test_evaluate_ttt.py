@@ -97,3 +97,19 @@ def test_phased_equals_lora_until_the_first_phase_then_differs(eval_fixture) -> 
     phased_losses, lora_losses = present(phased.losses), present(lora.losses)
     np.testing.assert_allclose(phased_losses[:first_phase_end], lora_losses[:first_phase_end], rtol=1e-6)
     assert not np.allclose(phased_losses[first_phase_end:], lora_losses[first_phase_end:])
+
+
+def test_ttt_qat_params_fake_quantize_only_the_training_forward(eval_fixture) -> None:
+    """eval.ttt_qat_params changes what TTT learns (not the first chunk's scores); an unknown name is refused."""
+    from pgolf.errors import UserError
+
+    fx = eval_fixture
+    plain = run_mode(fx.model, VERIFY_MODES["ttt-full"], fx.cfg, fx.scoring())
+    cfg = _with(fx.cfg, ttt_qat_params="blocks.0.mlp.fc.weight,blocks.1.attn.proj.weight", ttt_qat_bits=2)
+    quantized = run_mode(fx.model, VERIFY_MODES["ttt-full"], cfg, fx.scoring())
+    a, b = present(plain.losses), present(quantized.losses)
+    chunk = fx.cfg.eval.ttt_chunk_tokens
+    np.testing.assert_array_equal(a[:chunk], b[:chunk])
+    assert np.abs(a[chunk:] - b[chunk:]).max() > 1e-4
+    with pytest.raises(UserError, match="ttt_qat_params"):
+        run_mode(fx.model, VERIFY_MODES["ttt-full"], _with(fx.cfg, ttt_qat_params="no.such.weight"), fx.scoring())

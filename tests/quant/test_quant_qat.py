@@ -80,3 +80,11 @@ def test_late_qat_rehearses_the_runs_quant_policy() -> None:
     int8_cfg = load_config("tiny", env={}, overrides=small + ["train.qat_bits=4"])
     int8_bits = late_qat_bits(model, QuantPlan.resolve(int8_cfg, model.state_dict()))
     assert int8_bits == dict.fromkeys(matrices, 4)  # int8 scheme: one width, train.qat_bits
+
+
+def test_scale_floor_puts_small_rows_on_one_grid() -> None:
+    """With scale_floor = 1/qmax (the records' CastedLinear QAT) a row whose max is below 1 uses step 1/qmax."""
+    w = torch.tensor([[0.05, -0.02, 0.011], [2.0, -1.0, 0.5]])
+    q = fake_quantize_per_row(w, 6, scale_floor=1 / 31)
+    assert torch.allclose(q[0], torch.tensor([2.0, -1.0, 0.0]) / 31)
+    assert torch.allclose(q[1], fake_quantize_per_row(w[1:], 6)[0])

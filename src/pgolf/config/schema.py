@@ -240,6 +240,11 @@ class EvalConfig:
     ttt_batch_seqs: int = 32  # training sequences per step and rank
     ttt_grad_clip: float = 1.0  # 0 disables clipping
     ttt_freeze_blocks: int = 0  # first N blocks stay frozen (num_layers freezes every block)
+    # TTT's SGD steps (full TTT, phased passes): comma-separated parameters whose training forward is fake-quantized
+    # per row (STE, step ≥ 1/qmax: the records' CastedLinear QAT, which PR #635 leaves switched on through its TTT)
+    ttt_qat_params: str = ""
+    # bit width of the ttt_qat_params fake quantization
+    ttt_qat_bits: int = 6
     ttt_lora_rank: int = 80  # LoRA TTT: adapter rank
     ttt_lora_alpha: float = 144.0  # LoRA TTT: adapter scale α (the update is α/rank · B·A)
     ttt_lora_targets: str = "q,k,v,o,mlp,head"  # LoRA TTT: comma-separated sites among q,k,v,o,mlp,head

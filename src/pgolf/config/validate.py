@@ -106,6 +106,8 @@ def _check_eval(cfg: Config, world_size: int, v: Issues) -> None:
         v.require(getattr(e, key) >= 0, f"eval.{key}", "must be ≥ 0")
     v.require(e.ttt_lora_alpha > 0, "eval.ttt_lora_alpha", "must be > 0")
     v.require(e.slot_eps > 0, "eval.slot_eps", "must be > 0")
+    v.require(2 <= e.ttt_qat_bits <= 8, "eval.ttt_qat_bits",
+              f"per-row int-k fake quantization supports 2..8 bits, got {e.ttt_qat_bits}")
     v.require(0 <= e.ttt_freeze_blocks <= cfg.model.num_layers, "eval.ttt_freeze_blocks",
               f"must be between 0 and model.num_layers={cfg.model.num_layers}")
     v.require(e.ttt_lora_chunk <= context, "eval.ttt_lora_chunk",

@@ -101,7 +101,9 @@ def _sgd(cfg: Config, epochs: int) -> SGDSettings:
     from pgolf.evaluate.ttt import SGDSettings
 
     e = cfg.eval
-    return SGDSettings(eval_context(cfg), e.ttt_batch_seqs, epochs, e.ttt_momentum, e.ttt_grad_clip)
+    qat_params = tuple(name.strip() for name in e.ttt_qat_params.split(",") if name.strip())
+    return SGDSettings(eval_context(cfg), e.ttt_batch_seqs, epochs, e.ttt_momentum, e.ttt_grad_clip, qat_params,
+                       e.ttt_qat_bits)
 
 
 def lora_settings(cfg: Config, phased: bool) -> LoRATTTSettings:

@@ -19,12 +19,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
 
+from pgolf.errors import UserError
 from pgolf.evaluate.context import ScoringContext
 from pgolf.evaluate.ledger import LedgerResult
 from pgolf.evaluate.sliding import ScoreFn, score_windows
 from pgolf.evaluate.windows import Window, batched, rank_slice, sliding_windows
 from pgolf.model.gpt import GPT
+from pgolf.quant.qat import fake_quant_ste
 from pgolf.train.distributed import sum_across_group
 
 
@@ -37,6 +40,8 @@ class SGDSettings:
     epochs: int
     momentum: float
     grad_clip: float  # 0 = no clipping
+    qat_params: tuple[str, ...] = ()  # parameters fake-quantized in the training forward (eval.ttt_qat_params)
+    qat_bits: int = 6
 
 
 def cosine_lr(base_lr: float, index: int, count: int) -> float:
@@ -66,6 +71,21 @@ def _average_gradients(params: list[nn.Parameter]) -> None:
     sum_across_group(*(param.grad for param in params if param.grad is not None))
 
 
+def _step_loss(model: GPT, x: Tensor, y: Tensor, share: float, settings: SGDSettings) -> Tensor:
+    """This rank's mean loss × its share of the step's sequences (the step's loss is the mean over all ranks'),
+    with `settings.qat_params` seen at their int-k grid values with the 1/qmax step floor."""
+    if not settings.qat_params:
+        return model(x, y) * share
+    params = dict(model.named_parameters())
+    unknown = [name for name in settings.qat_params if name not in params]
+    if unknown:
+        raise UserError(f"eval.ttt_qat_params names {', '.join(unknown)}, not parameters of this model")
+    one = torch.ones((), device=x.device)
+    floor = 1.0 / (2 ** (settings.qat_bits - 1) - 1)
+    swapped = {name: fake_quant_ste(params[name], settings.qat_bits, one, floor) for name in settings.qat_params}
+    return functional_call(model, swapped, (x, y)) * share
+
+
 def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], segment: Tensor,
                   lr: float, settings: SGDSettings, scoring: ScoringContext) -> None:
     """Train on the full `seq_len` sequences of `segment` (pairs of a released range; the tail is dropped).
@@ -91,7 +111,7 @@ def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.
                 x = segment[index].to(scoring.device)
                 y = segment[index + 1].to(scoring.device)
                 with scoring.autocast():
-                    loss = model.token_losses(x, y).sum() / (len(step_seqs) * seq_len)
+                    loss = _step_loss(model, x, y, len(mine) / len(step_seqs), settings)
                 loss.backward()
             _average_gradients(params)
             if settings.grad_clip > 0:

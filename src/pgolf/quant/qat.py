@@ -20,19 +20,21 @@ QAT_MAX_BITS = 8
 BitsFor = Callable[[str, Tensor], int | None]  # bit width of a named tensor, None = not fake-quantized
 
 
-def fake_quantize_per_row(w: Tensor, bits: int) -> Tensor:
-    """Round each row of a 2-D tensor to its symmetric int-`bits` grid (values, not codes)."""
+def fake_quantize_per_row(w: Tensor, bits: int, scale_floor: float = 0.0) -> Tensor:
+    """Round each row of a 2-D tensor to its symmetric int-`bits` grid (values, not codes); `scale_floor` is the
+    smallest step (the records' CastedLinear QAT floors it at 1/qmax, so small rows share one coarse grid)."""
     if not QAT_MIN_BITS <= bits <= QAT_MAX_BITS:
         raise ValueError(f"per-row fake quantization supports {QAT_MIN_BITS}..{QAT_MAX_BITS} bits, got {bits}")
     qmax = 2 ** (bits - 1) - 1
     w32 = w.float()
-    scale = (w32.abs().amax(dim=-1, keepdim=True) / qmax).clamp_min(torch.finfo(torch.float32).tiny)
+    floor = max(scale_floor, torch.finfo(torch.float32).tiny)
+    scale = (w32.abs().amax(dim=-1, keepdim=True) / qmax).clamp_min(floor)
     return (torch.clamp(torch.round(w32 / scale), -qmax, qmax) * scale).to(w.dtype)
 
 
-def fake_quant_ste(w: Tensor, bits: int, active: Tensor) -> Tensor:
+def fake_quant_ste(w: Tensor, bits: int, active: Tensor, scale_floor: float = 0.0) -> Tensor:
     """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1."""
-    return w + active.to(w.dtype) * (fake_quantize_per_row(w, bits) - w).detach()
+    return w + active.to(w.dtype) * (fake_quantize_per_row(w, bits, scale_floor) - w).detach()
 
 
 def bits_from_mapping(mapping: Mapping[str, int]) -> BitsFor:
