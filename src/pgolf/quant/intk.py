@@ -18,9 +18,10 @@ The per-row clip (and hence the scale, clip / R) comes from a `ClipRule`:
 * ``baseline`` — the baseline int8 export's per-row rule (`BASELINE_CLIP_Q`, scale floor 1/R, codes of the
   clipped row on fp32 scales, stored fp16): how PR #1291 stores its embeddings as int8.
 
-Unlike the baseline int8 export there is no absolute scale floor (1/R), so small rows keep their own
-resolution; scales are floored only at fp16's smallest normal number. Codes are always computed with
-the fp16-rounded scale that is stored, so quantize → dequantize is exact bookkeeping.
+The record rules (``lite``, ``matrix``, ``baseline``) floor scales at 1/R as their scripts do; the others have
+no such floor, so small rows keep their own resolution (scales are floored only at fp16's smallest normal
+number). Except for ``lite`` and ``baseline``, codes are computed with the fp16-rounded scale that is stored,
+so quantize → dequantize is exact bookkeeping.
 """
 
 from __future__ import annotations
