@@ -76,6 +76,19 @@ def test_gptq_records_its_legal_calibration_source(tiny_run: Path, tmp_path: Pat
     assert quant["methods"]["blocks.0.mlp.fc.weight"] == "gptq" and quant["methods"]["tok_emb.weight"] == "gptq"
 
 
+def test_gptq_calibrates_on_the_first_training_batches_with_the_pr1291_policy(tiny_run: Path, tmp_path: Path) -> None:
+    """`loader` calibration (rank 0's first batches of a fresh training loader) and policy `pr1291`: in this 2 × 128
+    model only tok_emb exceeds the fp16 rule's 65,536 elements, and as int8 it never takes GPTQ (`gptq = false`)."""
+    out = tmp_path / "loader.pgolf"
+    assert pack(tiny_run, out, "--policy", "pr1291", "--gptq", "--set", "quant.calibration=loader",
+                "--set", "quant.calibration_seqs=4") == 0
+    quant = read_artifact_meta(out)["quant"]
+    assert quant["calibration"]["source"] == "loader" and "training time budget" in quant["calibration"]["legality"]
+    model, _ = read_artifact(out)
+    assert quant["methods"]["tok_emb.weight"] == "rtn" and model["tok_emb.weight"].bits == 8
+    assert model["blocks.0.attn.c_q.weight"].bits is None  # 128 × 128 ≤ 65,536: fp16
+
+
 def test_fit_lands_within_the_budget_with_mixed_widths(tiny_run: Path, tmp_path: Path) -> None:
     state, _ = load_packed_state(tiny_run / WEIGHTS_NAME)
     sizes = {}

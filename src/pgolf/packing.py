@@ -27,12 +27,13 @@ from torch import Tensor
 import pgolf
 from pgolf.artifact.budget import Budget, check_budget, count_code_bytes
 from pgolf.artifact.format import encode_artifact, read_artifact, save_artifact_bytes
-from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits, reads_train_calibration
+from pgolf.config import CALIBRATION_SOURCES, Config, parse_fit_bits, reads_train_calibration, resolve_grad_accum
 from pgolf.data import resolve
+from pgolf.data.loader import make_train_loader
 from pgolf.errors import ArtifactError
 from pgolf.model.gpt import GPT, build_model
 from pgolf.precision import autocast_dtype
-from pgolf.quant.calibration import self_generated_sequences, train_sequences
+from pgolf.quant.calibration import loader_sequences, self_generated_sequences, train_sequences
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize, is_correction
 from pgolf.quant.mixed import GPTQOptions, TensorQuantizer, quantize_mixed
 from pgolf.quant.plan import QuantPlan
@@ -72,13 +73,19 @@ def config_train_files(cfg: Config) -> list[Path]:
 Calibration = tuple[Tensor, dict[str, Any]]
 
 
-def calibration_sequences(cfg: Config, model: GPT, train_files: TrainFiles) -> Calibration:
-    """Calibration token rows (count, seq_len + 1) from `quant.calibration`, and their record for the meta."""
+def calibration_sequences(cfg: Config, model: GPT, train_files: TrainFiles, world_size: int = 1) -> Calibration:
+    """Calibration token rows (count, seq_len + 1) from `quant.calibration`, and their record for the meta.
+
+    `world_size` is the training run's: `loader` replays rank 0's share of its first batches."""
     q = cfg.quant
     seq_len = q.calibration_seq_len or cfg.train.train_seq_len
     start = time.perf_counter()
     if q.calibration == "train":
         sequences = train_sequences(train_files(), q.calibration_seqs, seq_len)
+    elif q.calibration == "loader":
+        loader = make_train_loader(cfg.data.loader, train_files(), 0, world_size)
+        sequences = loader_sequences(loader, q.calibration_seqs, cfg.train.train_batch_tokens, seq_len,
+                                     resolve_grad_accum(cfg, world_size))
     else:
         sequences = self_generated_sequences(model, q.calibration_seqs, seq_len, q.calibration_temperature,
                                              q.calibration_seed, CALIBRATION_BATCH,
@@ -110,12 +117,13 @@ class _Encoder:
 def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[str, Any], device: torch.device,
                  train_files: TrainFiles, log: Callable[[str], None] = lambda _: None,
                  uniform_bits: int | None = None, calibration: Calibration | None = None,
-                 plan: QuantPlan | None = None) -> Packed:
+                 plan: QuantPlan | None = None, world_size: int = 1) -> Packed:
     """Quantize `state_dict` per `cfg.quant` and encode it with `meta` (config, provenance).
 
     `plan` is the run's `QuantPlan` (the one late QAT rehearsed; resolved here when None); `uniform_bits`
     forces every int-k tensor to that width (size projections); `calibration` reuses tokens from
-    `calibration_sequences` (several packings of one model).
+    `calibration_sequences` (several packings of one model); `world_size` is the training run's (`loader`
+    calibration replays rank 0's batches).
     """
     start = time.perf_counter()
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
@@ -137,14 +145,14 @@ def pack_weights(state_dict: Mapping[str, Tensor], cfg: Config, meta: Mapping[st
     if q.gptq or q.scheme == "fit":
         model = _float_model(cpu_state, cfg, device)
         pass_start = time.perf_counter()
-        sequences, record = calibration or calibration_sequences(cfg, model, train_files)
+        sequences, record = calibration or calibration_sequences(cfg, model, train_files, world_size)
         quant_meta["calibration"] = record = dict(record)
         log(f"calibration: {record['tokens']:,} tokens from {record['source']} ({record['legality']}) "
             f"in {record['seconds']:.1f}s")
         if q.gptq:
             from pgolf.quant.gptq import collect_hessians, hessian_names
 
-            wanted = {n for n, f in assignment.formats.items() if f.bits is not None} & hessian_names(model)
+            wanted = {n for n, f in assignment.formats.items() if f.bits and f.gptq} & hessian_names(model)
             hessians = collect_hessians(model, sequences[:, :-1].split(CALIBRATION_BATCH), wanted,
                                         autocast_dtype(cfg, device))
     quantizer = TensorQuantizer(hessians, q.prune_fraction, GPTQOptions(q.gptq_block_size, q.gptq_damp))
@@ -296,14 +304,16 @@ def pack_result(path: Path, codec: str, budget: Budget, transform: str = "none")
 
 def pack_state_dict(state_dict: Mapping[str, Tensor], cfg: Config, path: Path, extra_meta: Mapping[str, Any],
                     device: torch.device | None = None, enforce_budget: bool = False,
-                    log: Callable[[str], None] = lambda _: None, plan: QuantPlan | None = None) -> PackResult:
+                    log: Callable[[str], None] = lambda _: None, plan: QuantPlan | None = None,
+                    world_size: int = 1) -> PackResult:
     """Quantize with the config's scheme/policy, write the artifact and its per-tensor report.
 
     With `enforce_budget`, an artifact that would put the submission over `quant.budget_bytes` is not
     written: ArtifactError names the exact excess.
     """
     packed = pack_weights(state_dict, cfg, {"config": cfg.to_dict(), "quant_scheme": cfg.quant.scheme, **extra_meta},
-                          device or torch.device("cpu"), lambda: config_train_files(cfg), log, plan=plan)
+                          device or torch.device("cpu"), lambda: config_train_files(cfg), log, plan=plan,
+                          world_size=world_size)
     budget = measure_code_budget(cfg, len(packed.blob))
     if enforce_budget:
         check_budget(budget)

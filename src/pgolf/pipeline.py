@@ -110,7 +110,7 @@ def _pack(state_dict: dict[str, torch.Tensor], sha: str, cfg: Config, ctx: DistC
     if ctx.is_main:
         write_artifact(run.weights, float_weights(state_dict), {"config": cfg.to_dict(), "kind": "float"})
         pack = pack_state_dict(state_dict, cfg, run.artifact, {"weights_sha256": sha, "run_id": cfg.run.run_id},
-                               device=ctx.device, log=logger.log, plan=setup.plan)
+                               device=ctx.device, log=logger.log, plan=setup.plan, world_size=ctx.world_size)
         report = pack.budget_report.splitlines()
         logger.log("\n".join(line for line in report if not line.startswith("  counted:")))
         logger.log("\n".join(line for line in report if line.startswith("  counted:")), file_only=True)

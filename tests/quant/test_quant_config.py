@@ -13,7 +13,7 @@ def test_defaults_are_the_baseline_export() -> None:
     settings = (q.scheme, q.codec, q.codec_level, q.transform, q.gptq, q.prune_fraction)
     assert settings == ("int8", "zlib", -1, "none", False, 0.0)
     assert q.budget_bytes == 16_000_000 and q.calibration == "ar"
-    assert set(CALIBRATION_SOURCES) == {"ar", "train"}
+    assert set(CALIBRATION_SOURCES) == {"ar", "train", "loader"}
     assert "inside the training time budget" in CALIBRATION_SOURCES["train"]
 
 

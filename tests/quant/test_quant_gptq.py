@@ -6,7 +6,7 @@ import torch
 
 from pgolf.config import ModelConfig
 from pgolf.model.gpt import build_model
-from pgolf.quant.gptq import collect_hessians, gptq_codes, hessian_names
+from pgolf.quant.gptq import collect_hessians, gptq_quantize, hessian_names
 from pgolf.quant.intk import ClipRule, round_to_grid, row_scales
 from pgolf.quant.mixed import TensorQuantizer
 from pgolf.quant.policy import TensorFormat
@@ -30,14 +30,14 @@ def test_gptq_cuts_the_output_error_of_round_to_nearest() -> None:
     for bits in (4, 6):
         scale = row_scales(w, bits, ClipRule("search"))
         rtn = output_error(x, w, round_to_grid(w, scale, bits), scale)
-        gptq = output_error(x, w, present(gptq_codes(w, h, scale, bits, block_size=16)), scale)
+        gptq = output_error(x, w, present(gptq_quantize(w, h, [scale], bits, block_size=16))[0], scale)
         assert gptq < 0.7 * rtn, (bits, gptq, rtn)
 
 
 def test_uncorrelated_inputs_leave_nothing_to_compensate() -> None:
     w = torch.randn(16, 40, generator=torch.Generator().manual_seed(2))
     scale = row_scales(w, 5, ClipRule("max"))
-    assert torch.equal(present(gptq_codes(w, torch.eye(40) * 3.0, scale, 5)), round_to_grid(w, scale, 5))
+    assert torch.equal(present(gptq_quantize(w, torch.eye(40) * 3.0, [scale], 5))[0], round_to_grid(w, scale, 5))
 
 
 def test_dead_columns_are_zeroed_and_a_broken_hessian_falls_back_to_rtn() -> None:
@@ -45,9 +45,9 @@ def test_dead_columns_are_zeroed_and_a_broken_hessian_falls_back_to_rtn() -> Non
     x[:, 5] = 0.0
     w = torch.randn(8, 24, generator=torch.Generator().manual_seed(4))
     scale = row_scales(w, 6, ClipRule("max"))
-    codes = present(gptq_codes(w, x.T @ x / len(x), scale, 6))
+    codes = present(gptq_quantize(w, x.T @ x / len(x), [scale], 6))[0]
     assert torch.all(codes[:, 5] == 0)
-    assert gptq_codes(w, torch.full((24, 24), float("nan")), scale, 6) is None
+    assert gptq_quantize(w, torch.full((24, 24), float("nan")), [scale], 6) is None
     quantizer = TensorQuantizer({"w": torch.full((24, 24), float("nan"))})
     qt, method = quantizer.quantize("w", w, TensorFormat("int6", ClipRule("max")))
     assert method == "rtn (cholesky failed)" and torch.equal(qt.data, round_to_grid(w, scale, 6))
@@ -72,3 +72,25 @@ def test_hessians_come_from_the_inputs_each_weight_sees() -> None:
     assert torch.all(hessians["blocks.0.mlp.proj.weight"] >= 0)  # relu² outputs are non-negative
     assert hessians["blocks.0.attn.c_k.weight"].shape == (32, 32)
     assert torch.allclose(hessians["blocks.0.attn.c_q.weight"], hessians["blocks.0.attn.c_v.weight"])
+
+
+def test_clip_search_keeps_the_candidate_whose_gptq_codes_reconstruct_best() -> None:
+    from pgolf.quant.intk import matrix_candidates, reconstruction_mse
+
+    x = correlated_inputs(cols=48)
+    w = torch.randn(24, 48, generator=torch.Generator().manual_seed(5))
+    w[::4, 3] *= 30.0
+    h = x.T @ x / len(x)
+    candidates = matrix_candidates(w, 5)
+    singles = [present(gptq_quantize(w, h, [s], 5, block_size=16))[0] for s in candidates]
+    errors = [reconstruction_mse(w, c, s) for c, s in zip(singles, candidates, strict=True)]
+    codes, scale = present(gptq_quantize(w, h, candidates, 5, block_size=16))
+    best = errors.index(min(errors))
+    assert torch.equal(scale, candidates[best]) and torch.equal(codes, singles[best])
+
+
+def test_a_format_without_gptq_ignores_its_hessian() -> None:
+    w = torch.randn(8, 24, generator=torch.Generator().manual_seed(6))
+    fmt = TensorFormat("int8", ClipRule("baseline"), gptq=False)
+    qt, method = TensorQuantizer({"w": torch.eye(24)}).quantize("w", w, fmt)
+    assert method == "rtn" and str(fmt) == "int8/baseline/rtn" and qt.bits == 8

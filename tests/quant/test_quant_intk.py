@@ -9,8 +9,10 @@ from pgolf.quant.intk import (
     SEARCH_PERCENTILES,
     ClipRule,
     magnitude_prune,
+    matrix_candidates,
     qmax,
     quantize_rows,
+    reconstruction_mse,
     round_to_grid,
     row_scales,
 )
@@ -72,3 +74,25 @@ def test_magnitude_prune_zeroes_exactly_the_smallest_fraction() -> None:
     assert w.abs()[zeroed].max() < w.abs()[~zeroed].min()
     assert torch.equal(pruned[~zeroed], w[~zeroed])
     assert magnitude_prune(w, 0.0) is w
+
+
+def test_matrix_search_keeps_one_percentile_for_the_whole_matrix() -> None:
+    """PR #1291's search: every candidate clips all rows at one percentile (scales floored at 1/R); the candidate
+    with the smallest whole-matrix error wins."""
+    w = gaussian()
+    codes, scale = quantize_rows(w, 6, ClipRule.parse("matrix"))
+    candidates = matrix_candidates(w, 6)
+    errors = [reconstruction_mse(w, round_to_grid(w, s, 6), s) for s in candidates]
+    assert torch.equal(scale, candidates[errors.index(min(errors))])
+    assert torch.equal(codes, round_to_grid(w, scale, 6))
+    assert float(scale.float().min()) >= 1 / 31 - 1e-6  # the floor: rows of small weights share the grid 1/31
+
+
+def test_baseline_clip_is_the_int8_exports_per_row_rule() -> None:
+    from pgolf.quant.int8 import quantize_per_row_int8
+
+    w = gaussian() * 40.0  # rows above and below the scale floor 1/127
+    codes, scale = quantize_rows(w, 8, ClipRule.parse("baseline"))
+    assert str(ClipRule.parse("baseline")) == "baseline"
+    expected = quantize_per_row_int8(w)
+    assert torch.equal(codes, expected[0]) and torch.equal(scale, expected[1])

@@ -26,7 +26,8 @@ def test_every_shipped_policy_assigns_every_tensor_of_the_model() -> None:
     for name in policy_names():
         assignment = assign_formats(load_policy(name), shapes)
         assert set(assignment.formats) == set(shapes)
-        assert assignment.formats["blocks.0.attn_scale"].name == "fp32"
+        # PR #1291's export keeps every tensor of ≤ 65,536 elements in fp16, control tensors included
+        assert assignment.formats["blocks.0.attn_scale"].name == ("fp16" if name == "pr1291" else "fp32")
         assert assignment.formats["blocks.4.attn.c_q.weight"].bits is not None
 
 
@@ -67,7 +68,9 @@ def test_layer_lists_size_bounds_and_first_match_wins() -> None:
 
 @pytest.mark.parametrize(("table", "message"), [
     ({"rule": [{"match": "*", "format": "int9"}]}, "format 'int9' unknown"),
-    ({"rule": [{"match": "*", "format": "fp16", "clip": "max"}]}, "clip' only applies"),
+    ({"rule": [{"match": "*", "format": "fp16", "clip": "max"}]}, "'clip' and 'gptq' only apply"),
+    ({"rule": [{"match": "*", "format": "fp16", "gptq": False}]}, "'clip' and 'gptq' only apply"),
+    ({"rule": [{"match": "*", "format": "int6", "gptq": "no"}]}, "gptq must be true or false"),
     ({"rule": [{"match": "*", "format": "int6", "clip": "p99"}]}, "unknown clip rule"),
     ({"rule": [{"match": "*", "format": "int6", "bits": 6}]}, "unknown keys"),
     ({"rule": [{"match": "*", "format": "int6", "layers": "middle"}]}, "layers must be a slice"),
@@ -77,6 +80,17 @@ def test_layer_lists_size_bounds_and_first_match_wins() -> None:
 def test_malformed_policies_name_the_rule_and_key(table: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_policy(table, "bad")
+
+
+def test_pr1291_policy_keeps_tensors_up_to_65536_elements_in_fp16() -> None:
+    """PR #1291's `numel() <= 65536` passthrough; above it, attention/MLP matrices int6 by the per-matrix clip
+    search, every other matrix int8 with the baseline's clip and never GPTQ."""
+    shapes = state_dict_shapes(2, 256) | {"edge": torch.empty(256, 256, device="meta"),
+                                          "above": torch.empty(257, 256, device="meta")}
+    formats = assign_formats(load_policy("pr1291"), shapes).formats
+    assert formats["edge"].name == "fp16" and formats["blocks.0.attn.c_q.weight"].name == "fp16"  # 256² elements
+    assert str(formats["above"]) == "int8/baseline/rtn" and not formats["tok_emb.weight"].gptq
+    assert str(formats["blocks.0.mlp.fc.weight"]) == "int6/matrix" and formats["blocks.0.mlp.fc.weight"].gptq
 
 
 def test_int_format_on_a_vector_is_refused() -> None:

@@ -39,4 +39,4 @@ def eval_context(cfg: Config) -> int:
 
 def reads_train_calibration(cfg: Config) -> bool:
     """Whether packing reads training data (GPTQ or fit calibrated on training shards)."""
-    return cfg.quant.calibration == "train" and (cfg.quant.gptq or cfg.quant.scheme == "fit")
+    return cfg.quant.calibration in ("train", "loader") and (cfg.quant.gptq or cfg.quant.scheme == "fit")

@@ -174,6 +174,8 @@ CALIBRATION_SOURCES: dict[str, str] = {
     "ar": "legal: the trained model's own samples; no training or validation data is read after training",
     "train": "legal only inside the training time budget: the calibration pass reads training shards and "
              "must finish within train.max_wallclock_seconds (reserve the time), never after it",
+    "loader": "legal only inside the training time budget: the calibration pass re-reads the run's first training "
+              "batches and must finish within train.max_wallclock_seconds (reserve the time), never after it",
 }
 FORBIDDEN_CALIBRATION: dict[str, str] = {
     "val": "validation data may never be used for calibration (it is the test set)",
@@ -189,8 +191,9 @@ class QuantConfig:
     gptq: bool = False  # full-Hessian GPTQ for every int-k matrix with a Hessian (else round-to-nearest)
     gptq_block_size: int = 128  # columns quantized per GPTQ block
     gptq_damp: float = 0.01  # fraction of mean(diag H) added to the diagonal
-    # GPTQ / fit calibration tokens: ar (self-generated) | train; see CALIBRATION_SOURCES
-    calibration: Literal["ar", "train"] = "ar"
+    # GPTQ / fit calibration tokens: ar (self-generated) | train (the start of the training stream) | loader (rank 0's
+    # share of the first batches of a fresh data.loader: the run's first training batches); see CALIBRATION_SOURCES
+    calibration: Literal["ar", "train", "loader"] = "ar"
     calibration_seqs: int = 64  # calibration sequences for GPTQ / fit
     calibration_seq_len: int = 0  # 0 = train.train_seq_len
     calibration_temperature: float = 0.8  # sampling temperature of `ar`

@@ -8,6 +8,9 @@ Sources (config `quant.calibration`):
 * ``train`` — sequences from the start of the training shards. Legal only when the calibration pass
   runs inside the training time budget; collecting Hessians from training data after the 600 s was
   ruled out, so a record run must reserve that time.
+* ``loader`` — the first batches a fresh training loader (`data.loader`) gives rank 0: the windows the
+  run trained on first, as PR #1291 reads them (its calibration loader is a new instance with the training
+  loader's fixed seed). Same legality as ``train``.
 
 The legality notes live beside the config field (`config.CALIBRATION_SOURCES`) and are recorded in
 the artifact; validation data is never a calibration source (`config.validate` rejects it by name).
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pgolf.data.loader import TokenStream
+from pgolf.data.loader import TokenStream, TrainLoader
 from pgolf.model.gpt import GPT
 
 
@@ -34,6 +37,15 @@ def train_sequences(files: Sequence[str | os.PathLike[str]], count: int, seq_len
     stream = TokenStream(files)
     rows = stream.take(count * (seq_len + 1)).astype(np.int64).reshape(count, seq_len + 1)
     return torch.from_numpy(rows)
+
+
+def loader_sequences(loader: TrainLoader, count: int, global_tokens: int, seq_len: int, grad_accum: int) -> Tensor:
+    """The first `count` (seq_len + 1)-token rows `loader` yields for batches of `global_tokens` (int64, on CPU)."""
+    rows: list[Tensor] = []
+    while sum(len(r) for r in rows) < count:
+        x, y = loader.next_batch(global_tokens, seq_len, grad_accum)
+        rows.append(torch.cat((x, y[:, -1:]), dim=1).cpu().long())
+    return torch.cat(rows)[:count]
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ one at a time in order of decreasing H diagonal ("act-order"); the rounding erro
 spread over the not-yet-quantized columns through the upper Cholesky factor of H⁻¹, in blocks of
 `block_size` columns with a lazy update of the rest. Dead columns (zero diagonal: inputs that are
 always 0) are zeroed. Scales are fixed beforehand per row (`intk.row_scales`), so GPTQ only chooses
-the integer codes.
+the integer codes, or picks among a few candidate scales by the reconstruction error of its codes
+(`intk.matrix_candidates`, PR #1291).
 
 Hessians come from forward pre-hooks on every `CastedLinear` (its input) and, for the output
 projection (tied `tok_emb.weight` or `lm_head.weight`), from the final-norm hidden states.
@@ -14,7 +15,7 @@ projection (tied `tok_emb.weight` or `lm_head.weight`), from the final-norm hidd
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -92,15 +93,9 @@ def _upper_cholesky_of_inverse(h: Tensor) -> Tensor | None:
         return None
 
 
-def gptq_codes(weight: Tensor, hessian: Tensor, scale: Tensor, bits: int,
-               block_size: int = DEFAULT_BLOCK_SIZE, damp: float = DEFAULT_DAMP) -> Tensor | None:
-    """int8 codes (on the CPU) of a 2-D `weight` (rows × cols) on per-row `scale`, with GPTQ error
-    compensation, computed on the Hessian's device (the GPU when calibration ran there).
-
-    Returns None when H (after damping) is not positive definite, so the caller can fall back to
-    round-to-nearest.
-    """
-    r = qmax(bits)
+def _prepared(weight: Tensor, hessian: Tensor, damp: float) -> tuple[Tensor, Tensor, Tensor] | None:
+    """(weight with dead columns zeroed, upper Cholesky factor of H⁻¹, column order), both in act-order; None when
+    H (after damping) is not positive definite."""
     h = hessian.detach().float().clone()
     w = weight.detach().float().to(h.device).clone()
     cols = w.shape[1]
@@ -111,11 +106,15 @@ def gptq_codes(weight: Tensor, hessian: Tensor, scale: Tensor, bits: int,
     w[:, dead] = 0.0
     h += damp * torch.diag(h).mean() * torch.eye(cols, device=h.device)
     perm = torch.argsort(torch.diag(h), descending=True)
-    w, h = w[:, perm], h[perm][:, perm]
-    u = _upper_cholesky_of_inverse(h)
-    if u is None:
-        return None
-    s = scale.float().to(w.device)[:, None]
+    u = _upper_cholesky_of_inverse(h[perm][:, perm])
+    return None if u is None else (w[:, perm], u, perm)
+
+
+def _compensated_codes(w: Tensor, u: Tensor, s: Tensor, r: int, block_size: int) -> Tensor:
+    """Float codes (act-order columns) of `w` on per-row scales `s` (rows × 1), each column's rounding error
+    spread over the later columns through `u`."""
+    w = w.clone()
+    cols = w.shape[1]
     codes = torch.zeros_like(w)
     for i1 in range(0, cols, block_size):
         i2 = min(i1 + block_size, cols)
@@ -129,7 +128,32 @@ def gptq_codes(weight: Tensor, hessian: Tensor, scale: Tensor, bits: int,
             block[:, j:] -= err * u[i1 + j, i1 + j : i2][None, :]
             errors[:, j : j + 1] = err
         w[:, i2:] -= errors @ u[i1:i2, i2:]
-    return codes[:, torch.argsort(perm)].to(torch.int8).cpu().contiguous()
+    return codes
+
+
+def gptq_quantize(weight: Tensor, hessian: Tensor, candidates: Sequence[Tensor], bits: int,
+                  block_size: int = DEFAULT_BLOCK_SIZE, damp: float = DEFAULT_DAMP) -> tuple[Tensor, Tensor] | None:
+    """(int8 codes on the CPU, the chosen per-row scale) of a 2-D `weight` (rows × cols) with GPTQ error
+    compensation, computed on the Hessian's device (the GPU when calibration ran there).
+
+    With several `candidates` (per-row scales), GPTQ runs once per candidate and the one whose codes
+    reconstruct the (dead-column-zeroed) weight with the smallest mean squared error is kept, the first on
+    ties (PR #1291's clip search). Returns None when H (after damping) is not positive definite, so the
+    caller can fall back to round-to-nearest.
+    """
+    prepared = _prepared(weight, hessian, damp)
+    if prepared is None:
+        return None
+    w, u, perm = prepared
+    best: tuple[Tensor, Tensor, float] | None = None
+    for scale in candidates:
+        s = scale.float().to(w.device)[:, None]
+        codes = _compensated_codes(w, u, s, qmax(bits), block_size)
+        error = (w - codes * s).pow(2).mean().item() if len(candidates) > 1 else 0.0
+        if best is None or error < best[2]:
+            best = (codes, scale, error)
+    assert best is not None, "gptq_quantize needs at least one candidate scale"
+    return best[0][:, torch.argsort(perm)].to(torch.int8).cpu().contiguous(), best[1]
 
 
 def hessian_names(model: nn.Module) -> set[str]:

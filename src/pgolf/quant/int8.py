@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from pgolf.quant.container import QuantizedModel, QuantizedTensor, dequantize
+from pgolf.quant.intk import BASELINE_CLIP_Q, percentile_rows
 
 __all__ = [
     "INT8_CLIP_Q",
@@ -43,9 +44,8 @@ INT8_KEEP_FLOAT_FP32_NAME_PATTERNS: tuple[str, ...] = (
     "vr_lambda", "ve_scale", "ve_layer_scale", "bigram_scale",
 )
 KEEP_FLOAT_MAX_NUMEL = 65_536
-INT8_CLIP_Q = 99.99984 / 100.0  # computed as in the official script, so the float is bit-identical
+INT8_CLIP_Q = BASELINE_CLIP_Q
 KEEP_FLOAT_STORE_DTYPE = torch.float16
-PER_ROW_SCALE_DTYPE = torch.float16
 
 
 def quantize_per_row_int8(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,12 +53,7 @@ def quantize_per_row_int8(w: Tensor) -> tuple[Tensor, Tensor]:
 
     The scale floor 1/127 means rows whose clip is below 1.0 share a fixed grid of step 1/127.
     """
-    w32 = w.float()
-    clip = torch.quantile(w32.abs(), INT8_CLIP_Q, dim=1)
-    clipped = torch.maximum(torch.minimum(w32, clip[:, None]), -clip[:, None])
-    scale = (clip / 127.0).clamp_min(1.0 / 127.0)
-    q = torch.clamp(torch.round(clipped / scale[:, None]), -127, 127).to(torch.int8).contiguous()
-    return q, scale.to(PER_ROW_SCALE_DTYPE).contiguous()
+    return percentile_rows(w, 8, INT8_CLIP_Q)
 
 
 def quantize_per_tensor_int8(w: Tensor) -> tuple[Tensor, Tensor]:

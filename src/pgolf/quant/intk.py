@@ -11,10 +11,17 @@ The per-row clip (and hence the scale, clip / R) comes from a `ClipRule`:
 * ``lite``    — PR #635's GPTQ-lite as its script computes it: the same percentiles, but scales floored at
   1/R and kept in fp32 while the codes (of the clipped row) and the errors are computed, then stored as
   fp16 (`lite_rows`); reproduces the record's payload exactly.
+* ``matrix``  — PR #1291's clip search, done per matrix: each percentile gives every row its clip (the row
+  max at 1.0), fp16 scales floored at 1/R; the candidate whose codes reconstruct the whole matrix with the
+  smallest mean squared error wins (first on ties). With GPTQ, every candidate is run through GPTQ and
+  judged on its GPTQ codes (`gptq.gptq_quantize`).
+* ``baseline`` — the baseline int8 export's per-row rule (`BASELINE_CLIP_Q`, scale floor 1/R, codes of the
+  clipped row on fp32 scales, stored fp16): how PR #1291 stores its embeddings as int8.
 
-Unlike the baseline int8 export there is no absolute scale floor (1/R), so small rows keep their own
-resolution; scales are floored only at fp16's smallest normal number. Codes are always computed with
-the fp16-rounded scale that is stored, so quantize → dequantize is exact bookkeeping.
+The record rules (``lite``, ``matrix``, ``baseline``) floor scales at 1/R as their scripts do; the others have
+no such floor, so small rows keep their own resolution (scales are floored only at fp16's smallest normal
+number). Except for ``lite`` and ``baseline``, codes are computed with the fp16-rounded scale that is stored,
+so quantize → dequantize is exact bookkeeping.
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from torch import Tensor
 
 MIN_BITS, MAX_BITS = 4, 8
 SEARCH_PERCENTILES: tuple[float, ...] = (0.999, 0.9995, 0.9999, 0.99999, 1.0)
+BASELINE_CLIP_Q = 99.99984 / 100.0  # computed as in the official script, so the float is bit-identical
+CLIP_KINDS = ("max", "search", "lite", "matrix", "baseline")
 SCALE_DTYPE = torch.float16
 _SCALE_FLOOR = torch.finfo(SCALE_DTYPE).tiny
 
@@ -39,15 +48,15 @@ def qmax(bits: int) -> int:
 
 @dataclass(frozen=True)
 class ClipRule:
-    """How a row's clip value is chosen: kind is 'max', 'search' or 'sd' (with `k` std-devs)."""
+    """How a row's clip value is chosen: kind is one of `CLIP_KINDS` or 'sd' (with `k` std-devs)."""
 
     kind: str
     k: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> ClipRule:
-        """'max', 'search' or 'sd:K' (K > 0); ValueError naming the accepted forms otherwise."""
-        if text in ("max", "search", "lite"):
+        """One of `CLIP_KINDS` or 'sd:K' (K > 0); ValueError naming the accepted forms otherwise."""
+        if text in CLIP_KINDS:
             return cls(text)
         kind, _, value = text.partition(":")
         try:
@@ -56,7 +65,8 @@ class ClipRule:
             k = -1.0
         if kind != "sd" or not k > 0:
             raise ValueError(f"unknown clip rule {text!r}: use 'max', 'search' or 'sd:K' with K > 0 (e.g. sd:12.85), "
-                             "or 'lite' (PR #635's GPTQ-lite)")
+                             "'lite' (PR #635's GPTQ-lite), 'matrix' (PR #1291's per-matrix search) or 'baseline' "
+                             "(the baseline int8 export's clip)")
         return cls("sd", k)
 
     def __str__(self) -> str:
@@ -78,17 +88,28 @@ def _row_sq_error(w: Tensor, scale: Tensor, bits: int) -> Tensor:
     return (w - round_to_grid(w, scale, bits).float() * scale.float()[:, None]).square().sum(dim=1)
 
 
+def _clipped_codes(w: Tensor, clip: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """(float codes, fp32 scales) of the rows of `w` clipped at `clip`, on scales clip / R floored at 1/R."""
+    r = qmax(bits)
+    scale = (clip / r).clamp_min(1.0 / r)
+    return torch.clamp(torch.round(torch.clamp(w, -clip[:, None], clip[:, None]) / scale[:, None]), -r, r), scale
+
+
+def percentile_rows(w: Tensor, bits: int, level: float = BASELINE_CLIP_Q) -> tuple[Tensor, Tensor]:
+    """(int8 codes, fp16 scales) of a 2-D tensor clipped per row at the `level` quantile of |w|: the baseline
+    int8 export's rule (codes from the fp32 scales; rows whose clip is below 1 share the grid 1/R)."""
+    codes, scale = _clipped_codes(w.float(), torch.quantile(w.float().abs(), level, dim=1), bits)
+    return codes.to(torch.int8).contiguous(), scale.to(SCALE_DTYPE).contiguous()
+
+
 def lite_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
     """(int8 codes, fp16 scales) of a 2-D tensor by PR #635's GPTQ-lite: for each percentile, clip the row at
     that quantile of |w|, scale = max(clip / R, 1/R) in fp32, round; keep per row the first candidate with the
     smallest squared error. A row whose largest |w| is below 1 is thus quantized on the grid 1/R."""
     w = w.float()
-    r = qmax(bits)
     best: tuple[Tensor, Tensor, Tensor] | None = None
     for level in SEARCH_PERCENTILES:
-        clip = torch.quantile(w.abs(), level, dim=1)
-        scale = (clip / r).clamp_min(1.0 / r)
-        codes = torch.clamp(torch.round(torch.clamp(w, -clip[:, None], clip[:, None]) / scale[:, None]), -r, r)
+        codes, scale = _clipped_codes(w, torch.quantile(w.abs(), level, dim=1), bits)
         error = (w - codes * scale[:, None]).square().sum(dim=1)
         if best is None:
             best = (codes, scale, error)
@@ -100,11 +121,42 @@ def lite_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
     return best[0].to(torch.int8), best[1].to(SCALE_DTYPE)
 
 
+def matrix_candidates(w: Tensor, bits: int) -> list[Tensor]:
+    """The fp16 per-row scales `matrix` chooses among: one set per `SEARCH_PERCENTILES` level (the row max at
+    1.0), each clip / R floored at 1/R, computed from Python-float levels as PR #1291 does."""
+    a = w.float().abs()
+    r = qmax(bits)
+    clips = [torch.quantile(a, level, dim=1) if level < 1.0 else a.amax(dim=1) for level in SEARCH_PERCENTILES]
+    return [(c / r).clamp_min(1.0 / r).to(SCALE_DTYPE) for c in clips]
+
+
+def reconstruction_mse(w: Tensor, codes: Tensor, scale: Tensor) -> float:
+    """Mean squared error of a 2-D float `w` against codes · per-row scale (the `matrix` criterion)."""
+    return (w - codes.float() * scale.float()[:, None]).pow(2).mean().item()
+
+
+def matrix_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
+    """(int8 codes, fp16 scales) by the `matrix` rule with round-to-nearest."""
+    w = w.float()
+    best: tuple[Tensor, Tensor, float] | None = None
+    for scale in matrix_candidates(w, bits):
+        codes = round_to_grid(w, scale, bits)
+        error = reconstruction_mse(w, codes, scale)
+        if best is None or error < best[2]:
+            best = (codes, scale, error)
+    assert best is not None
+    return best[0], best[1]
+
+
+# Rules that choose codes and scales together: `row_scales` keeps only their scales.
+_CODED_RULES = {"lite": lite_rows, "matrix": matrix_rows, "baseline": percentile_rows}
+
+
 def row_scales(w: Tensor, bits: int, clip: ClipRule) -> Tensor:
     """Per-row fp16 scales of a 2-D float tensor under `clip`."""
     w = w.float()
-    if clip.kind == "lite":
-        return lite_rows(w, bits)[1]
+    if clip.kind in _CODED_RULES:
+        return _CODED_RULES[clip.kind](w, bits)[1]
     if clip.kind == "max":
         return _scales_for(w.abs().amax(dim=1), bits)
     if clip.kind == "sd":
@@ -125,11 +177,16 @@ def quantize_rows(w: Tensor, bits: int, clip: ClipRule) -> tuple[Tensor, Tensor]
     if w.ndim < 2:
         raise ValueError(f"int-k quantizes matrices; got a tensor of shape {tuple(w.shape)}")
     matrix = w.detach().float().reshape(w.shape[0], -1)
-    if clip.kind == "lite":
-        codes, scale = lite_rows(matrix, bits)
-        return codes.reshape(w.shape).contiguous(), scale.contiguous()
-    scale = row_scales(matrix, bits, clip)
-    return round_to_grid(matrix, scale, bits).reshape(w.shape).contiguous(), scale.contiguous()
+    codes, scale = rtn_rows(matrix, bits, clip)
+    return codes.reshape(w.shape).contiguous(), scale.contiguous()
+
+
+def rtn_rows(w: Tensor, bits: int, clip: ClipRule) -> tuple[Tensor, Tensor]:
+    """Round-to-nearest (int8 codes, fp16 scales) of a 2-D float tensor under `clip`."""
+    if clip.kind in _CODED_RULES:  # their codes do not follow from the stored scales alone
+        return _CODED_RULES[clip.kind](w, bits)
+    scale = row_scales(w, bits, clip)
+    return round_to_grid(w, scale, bits), scale
 
 
 def magnitude_prune(w: Tensor, fraction: float) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
-from pgolf.quant.intk import lite_rows, magnitude_prune, round_to_grid, row_scales
+from pgolf.quant.intk import magnitude_prune, matrix_candidates, rtn_rows
 from pgolf.quant.policy import TensorFormat
 
 DEFAULT_BLOCK_SIZE = 128
@@ -39,20 +39,18 @@ class TensorQuantizer:
             return QuantizedTensor(name, "passthrough", None, stored, None, t.dtype), method
         bits = fmt.bits
         matrix = magnitude_prune(t, self.prune_fraction).float().reshape(t.shape[0], -1)
-        codes, method = None, "rtn"
         clip = fmt.clip
         assert clip is not None, "an int-k format has a clip rule"
-        if clip.kind == "lite":
-            codes, scale = lite_rows(matrix, bits)  # the record's codes come from its fp32 scales
-        else:
-            scale = row_scales(matrix, bits, clip)
-        hessian = self.hessians.get(name)
-        if hessian is not None:  # GPTQ recomputes the codes on the stored scales
-            from pgolf.quant.gptq import gptq_codes  # only runs that use GPTQ import it
-            codes = gptq_codes(matrix, hessian, scale, bits, self.gptq.block_size, self.gptq.damp)
-            method = "gptq" if codes is not None else "rtn (cholesky failed)"
-        if codes is None:
-            codes = round_to_grid(matrix, scale, bits)
+        codes, scale = rtn_rows(matrix, bits, clip)
+        method = "rtn"
+        hessian = self.hessians.get(name) if fmt.gptq else None
+        if hessian is not None:  # GPTQ recomputes the codes on the stored scale (or on each candidate)
+            from pgolf.quant.gptq import gptq_quantize  # only runs that use GPTQ import it
+
+            candidates = matrix_candidates(matrix, bits) if clip.kind == "matrix" else [scale]
+            found = gptq_quantize(matrix, hessian, candidates, bits, self.gptq.block_size, self.gptq.damp)
+            method = "gptq" if found is not None else "rtn (cholesky failed)"
+            codes, scale = found or (codes, scale)
         return QuantizedTensor(name, "per_row", bits, codes.reshape(t.shape).contiguous(), scale, t.dtype), method
 
 

@@ -11,7 +11,9 @@ the first rule that matches a tensor decides its format::
     match = "blocks.*.mlp.*"
     layers = "3:-3"                         # optional: python slice over the block indices, or a list
     format = "int5"                         # int4..int8 | fp16 | bf16 | fp32 | raw
-    clip = "search"                         # int formats: max | search | lite | sd:K (default search)
+    clip = "search"                         # int formats: max | search | lite | matrix | baseline | sd:K
+                                            # (default search; see pgolf.quant.intk)
+    gptq = false                            # int formats: round to nearest even when quant.gptq is on
     [[rule]]
     match = "*"
     max_numel = 65536                       # optional size bounds: min_numel / max_numel
@@ -47,7 +49,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 FLOAT_FORMATS: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 INT_FORMATS: dict[str, int] = {f"int{b}": b for b in range(MIN_BITS, MAX_BITS + 1)}
 RAW = "raw"
-_RULE_KEYS = {"match", "layers", "min_numel", "max_numel", "format", "clip"}
+_RULE_KEYS = {"match", "layers", "min_numel", "max_numel", "format", "clip", "gptq"}
 _LAYER = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
@@ -57,6 +59,7 @@ class TensorFormat:
 
     name: str  # "int6", "fp16", "raw", ...
     clip: ClipRule | None = None
+    gptq: bool = True  # int-k: GPTQ may compute the codes (when quant.gptq is on); False = always round to nearest
 
     @property
     def bits(self) -> int | None:
@@ -67,10 +70,12 @@ class TensorFormat:
         return FLOAT_FORMATS.get(self.name)
 
     def with_bits(self, bits: int) -> TensorFormat:
-        return TensorFormat(f"int{bits}", self.clip)
+        return TensorFormat(f"int{bits}", self.clip, self.gptq)
 
     def __str__(self) -> str:
-        return f"{self.name}/{self.clip}" if self.clip is not None else self.name
+        if self.clip is None:
+            return self.name
+        return f"{self.name}/{self.clip}" + ("" if self.gptq else "/rtn")
 
 
 @dataclass(frozen=True)
@@ -150,14 +155,18 @@ def _parse_rule(index: int, table: Any, where: str) -> Rule:
             clip = ClipRule.parse(table.get("clip", "search"))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    elif "clip" in table:
-        raise ConfigError(f"{where}: 'clip' only applies to int formats, not {fmt_name}")
+    elif {"clip", "gptq"} & set(table):
+        raise ConfigError(f"{where}: 'clip' and 'gptq' only apply to int formats, not {fmt_name}")
+    gptq = table.get("gptq", True)
+    if not isinstance(gptq, bool):
+        raise ConfigError(f"{where}: gptq must be true or false")
     bounds = {key: table.get(key) for key in ("min_numel", "max_numel")}
     for key, value in bounds.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise ConfigError(f"{where}: {key} must be a non-negative integer")
     layers = _parse_layers(table["layers"], where) if "layers" in table else None
-    return Rule(index, patterns, TensorFormat(fmt_name, clip), layers, bounds["min_numel"] or 0, bounds["max_numel"])
+    return Rule(index, patterns, TensorFormat(fmt_name, clip, gptq), layers, bounds["min_numel"] or 0,
+                bounds["max_numel"])
 
 
 def parse_policy(table: Mapping[str, Any], name: str) -> Policy:
