@@ -163,6 +163,8 @@ class TrainConfig:
     ema_start_step: int = 0  # before this step the EMA just copies the weights
     swa_every: int = 0  # snapshot every N steps while the LR multiplier is below swa_max_lr_scale (0 = off)
     swa_max_lr_scale: float = 0.5  # SWA snapshots are taken while the LR multiplier is below this
+    # weights kept: average (EMA if on, else SWA) | live | best_val (lowest sliding val_bpb of live, EMA, SWA: #635)
+    final_weights: Literal["average", "live", "best_val"] = "average"
     # inductor | aot_eager | eager (the last two: debugging, tests)
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
     max_recompiles: int = 8  # graphs compiled after warm-up before the run stops

@@ -190,6 +190,8 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(t.ema_start_step >= 0, "train.ema_start_step", "must be ≥ 0")
     v.require(t.swa_every >= 0, "train.swa_every", "must be ≥ 0 (0 = SWA off)")
     v.require(_in_unit(t.swa_max_lr_scale, low_open=True), "train.swa_max_lr_scale", "must be in (0, 1]")
+    v.require(t.final_weights != "best_val" or cfg.eval.stride > 0, "train.final_weights",
+              "best_val scores each candidate by sliding windows: set eval.stride > 0")
     v.require(t.recurrence_start_step >= 0, "train.recurrence_start_step", "must be ≥ 0 (0 = not by step)")
     v.require(_in_unit(t.recurrence_start_frac, high_open=True), "train.recurrence_start_frac",
               "must be in [0, 1) (0 = not by progress)")
