@@ -122,6 +122,31 @@ def pgolf_step(model: GPT, cfg, grads: Mapping[str, Tensor]) -> None:
         opt.step()
 
 
+def record_adamw(groups: list[dict], h, weight_decay: float) -> torch.optim.AdamW:
+    """An AdamW as the records build theirs (fused, their betas and eps), over `groups`."""
+    return torch.optim.AdamW(groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, weight_decay=weight_decay, fused=True)
+
+
+def record_step(record: torch.nn.Module, h, muon: torch.optim.Optimizer, adams: list[torch.optim.Optimizer],
+                batch: tuple[Tensor, Tensor], preset: str, cfg=None) -> dict[str, Tensor]:
+    """Step 0 of a record's training loop with its own optimizers (built by the test as its script does):
+    backward, the Muon momentum at the warm-up start, LR multiplier 1, clipping at `h.grad_clip_norm`, then the
+    Adams and Muon (Parallel Muon launches its reduce-scatters first). Returns the clipped gradients the step
+    used, under pgolf names, for `pgolf_step`."""
+    record(*batch).backward()
+    for group in muon.param_groups:
+        group["momentum"] = h.muon_momentum_warmup_start
+    torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
+    grads = record_grads_as_pgolf(record, preset, cfg)
+    launch = getattr(muon, "launch_reduce_scatters", None)
+    if launch is not None:
+        launch()
+    for opt in adams:
+        opt.step()
+    muon.step()
+    return grads
+
+
 def pgolf_model(cfg, state: Mapping[str, Tensor]) -> GPT:
     """pgolf's GPT for `cfg.model` in fp32 holding `state`."""
     from pgolf.model.gpt import GPT

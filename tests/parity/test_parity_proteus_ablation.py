@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
+from lanes_kit import assert_count_and_names, assert_loss_and_gradients, assert_one_step, pair, tokens
 from recordkit import assert_close, fp32, import_record
 
 from pgolf.config import load_config
@@ -15,10 +15,15 @@ PRESET = "proteus_ablation"
 SEED = 1425
 ENV = {"VOCAB_SIZE": "1024", "PARALLEL_START_LAYER": "6", "TORCH_COMPILE_DISABLE": "1"}
 RECORD_PARAMS = 32_440_432  # the record's own count at this shape (5,141 of them in the parallel blocks)
+# a small width of the same layer layout (11 layers, parallel from 6, VE on 9-10) for the default suite
+SMALL = {"MODEL_DIM": "32", "EMBEDDING_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "64",
+         "VE_DIM": "8"}
+SMALL_CFG = ["model.model_dim=32", "model.num_heads=2", "model.num_kv_heads=1", "model.vocab_size=64",
+             "model.value_embed_dim=8"]
 
 
-def import_script():
-    return import_record("proteus_ablation_1425", ENV, script="train_gpt_1218_slot.py")
+def import_script(small: bool = False):
+    return import_record("proteus_ablation_1425", {**ENV, **(SMALL if small else {})}, script="train_gpt_1218_slot.py")
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +62,28 @@ def test_loss_and_gradients(cfg, models) -> None:
     record, ours, _ = models
     x, y = tokens(cfg.model.vocab_size, 1, 64, seed=1, low=0)
     assert_loss_and_gradients(record, ours, x, y, PRESET, cfg)
+
+
+def record_optimizers(rec, record) -> tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]:
+    """The record's own `Optimizers` (round-robin Muon on the block matrices and ve_shared.proj, fused AdamWs)."""
+    opts = rec.Optimizers(rec.Hyperparameters(), record)
+    return opts.optimizer_muon, [opts.optimizer_tok, opts.optimizer_scalar]
+
+
+def step_case(rec, cfg, models, seq_len: int) -> None:
+    batch = tokens(cfg.model.vocab_size, 1, seq_len, seed=2, low=0)
+    assert_one_step(models, lambda record: record_optimizers(rec, record), rec.Hyperparameters(), batch, PRESET, cfg)
+
+
+@pytest.mark.parity_full
+def test_one_optimizer_step(rec, cfg, models) -> None:
+    """Round-robin Muon (bf16 Newton–Schulz, (c·A)·A, weight decay 0.085), AdamW on the embeddings (EMBED_WD) and the
+    controls (ADAM_WD), step 0, at the full shape."""
+    step_case(rec, cfg, models, 64)
+
+
+def test_one_optimizer_step_small() -> None:
+    """The same step at a small width of the record's layer layout."""
+    rec = import_script(small=True)
+    cfg = load_config(PRESET, env={}, overrides=SMALL_CFG)
+    step_case(rec, cfg, pair(build(rec), PRESET, cfg, SEED), 32)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
-from recordkit import assert_close, fp32, import_record
+from lanes_kit import assert_count_and_names, assert_loss_and_gradients, assert_one_step, pair, tokens
+from recordkit import assert_close, fp32, import_record, record_adamw
 
 from pgolf.config import load_config
 from pgolf.errors import UserError
@@ -27,6 +27,13 @@ def rec():
 @pytest.fixture(scope="module")
 def cfg():
     return load_config(PRESET, env={})
+
+
+# a small shape of the same layer layout (11 layers, parallel from 7, recurrence 4-5, VE on 9-10) for the default suite
+SMALL = {"MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "64", "BIGRAM_VOCAB_SIZE": "32",
+         "BIGRAM_DIM": "8", "VE_DIM": "8"}
+SMALL_CFG = ["model.model_dim=32", "model.num_heads=2", "model.num_kv_heads=1", "model.vocab_size=64",
+             "model.bigram_vocab=32", "model.bigram_dim=8", "model.value_embed_dim=8"]
 
 
 def build(rec):
@@ -82,3 +89,49 @@ def test_checkpoint_of_another_preset_is_refused_naming_the_tensor_and_the_fitti
         to_pgolf(state, "proteus_ablation")
     message = str(err.value)
     assert "\n" not in message and "'proteus_v16'" in message and "tensor" in message
+
+
+def record_optimizers(rec, record) -> tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]:
+    """(Parallel Muon, AdamWs) as the record's main() builds them (lines 2214-2256): banks and the untied recurrence
+    MLPs → Parallel Muon; tok_emb, bigram and VE tables → AdamW; block controls (every ndim < 2 tensor, so each
+    parallel block's `route`), skip weights, smear gate, lane_merge, each parallel block's `route` once more,
+    bigram scale and proj, VE proj, scale and layer scales → AdamW, all with ADAM_WD."""
+    h = rec.Hyperparameters()
+    matrices = [record.qo_bank, record.kv_bank, record.mlp_up_bank, record.mlp_down_bank]
+    for lid in record.recur_layer_ids:
+        matrices += [record.recur_mlp_up[str(lid)], record.recur_mlp_down[str(lid)]]
+    scalars = [p for n, p in record.blocks.named_parameters()
+               if p.ndim < 2 or any(pat in n for pat in rec.CONTROL_TENSOR_NAME_PATTERNS)]
+    scalars += [record.skip_weights, record.smear.gate, record.lane_merge]
+    scalars += [block.route for block in record.blocks if block.parallel]  # the second time (line 2236)
+    scalars += [record.bigram.scale, record.bigram.proj.weight, record.ve_shared.proj.weight, record.ve_shared.scale,
+                *record.ve_layer_scales]
+    tables = [record.tok_emb.weight, record.bigram.embed.weight, record.ve_shared.embed.weight]
+    tok = record_adamw([{"params": [t], "lr": h.tied_embed_lr} for t in tables], h, h.adam_wd)
+    muon = rec.Muon(matrices, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
+                    weight_decay=h.muon_wd)
+    return muon, [tok, record_adamw([{"params": scalars, "lr": h.scalar_lr}], h, h.adam_wd)]
+
+
+def step_case(rec, cfg, models, seq_len: int = 64) -> None:
+    batch = tokens(cfg.model.vocab_size, 1, seq_len, seed=2, low=0)
+    assert_one_step(models, lambda record: record_optimizers(rec, record), rec.Hyperparameters(), batch, PRESET, cfg)
+
+
+DUPLICATE = "ignore:optimizer contains a parameter group with duplicate parameters"  # the record's `route`, twice
+
+
+@pytest.mark.parity_full
+@pytest.mark.filterwarnings(DUPLICATE)
+def test_one_optimizer_step(rec, cfg, models) -> None:
+    """Parallel Muon (bf16 momentum and Newton–Schulz) on the banks and recurrence MLPs, AdamW with ADAM_WD on the
+    rest, `route` updated twice (optim.route_adam_updates = 2), step 0, at the full shape."""
+    step_case(rec, cfg, models)
+
+
+@pytest.mark.filterwarnings(DUPLICATE)
+def test_one_optimizer_step_small() -> None:
+    """The same step at a small width of the record's layer layout."""
+    rec = import_record("proteus_v16", {**ENV, **SMALL})
+    cfg = load_config(PRESET, env={}, overrides=SMALL_CFG)
+    step_case(rec, cfg, pair(build(rec), PRESET, cfg, SEED), seq_len=32)

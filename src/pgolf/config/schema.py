@@ -130,6 +130,8 @@ class OptimConfig:
     muon_momentum_dtype: Literal["fp32", "bf16"] = "fp32"
     bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
     ve_proj_adam: bool = False  # train value_embed.proj with the scalar Adam (PR #1289), not Muon
+    # AdamW updates per step of each PROTEUS lane_route from one gradient (PR #1289: 2, `route` listed twice)
+    route_adam_updates: int = 1
 
 
 @dataclass

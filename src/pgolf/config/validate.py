@@ -173,6 +173,7 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     for key in ("muon_weight_decay", "embed_weight_decay", "adam_weight_decay"):
         value = getattr(o, key)
         v.require(math.isfinite(value) and value >= 0, f"optim.{key}", f"must be ≥ 0 (0 = no decay), got {value}")
+    v.require(o.route_adam_updates >= 1, "optim.route_adam_updates", f"must be ≥ 1, got {o.route_adam_updates}")
     v.require(o.muon_momentum_dtype == "fp32" or o.muon_impl == "parallel", "optim.muon_momentum_dtype",
               "bf16 momentum is an option of optim.muon_impl = \"parallel\"")
     v.require(_in_unit(o.wd_taper_start_frac), "optim.wd_taper_start_frac", "must be in [0, 1] (1 = no taper)")

@@ -16,6 +16,7 @@ from pgolf.model.gpt import GPT
 from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
+from pgolf.optim.repeated_adam import RepeatedAdamW
 from pgolf.precision import autocast_dtype
 from pgolf.quant.plan import QuantPlan
 from pgolf.quant.qat import BitsFor, bits_from_mapping
@@ -23,10 +24,12 @@ from pgolf.quant.qat import BitsFor, bits_from_mapping
 MuonLike = Muon | ParallelMuon
 
 
-def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Adam:
+def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Optimizer:
     """Adam as the baseline (no decay), or AdamW-style decoupled decay scaled by the scheduled LR."""
     o, wd = cfg.optim, spec.weight_decay
     groups = [{"params": list(spec.params), "lr": spec.lr, "base_lr": spec.lr, "base_weight_decay": wd}]
+    if spec.updates > 1:
+        return RepeatedAdamW(groups, spec.lr, (o.beta1, o.beta2), o.adam_eps, wd, spec.updates)
     return torch.optim.Adam(groups, betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused,
                             weight_decay=wd, decoupled_weight_decay=wd > 0)
 
