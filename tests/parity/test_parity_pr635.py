@@ -6,6 +6,7 @@ import pytest
 import torch
 from recordkit import (
     assert_close,
+    assert_payloads,
     assert_states_close,
     build_record,
     cheap_init,
@@ -145,21 +146,8 @@ QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.10.mlp.fc.weight", "blocks.5
 @pytest.mark.parity_full
 def test_quantizer_payloads(rec, cfg, models) -> None:
     """Policy `pr635` gives the record's GPTQ-lite int6 codes and fp16 scales, and its float tensors, exactly."""
-    from pgolf.interop.convert import name_map
-    from pgolf.quant.mixed import TensorQuantizer, quantize_mixed
-    from pgolf.quant.policy import assign_formats, load_policy
-
     unbanked = rec._unbank_state_dict(models[2], cfg.model.num_layers)
-    theirs, _ = rec.quantize_state_dict_int8({name: unbanked[name] for name in QUANT_SAMPLE})
-    names = name_map("pr635")
-    ours_state = {names[name]: unbanked[name] for name in QUANT_SAMPLE}
-    formats = assign_formats(load_policy(cfg.quant.policy), to_pgolf(unbanked, "pr635")).formats
-    ours, _ = quantize_mixed(ours_state, formats, TensorQuantizer({}))
-    assert {names[n] for n in theirs["quantized"]} == {n for n, t in ours.tensors.items() if t.scheme == "per_row"}
-    for name, codes in theirs["quantized"].items():
-        mine = ours.tensors[names[name]]
-        assert torch.equal(mine.data, codes), f"{name}: int6 codes differ"
-        assert mine.scale is not None and torch.equal(mine.scale, theirs["scales"][name]), f"{name}: scales differ"
-    for name, kept in theirs["passthrough"].items():
-        mine = ours.tensors[names[name]]
-        assert mine.data.dtype == kept.dtype and torch.equal(mine.data, kept), f"{name}: stored float differs"
+    sample = {name: unbanked[name] for name in QUANT_SAMPLE}
+    theirs, _ = rec.quantize_state_dict_int8(sample)
+    codes = {name: (q, theirs["scales"][name]) for name, q in theirs["quantized"].items()}
+    assert_payloads("pr635", cfg, sample, codes, theirs["passthrough"])

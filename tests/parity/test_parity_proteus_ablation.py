@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 from lanes_kit import assert_count_and_names, assert_loss_and_gradients, assert_one_step, pair, tokens
-from recordkit import assert_close, fp32, import_record
+from recordkit import assert_close, assert_payloads, fp32, import_record, sample_weights
 
 from pgolf.config import load_config
 
@@ -87,3 +87,18 @@ def test_one_optimizer_step_small() -> None:
     rec = import_script(small=True)
     cfg = load_config(PRESET, env={}, overrides=SMALL_CFG)
     step_case(rec, cfg, pair(build(rec), PRESET, cfg, SEED), 32)
+
+
+# one tensor of each kind the export distinguishes (the records' fp16 control tensors are fp32 in pgolf: left out)
+QUANT_SAMPLE = ("blocks.6.attn.c_k.weight", "blocks.3.mlp.proj.weight", "blocks.8.mlp.fc.weight", "tok_emb.weight",
+                "value_embed.proj.weight", "blocks.6.lane_route")
+
+
+def test_quantizer_payloads(rec, cfg, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policy `proteus` stores what the record's `mixed_quantize_int6` does (phase 1: GPTQ off, round-to-nearest;
+    int5 middle MLPs 3-7, int6 attention and edge MLPs, int8 embeddings, fp16 ≤ 65,536 elements) exactly."""
+    sample = sample_weights(PRESET, cfg, QUANT_SAMPLE, SEED)
+    monkeypatch.setattr(rec, "log", lambda *args, **kwargs: None)  # the record logs through its run's globals
+    stored, _ = rec.mixed_quantize_int6(sample, {"mlp", "attn"}, num_layers=11, n_int6_mlp_layers=6)
+    codes = {name: (stored[f"{name}.q"], stored[f"{name}.scale"]) for name in sample if f"{name}.q" in stored}
+    assert_payloads(PRESET, cfg, sample, codes, {name: stored[name] for name in sample if name in stored})

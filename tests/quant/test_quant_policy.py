@@ -40,11 +40,13 @@ def test_proteus_gives_int5_to_the_middle_mlps_only() -> None:
 
 
 def test_rule_matching_no_tensor_is_a_warning_naming_its_pattern() -> None:
-    warnings = assign_formats(load_policy("proteus"), state_dict_shapes(4, 64)).warnings
-    # a 4-layer model has no layers 3:-3 and (no recurrence) no untied recurrence MLPs: one warning each
-    assert len(warnings) == 2
-    assert "blocks.*.mlp.*" in warnings[0] and "layers 3:-3" in warnings[0]
-    assert "recur_mlps.*" in warnings[1]
+    warnings = assign_formats(load_policy("proteus"), state_dict_shapes(4)).warnings
+    # a plain 4-layer model has no small tensor but its controls, no layers 3:-3 and (no recurrence) no untied
+    # recurrence MLPs: one warning each
+    assert len(warnings) == 3
+    assert "→ fp16" in warnings[0]
+    assert "blocks.*.mlp.*" in warnings[1] and "layers 3:-3" in warnings[1]
+    assert "recur_mlps.*" in warnings[2]
 
 
 def test_unassigned_tensor_is_an_error_naming_it() -> None:

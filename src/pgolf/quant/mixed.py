@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
-from pgolf.quant.intk import lite_rows, magnitude_prune, round_to_grid, row_scales
+from pgolf.quant.intk import magnitude_prune, record_codes, round_to_grid, row_scales
 from pgolf.quant.policy import TensorFormat
 
 DEFAULT_BLOCK_SIZE = 128
@@ -42,8 +42,8 @@ class TensorQuantizer:
         codes, method = None, "rtn"
         clip = fmt.clip
         assert clip is not None, "an int-k format has a clip rule"
-        if clip.kind == "lite":
-            codes, scale = lite_rows(matrix, bits)  # the record's codes come from its fp32 scales
+        if clip.fixes_codes:
+            codes, scale = record_codes(matrix, bits, clip)  # the record's own rounding (e.g. from fp32 scales)
         else:
             scale = row_scales(matrix, bits, clip)
         hessian = self.hessians.get(name)
