@@ -158,6 +158,9 @@ class TrainConfig:
     min_lr_scale: float = 0.0  # floor of the LR multiplier during warmdown (the records' MIN_LR)
     late_qat_threshold: float = 0.0  # fake-quantize Muon matrices while the LR multiplier is below this (0 = off)
     qat_bits: int = 6  # int-k of late QAT (per-row symmetric)
+    # what late QAT fake-quantizes: muon (every Muon matrix at its stored width) | projections (PR #1289: only the
+    # bigram / value-embedding projections, int-qat_bits on a grid floored at 1/R; docs/training.md)
+    late_qat_scope: Literal["muon", "projections"] = "muon"
     recurrence_start_step: int = 0  # switch the model's depth recurrence on at this step (0 = not by step)
     recurrence_start_frac: float = 0.0  # ... or at this progress (0 = not by progress)
     # weight averaging; the averaged weights are evaluated, then packed (EMA if on, else SWA)

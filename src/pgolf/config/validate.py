@@ -184,6 +184,9 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(t.late_qat_threshold == 0 or t.min_lr_scale < t.late_qat_threshold, "train.late_qat_threshold",
               "late QAT would never switch on: the LR multiplier never falls below "
               f"train.min_lr_scale={t.min_lr_scale}")
+    v.require(t.late_qat_scope == "muon" or cfg.model.bigram_vocab > 0 or cfg.model.value_embed_layers != "",
+              "train.late_qat_scope", "projections fake-quantizes the bigram / value-embedding projections: the "
+              "model has neither")
     v.require(2 <= t.qat_bits <= 8, "train.qat_bits",
               f"per-row int-k fake quantization supports 2..8 bits, got {t.qat_bits}")
     v.require(t.ema_decay == 0 or 0 < t.ema_decay < 1, "train.ema_decay",

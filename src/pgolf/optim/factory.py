@@ -60,6 +60,17 @@ def late_qat_bits(model: GPT, plan: QuantPlan) -> dict[str, int]:
     return plan.matrix_bits(partition(model)[0])
 
 
+RECORD_QAT_PROJECTIONS = ("bigram.proj.weight", "value_embed.proj.weight")  # PR #1289's `CastedLinear` weights
+
+
+def projection_qat_bits(model: GPT, bits: int) -> dict[str, int]:
+    """`train.late_qat_scope = "projections"`: PR #1289's late QAT reaches only its `CastedLinear` modules, with
+    tied embeddings the bigram and value-embedding projections (the banks and recurrence MLPs are plain
+    parameters), all at `bits`."""
+    names = {name for name, _ in model.named_parameters()}
+    return {name: bits for name in RECORD_QAT_PROJECTIONS if name in names}
+
+
 def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: torch.device,
           orthogonalize: Orthogonalizer) -> MuonLike:
     o = cfg.optim

@@ -30,9 +30,20 @@ def fake_quantize_per_row(w: Tensor, bits: int) -> Tensor:
     return (torch.clamp(torch.round(w32 / scale), -qmax, qmax) * scale).to(w.dtype)
 
 
-def fake_quant_ste(w: Tensor, bits: int, active: Tensor) -> Tensor:
-    """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1."""
-    return w + active.to(w.dtype) * (fake_quantize_per_row(w, bits) - w).detach()
+def fake_quantize_floored(w: Tensor, bits: int) -> Tensor:
+    """PR #1289's `CastedLinear` QAT grid: scale max(row max |w| / R, 1/R), codes clamped to [−R − 1, R]. With
+    the floor, a row whose largest |w| is below 1 lands on the grid 1/R (most small weights round to 0)."""
+    qmax = 2 ** (bits - 1) - 1
+    w32 = w.float()
+    scale = (w32.abs().amax(dim=-1, keepdim=True) / qmax).clamp_min(1.0 / qmax)
+    return (torch.clamp(torch.round(w32 / scale), -qmax - 1, qmax) * scale).to(w.dtype)
+
+
+def fake_quant_ste(w: Tensor, bits: int, active: Tensor, floored: bool = False) -> Tensor:
+    """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1. `floored`: the
+    grid of `fake_quantize_floored` (PR #1289) instead of `fake_quantize_per_row`."""
+    grid = fake_quantize_floored if floored else fake_quantize_per_row
+    return w + active.to(w.dtype) * (grid(w, bits) - w).detach()
 
 
 def bits_from_mapping(mapping: Mapping[str, int]) -> BitsFor:
@@ -46,17 +57,19 @@ class QATForward(nn.Module):
     gradient of each substituted weight reaches the real parameter.
     """
 
-    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor) -> None:
+    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor, floored: bool = False) -> None:
         super().__init__()
         self.model = model
         self.active = active
+        self.floored = floored
         self.bits = {name: b for name, p in model.named_parameters() if (b := bits_for(name, p)) is not None}
         if not self.bits:
             raise ValueError("late QAT selected no tensors to fake-quantize")
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         params = dict(self.model.named_parameters())
-        swapped = {name: fake_quant_ste(params[name], bits, self.active) for name, bits in self.bits.items()}
+        swapped = {name: fake_quant_ste(params[name], bits, self.active, self.floored)
+                   for name, bits in self.bits.items()}
         return functional_call(self.model, swapped, (input_ids, target_ids))
 
 
