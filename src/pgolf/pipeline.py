@@ -7,6 +7,7 @@ only orders them and writes the run folder (`RunDir`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ import torch
 from pgolf.artifact.format import write_artifact
 from pgolf.config import Config, config_from_dict, read_toml_file, validate
 from pgolf.data.resolve import resolve_dataset
-from pgolf.evaluate.orchestrate import score_run
+from pgolf.evaluate.bpb import BPBResult
+from pgolf.evaluate.orchestrate import score_run, selection_score
 from pgolf.packing import calibration_budget, float_weights, load_packed_state, pack_state_dict
 from pgolf.rundir import PackResult, RunDir, Summary, TrainResult
 from pgolf.train import provenance
@@ -40,7 +42,7 @@ def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
         clock = PhaseClock(sync=torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None))
         with clock.phase("startup"):
             cfg, run, logger, setup = _start(cfg, ctx, resume_dir, clock)
-        trained, averaged = _train(setup, run, resume_dir is not None, clock, logger)
+        trained, averaged = _train(setup, run, resume_dir is not None, clock, logger, _selection(cfg, setup, ctx))
         state_dict = {k: v.detach().cpu() for k, v in setup.model.state_dict().items()}
         sha = weights_sha256(state_dict)
         with clock.phase("pack"):
@@ -48,7 +50,8 @@ def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
         calibration, line = calibration_budget(cfg, trained.wallclock_s, pack) if pack is not None else ({}, None)
         if line is not None:
             logger.log(line)
-        pre = averaged.scores.get(averaged.applied) if averaged is not None else None
+        plain = cfg.train.final_weights != "best_val"  # best_val scored the candidates by sliding windows
+        pre = averaged.scores.get(averaged.applied) if averaged is not None and plain else None
         scores = score_run(setup.model, setup.eval_data, cfg, ctx, pre, lambda: load_packed_state(run.artifact)[0],
                            clock.phase, logger.log)
         logger.log(clock.table())
@@ -65,8 +68,15 @@ def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
         shutdown(ctx)
 
 
-def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock,
-           logger: RunLogger) -> tuple[TrainResult, AveragedOutcome | None]:
+def _selection(cfg: Config, setup: TrainingSetup, ctx: DistContext) -> Callable[[], BPBResult]:
+    """The score the end of training compares live and averaged weights by (`train.final_weights`)."""
+    if cfg.train.final_weights == "best_val":
+        return lambda: selection_score(setup.model, setup.eval_data, cfg, ctx)
+    return setup.trainer.p.evaluate
+
+
+def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock, logger: RunLogger,
+           evaluate: Callable[[], BPBResult]) -> tuple[TrainResult, AveragedOutcome | None]:
     """Resume or prime, run the loop, then leave the model holding the applied weight average (if any)."""
     trainer = setup.trainer
     if resume:
@@ -79,7 +89,8 @@ def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock,
     if trainer.p.averagers is None:
         return trained, None
     with clock.phase("eval_averages", "eval"):
-        return trained, apply_averaged_weights(setup.model, trainer.p.averagers, trainer.p.evaluate, logger)
+        return trained, apply_averaged_weights(setup.model, trainer.p.averagers, evaluate, logger,
+                                               trainer.p.cfg.train.final_weights)
 
 
 def _start(cfg: Config, ctx: DistContext, resume_dir: Path | None,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from recordkit import assert_close, build_record, cheap_init, fp32, import_record, perturbed, pgolf_model
+from recordkit import assert_close, build_record, cheap_init, fp32, import_format_record, perturbed, pgolf_model
 from torch import Tensor
 
 from pgolf.config import Config
@@ -206,19 +206,18 @@ class Setup:
         self.record.load_state_dict(self.state, strict=True)
 
 
-def make_setup(preset: str, shape: Shape, seed: int,
-               build: Callable[[types.ModuleType], torch.nn.Module] | None = None) -> Iterator[Setup]:
-    """A module fixture's body: the setup, with the shape's thread count held while it is in use. `build` makes
-    the record's model from its imported script (default: the preset's registered record format)."""
+def make_setup(preset: str, shape: Shape, seed: int) -> Iterator[Setup]:
+    """A module fixture's body: the setup (the record imported under its run's environment updated by the
+    shape's), with the shape's thread count held while it is in use."""
     from pgolf.config import load_config
     from pgolf.interop import to_pgolf
 
-    rec = import_record(preset, shape.env)
+    rec = import_format_record(preset, shape.env)
     cfg = load_config(preset, env={}, overrides=shape.overrides)
     with threads(shape.threads):
         torch.manual_seed(seed)
         with cheap_init():
-            record = fp32(build(rec) if build is not None else build_record(preset, rec))
+            record = fp32(build_record(preset, rec))
         state = perturbed(record, seed)
         record.load_state_dict(state, strict=True)
         ours = pgolf_model(cfg, to_pgolf(state, preset, cfg.model))

@@ -1,5 +1,5 @@
 """Shared steps of the lane records' parity tests (#1289, #1425, #1204, #1855): seeded record weights moved off
-their init, token batches, and the count/names/logits/loss/gradient comparisons at the record's full shape."""
+their init, token batches, and the count/names/logits/loss/gradient/optimizer-step comparisons."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
-from recordkit import assert_close, assert_states_close, cheap_init, fp32
+from recordkit import assert_close, assert_states_close, cheap_init, fp32, pgolf_step, record_step
 from torch import Tensor, nn
 
 from pgolf.interop import from_pgolf, to_pgolf
@@ -69,3 +69,19 @@ def assert_loss_and_gradients(record: nn.Module, ours: GPT, x: Tensor, y: Tensor
     grads_r = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in record.named_parameters()}
     grads_o = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in ours.named_parameters()}
     assert_states_close(to_pgolf(grads_r, preset, cfg.model), grads_o, "gradients")
+
+
+RecordOptimizers = Callable[[nn.Module], tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]]
+
+
+def assert_one_step(models: tuple[nn.Module, GPT, dict[str, Tensor]], optimizers: RecordOptimizers, h,
+                    batch: tuple[Tensor, Tensor], preset: str, cfg) -> None:
+    """Weights after one optimizer step at step 0 equal (≤ 1e-5) from the same, the record's clipped, gradients:
+    the record's own Muon and AdamWs (`optimizers` builds them on a copy of the record) against pgolf's optimizers
+    under `cfg` with its clipping off (see `recordkit.pgolf_step`)."""
+    record, ours = copy.deepcopy(models[0]), copy.deepcopy(models[1])
+    muon, adams = optimizers(record)
+    grads = record_step(record, h, muon, adams, batch, preset, cfg)
+    no_clip = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, grad_clip_norm=0.0))
+    pgolf_step(ours, no_clip, grads)
+    assert_states_close(ours.state_dict(), to_pgolf(record.state_dict(), preset, cfg.model), "weights after one step")

@@ -41,12 +41,13 @@ def import_record(folder: str, env: Mapping[str, str] | None = None, script: str
     return _import_record(folder, env, script=script)
 
 
-def import_format_record(preset: str) -> types.ModuleType:
-    """The record script of `preset`'s format, imported under its run's environment."""
+def import_format_record(preset: str, env: Mapping[str, str] | None = None) -> types.ModuleType:
+    """The record script of `preset`'s format, imported under its run's environment (updated by `env`, e.g. a
+    small shape for the default suite)."""
     from pgolf.interop import get_format
 
     fmt = get_format(preset)
-    return import_record(fmt.record, fmt.env, script=fmt.script)
+    return import_record(fmt.record, {**fmt.env, **(env or {})}, script=fmt.script)
 
 
 def build_record(preset: str, rec: types.ModuleType) -> torch.nn.Module:
@@ -130,6 +131,31 @@ def pgolf_step(model: GPT, cfg, grads: Mapping[str, Tensor]) -> None:
         opt.step()
 
 
+def record_adamw(groups: list[dict], h, weight_decay: float) -> torch.optim.AdamW:
+    """An AdamW as the records build theirs (fused, their betas and eps), over `groups`."""
+    return torch.optim.AdamW(groups, betas=(h.beta1, h.beta2), eps=h.adam_eps, weight_decay=weight_decay, fused=True)
+
+
+def record_step(record: torch.nn.Module, h, muon: torch.optim.Optimizer, adams: list[torch.optim.Optimizer],
+                batch: tuple[Tensor, Tensor], preset: str, cfg=None) -> dict[str, Tensor]:
+    """Step 0 of a record's training loop with its own optimizers (built by the test as its script does):
+    backward, the Muon momentum at the warm-up start, LR multiplier 1, clipping at `h.grad_clip_norm`, then the
+    Adams and Muon (Parallel Muon launches its reduce-scatters first). Returns the clipped gradients the step
+    used, under pgolf names, for `pgolf_step`."""
+    record(*batch).backward()
+    for group in muon.param_groups:
+        group["momentum"] = h.muon_momentum_warmup_start
+    torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
+    grads = record_grads_as_pgolf(record, preset, cfg)
+    launch = getattr(muon, "launch_reduce_scatters", None)
+    if launch is not None:
+        launch()
+    for opt in adams:
+        opt.step()
+    muon.step()
+    return grads
+
+
 def pgolf_model(cfg, state: Mapping[str, Tensor]) -> GPT:
     """pgolf's GPT for `cfg.model` in fp32 holding `state`."""
     from pgolf.model.gpt import GPT
@@ -150,3 +176,54 @@ def record_grads_as_pgolf(record: torch.nn.Module, preset: str, cfg=None) -> dic
     model_cfg = None if cfg is None else cfg.model
     mask = to_pgolf(present, preset, model_cfg)
     return {n: g for n, g in to_pgolf(grads, preset, model_cfg).items() if bool(mask[n].all())}
+
+
+def assert_payloads(preset: str, cfg, state: Mapping[str, Tensor], codes: Mapping[str, tuple[Tensor, Tensor]],
+                    floats: Mapping[str, Tensor]) -> None:
+    """pgolf's export of `state` (record names, unbanked) under `cfg.quant.policy` stores the record's integer
+    `codes` and scales ({name: (codes, scales)}) and its `floats` ({name: stored tensor}) exactly. The policy's
+    formats are those of the whole model of `cfg.model` (layer slices count every layer)."""
+    import dataclasses
+
+    from pgolf.interop.convert import name_map
+    from pgolf.model.gpt import GPT
+    from pgolf.quant.mixed import TensorQuantizer, quantize_mixed
+    from pgolf.quant.policy import assign_formats, load_policy
+
+    with torch.device("meta"):
+        shapes = GPT(dataclasses.replace(cfg.model, ortho_init=False)).state_dict()
+    formats = assign_formats(load_policy(cfg.quant.policy), shapes).formats
+    names = name_map(preset, cfg.model)
+    ours, _ = quantize_mixed({names[n]: t for n, t in state.items()}, {names[n]: formats[names[n]] for n in state},
+                             TensorQuantizer({}))
+    assert {names[n] for n in codes} == {n for n, t in ours.tensors.items() if t.scheme == "per_row"}
+    for name, (q, scale) in codes.items():
+        mine = ours.tensors[names[name]]
+        assert mine.bits is not None and int(q.abs().max()) <= (1 << (mine.bits - 1)) - 1, f"{name}: int width"
+        assert torch.equal(mine.data, q), f"{name}: codes differ"
+        assert mine.scale is not None and torch.equal(mine.scale, scale), f"{name}: scales differ"
+    for name, kept in floats.items():
+        mine = ours.tensors[names[name]]
+        assert mine.data.dtype == kept.dtype and torch.equal(mine.data, kept), f"{name}: stored float differs"
+
+
+def sample_weights(preset: str, cfg, pgolf_names: tuple[str, ...], seed: int) -> dict[str, Tensor]:
+    """{record name: weight} of the given pgolf tensors at the shapes of `cfg.model`: N(0, 0.02²) with a few
+    outliers per row (so the clip percentiles choose differently) and some rows below the 1/R scale floor."""
+    import dataclasses
+
+    from pgolf.interop.convert import name_map
+    from pgolf.model.gpt import GPT
+
+    with torch.device("meta"):
+        shapes = {n: t.shape for n, t in GPT(dataclasses.replace(cfg.model, ortho_init=False)).state_dict().items()}
+    record_of = {ours: theirs for theirs, ours in name_map(preset, cfg.model).items()}
+    gen = torch.Generator().manual_seed(seed)
+    out = {}
+    for name in pgolf_names:
+        w = torch.randn(shapes[name], generator=gen) * 0.02
+        if w.ndim == 2:
+            w[:, :3] *= torch.rand(w.shape[0], 1, generator=gen) * 40
+            w[::7] *= 0.01
+        out[record_of[name]] = w
+    return out

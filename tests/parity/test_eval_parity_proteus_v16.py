@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from evalkit import Scored, Setup, Shape, assert_stage_parity, bpb_of, first_scores, make_setup, pgolf_stage, run_record
-from test_parity_proteus_v16 import ENV, PRESET, build
+from test_parity_proteus_v16 import PRESET
 
 from pgolf.evaluate.modes import Mode
 
@@ -27,13 +27,13 @@ SHAPES = {
                            "model.value_embed_layers=3,4", "model.value_embed_dim=16", "model.parallel_start=3",
                            "model.recur_start=1", "model.recur_end=2", "train.train_seq_len=64", "eval.stride=16"],
                    n_targets=512, threads=1),
-    "full": Shape(ENV, [], n_targets=16384),
+    "full": Shape({}, [], n_targets=16384),
 }
 
 
 @pytest.fixture(scope="module", params=["small", pytest.param("full", marks=pytest.mark.parity_full)])
 def setup(request) -> Iterator[Setup]:
-    yield from make_setup(PRESET, SHAPES[request.param], SEED, build=lambda rec: build(rec)())
+    yield from make_setup(PRESET, SHAPES[request.param], SEED)
 
 
 def record_windows(n: int, seq_len: int, stride: int) -> list[Scored]:

@@ -16,6 +16,7 @@ from recordkit import (
     pgolf_model,
     pgolf_step,
     record_grads_as_pgolf,
+    record_step,
     val_batch,
 )
 
@@ -101,12 +102,8 @@ def test_one_optimizer_step(rec, cfg, models) -> None:
     record, ours = reset(models)
     h = rec.Hyperparameters()
     optimizers = rec.Optimizers(h, record)
-    x, y = val_batch(cfg.model.vocab_size, 1, 128, seed=2)
-    record(x, y).backward()
-    for group in optimizers.optimizer_muon.param_groups:  # step 0 of the momentum warm-up; lr_mul(0) = 1
-        group["momentum"] = h.muon_momentum_warmup_start
-    torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
-    grads = record_grads_as_pgolf(record, "pr1291")  # clipped: see test_parity_pr635.test_one_optimizer_step
-    optimizers.step()
+    muon = optimizers.optimizer_muon
+    batch = val_batch(cfg.model.vocab_size, 1, 128, seed=2)
+    grads = record_step(record, h, muon, [opt for opt in optimizers if opt is not muon], batch, "pr1291")
     pgolf_step(ours, load_config("pr1291", env={}, overrides=["optim.grad_clip_norm=0"]), grads)
     assert_states_close(ours.state_dict(), to_pgolf(record.state_dict(), "pr1291"), "weights after one step")

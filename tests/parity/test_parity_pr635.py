@@ -6,6 +6,7 @@ import pytest
 import torch
 from recordkit import (
     assert_close,
+    assert_payloads,
     assert_states_close,
     build_record,
     cheap_init,
@@ -14,7 +15,8 @@ from recordkit import (
     perturbed,
     pgolf_model,
     pgolf_step,
-    record_grads_as_pgolf,
+    record_adamw,
+    record_step,
     val_batch,
 )
 
@@ -103,34 +105,21 @@ def test_loss_and_gradients(cfg, models) -> None:
     assert_states_close(to_pgolf(grads_r, "pr635"), grads_o, "gradients")
 
 
-def record_step(rec, record, x, y) -> dict[str, torch.Tensor]:
-    # returns the clipped gradients the step used, under pgolf names
-    """One step of the record's training loop at step 0, with its optimizer split (the record builds these inline
-    in main(); the split below follows it: banks → Parallel Muon, tok_emb + bigram table → AdamW, block controls,
-    skip weights, smear gate, bigram scale and bigram.proj → AdamW, all with ADAM_WD)."""
+def record_optimizers(rec, record) -> tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]:
+    """(Parallel Muon, AdamWs) as the record's main() builds them inline: banks → Parallel Muon; tok_emb and the
+    bigram table → AdamW; block controls, skip weights, smear gate, bigram scale and bigram.proj → AdamW, all
+    with ADAM_WD."""
     h = rec.Hyperparameters()
     banks = [record.qo_bank, record.kv_bank, record.mlp_up_bank, record.mlp_down_bank]
     scalars = [p for n, p in record.blocks.named_parameters()
                if p.ndim < 2 or any(pat in n for pat in rec.CONTROL_TENSOR_NAME_PATTERNS)]
     scalars += [record.skip_weights, record.smear.gate, record.bigram.scale, record.bigram.proj.weight]
     lr = h.tied_embed_lr
-    tok = torch.optim.AdamW([{"params": [record.tok_emb.weight], "lr": lr},
-                             {"params": [record.bigram.embed.weight], "lr": lr}],
-                            betas=(h.beta1, h.beta2), eps=h.adam_eps, weight_decay=h.adam_wd)
+    tables = [{"params": [record.tok_emb.weight], "lr": lr}, {"params": [record.bigram.embed.weight], "lr": lr}]
+    tok = record_adamw(tables, h, h.adam_wd)
     muon = rec.Muon(banks, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
                     weight_decay=h.muon_wd)
-    scalar = torch.optim.AdamW([{"params": scalars, "lr": h.scalar_lr}], betas=(h.beta1, h.beta2), eps=h.adam_eps,
-                               weight_decay=h.adam_wd)
-    record(x, y).backward()
-    for group in muon.param_groups:  # step 0 of the momentum warm-up; lr_mul(0) = 1
-        group["momentum"] = h.muon_momentum_warmup_start
-    torch.nn.utils.clip_grad_norm_(record.parameters(), h.grad_clip_norm)
-    grads = record_grads_as_pgolf(record, "pr635")
-    muon.launch_reduce_scatters()
-    tok.step()
-    scalar.step()
-    muon.step()
-    return grads
+    return muon, [tok, record_adamw([{"params": scalars, "lr": h.scalar_lr}], h, h.adam_wd)]
 
 
 @pytest.mark.parity_full
@@ -140,8 +129,9 @@ def test_one_optimizer_step(rec, cfg, models) -> None:
     pgolf steps from the record's clipped gradients with its own clipping off: a clip coefficient computed in
     another summation order changes the bf16 rounding of the Newton–Schulz input (see `pgolf_step`)."""
     record, ours = reset(models)
-    x, y = val_batch(cfg.model.vocab_size, 1, 128, seed=2)
-    grads = record_step(rec, record, x, y)
+    muon, adams = record_optimizers(rec, record)
+    grads = record_step(record, rec.Hyperparameters(), muon, adams, val_batch(cfg.model.vocab_size, 1, 128, seed=2),
+                        "pr635")
     pgolf_step(ours, load_config("pr635", env={}, overrides=["optim.grad_clip_norm=0"]), grads)
     assert_states_close(ours.state_dict(), to_pgolf(record.state_dict(), "pr635"), "weights after one step")
 
@@ -156,21 +146,8 @@ QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.10.mlp.fc.weight", "blocks.5
 @pytest.mark.parity_full
 def test_quantizer_payloads(rec, cfg, models) -> None:
     """Policy `pr635` gives the record's GPTQ-lite int6 codes and fp16 scales, and its float tensors, exactly."""
-    from pgolf.interop.convert import name_map
-    from pgolf.quant.mixed import TensorQuantizer, quantize_mixed
-    from pgolf.quant.policy import assign_formats, load_policy
-
     unbanked = rec._unbank_state_dict(models[2], cfg.model.num_layers)
-    theirs, _ = rec.quantize_state_dict_int8({name: unbanked[name] for name in QUANT_SAMPLE})
-    names = name_map("pr635")
-    ours_state = {names[name]: unbanked[name] for name in QUANT_SAMPLE}
-    formats = assign_formats(load_policy(cfg.quant.policy), to_pgolf(unbanked, "pr635")).formats
-    ours, _ = quantize_mixed(ours_state, formats, TensorQuantizer({}))
-    assert {names[n] for n in theirs["quantized"]} == {n for n, t in ours.tensors.items() if t.scheme == "per_row"}
-    for name, codes in theirs["quantized"].items():
-        mine = ours.tensors[names[name]]
-        assert torch.equal(mine.data, codes), f"{name}: int6 codes differ"
-        assert mine.scale is not None and torch.equal(mine.scale, theirs["scales"][name]), f"{name}: scales differ"
-    for name, kept in theirs["passthrough"].items():
-        mine = ours.tensors[names[name]]
-        assert mine.data.dtype == kept.dtype and torch.equal(mine.data, kept), f"{name}: stored float differs"
+    sample = {name: unbanked[name] for name in QUANT_SAMPLE}
+    theirs, _ = rec.quantize_state_dict_int8(sample)
+    codes = {name: (q, theirs["scales"][name]) for name, q in theirs["quantized"].items()}
+    assert_payloads("pr635", cfg, sample, codes, theirs["passthrough"])

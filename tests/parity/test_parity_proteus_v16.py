@@ -5,8 +5,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lanes_kit import assert_count_and_names, assert_loss_and_gradients, pair, tokens
-from recordkit import assert_close, build_record, fp32, import_format_record
+from lanes_kit import assert_count_and_names, assert_loss_and_gradients, assert_one_step, pair, tokens
+from recordkit import (
+    assert_close,
+    assert_payloads,
+    build_record,
+    fp32,
+    import_format_record,
+    max_rel_diff,
+    record_adamw,
+    sample_weights,
+)
 
 from pgolf.config import load_config
 from pgolf.errors import UserError
@@ -26,6 +35,13 @@ def rec():
 @pytest.fixture(scope="module")
 def cfg():
     return load_config(PRESET, env={})
+
+
+# a small shape of the same layer layout (11 layers, parallel from 7, recurrence 4-5, VE on 9-10) for the default suite
+SMALL = {"MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "64", "BIGRAM_VOCAB_SIZE": "32",
+         "BIGRAM_DIM": "8", "VE_DIM": "8"}
+SMALL_CFG = ["model.model_dim=32", "model.num_heads=2", "model.num_kv_heads=1", "model.vocab_size=64",
+             "model.bigram_vocab=32", "model.bigram_dim=8", "model.value_embed_dim=8"]
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +84,103 @@ def test_checkpoint_of_another_preset_is_refused_naming_the_tensor_and_the_fitti
         to_pgolf(state, "proteus_ablation")
     message = str(err.value)
     assert "\n" not in message and "'proteus_v16'" in message and "tensor" in message
+
+
+def record_optimizers(rec, record) -> tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]:
+    """(Parallel Muon, AdamWs) as the record's main() builds them (lines 2214-2256): banks and the untied recurrence
+    MLPs → Parallel Muon; tok_emb, bigram and VE tables → AdamW; block controls (every ndim < 2 tensor, so each
+    parallel block's `route`), skip weights, smear gate, lane_merge, each parallel block's `route` once more,
+    bigram scale and proj, VE proj, scale and layer scales → AdamW, all with ADAM_WD."""
+    h = rec.Hyperparameters()
+    matrices = [record.qo_bank, record.kv_bank, record.mlp_up_bank, record.mlp_down_bank]
+    for lid in record.recur_layer_ids:
+        matrices += [record.recur_mlp_up[str(lid)], record.recur_mlp_down[str(lid)]]
+    scalars = [p for n, p in record.blocks.named_parameters()
+               if p.ndim < 2 or any(pat in n for pat in rec.CONTROL_TENSOR_NAME_PATTERNS)]
+    scalars += [record.skip_weights, record.smear.gate, record.lane_merge]
+    scalars += [block.route for block in record.blocks if block.parallel]  # the second time (line 2236)
+    scalars += [record.bigram.scale, record.bigram.proj.weight, record.ve_shared.proj.weight, record.ve_shared.scale,
+                *record.ve_layer_scales]
+    tables = [record.tok_emb.weight, record.bigram.embed.weight, record.ve_shared.embed.weight]
+    tok = record_adamw([{"params": [t], "lr": h.tied_embed_lr} for t in tables], h, h.adam_wd)
+    muon = rec.Muon(matrices, lr=h.matrix_lr, momentum=h.muon_momentum, backend_steps=h.muon_backend_steps,
+                    weight_decay=h.muon_wd)
+    return muon, [tok, record_adamw([{"params": scalars, "lr": h.scalar_lr}], h, h.adam_wd)]
+
+
+def step_case(rec, cfg, models, seq_len: int = 64) -> None:
+    batch = tokens(cfg.model.vocab_size, 1, seq_len, seed=2, low=0)
+    assert_one_step(models, lambda record: record_optimizers(rec, record), rec.Hyperparameters(), batch, PRESET, cfg)
+
+
+DUPLICATE = "ignore:optimizer contains a parameter group with duplicate parameters"  # the record's `route`, twice
+
+
+@pytest.mark.parity_full
+@pytest.mark.filterwarnings(DUPLICATE)
+def test_one_optimizer_step(rec, cfg, models) -> None:
+    """Parallel Muon (bf16 momentum and Newton–Schulz) on the banks and recurrence MLPs, AdamW with ADAM_WD on the
+    rest, `route` updated twice (optim.route_adam_updates = 2), step 0, at the full shape."""
+    step_case(rec, cfg, models)
+
+
+@pytest.mark.filterwarnings(DUPLICATE)
+def test_one_optimizer_step_small() -> None:
+    """The same step at a small width of the record's layer layout."""
+    rec = import_format_record(PRESET, SMALL)
+    cfg = load_config(PRESET, env={}, overrides=SMALL_CFG)
+    step_case(rec, cfg, pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED), seq_len=32)
+
+
+def record_export(rec, state: dict[str, torch.Tensor], num_layers: int = 11, n_int6_mlp: int = 6):
+    """({name: (codes, scales)}, {name: stored float}) as the record's main() exports (lines 2531-2570, inline):
+    float tensors of ≤ 65,536 elements fp16, attention and the 3 edge MLP layers each side int6, other MLPs and the
+    untied `recur_mlp` ones int5 (both GPTQ-lite, one percentile per matrix), the rest the baseline's int8."""
+    half = n_int6_mlp // 2
+    codes, floats = {}, {}
+    for name, t in state.items():
+        cat = "mlp" if "recur_mlp" in name else rec._classify_param(name)
+        edge = "blocks." in name and not half <= int(name.split(".")[1]) < num_layers - half
+        if t.numel() <= 65536:
+            floats[name] = t.to(torch.float16)
+        elif cat == "attn" or (cat == "mlp" and edge):
+            codes[name] = rec.quantize_int6_per_row(t)
+        elif cat == "mlp":
+            codes[name] = rec.quantize_int4_per_row(t)  # INT5, clip range 15
+        else:
+            codes[name] = rec.quantize_float_tensor(t)
+    return codes, floats
+
+
+# one tensor of each kind the export distinguishes (the records' fp16 control tensors are fp32 in pgolf: left out)
+QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.4.mlp.proj.weight", "blocks.8.mlp.fc.weight",
+                "recur_mlps.4_1.fc.weight", "tok_emb.weight", "bigram.proj.weight", "blocks.7.lane_route")
+
+
+def test_quantizer_payloads(rec, cfg) -> None:
+    """Policy `proteus` stores the record's int5/int6/int8 codes and fp16 scales and its fp16 tensors exactly."""
+    sample = sample_weights(PRESET, cfg, QUANT_SAMPLE, SEED)
+    assert_payloads(PRESET, cfg, sample, *record_export(rec, sample))
+
+
+def test_late_qat_reaches_only_the_projections_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Late QAT as the record runs it (`CastedLinear._qat_enabled`, line 2407; PyTorch guards the class attribute,
+    so the compiled model recompiles with it): only the bigram and VE projections are fake-quantized, on the grid
+    floored at 1/31. pgolf's QAT forward under `late_qat_scope = "projections"` gives the record's loss."""
+    from pgolf.optim.factory import projection_qat_bits
+    from pgolf.quant.qat import QATForward, bits_from_mapping
+
+    rec = import_format_record(PRESET, SMALL)
+    cfg = load_config(PRESET, env={}, overrides=SMALL_CFG)
+    # noise 0.5: rows past 1, so the floor is not all the grid does
+    record, ours, _ = pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED, noise=0.5)
+    x, y = tokens(cfg.model.vocab_size, 1, 32, seed=3, low=0)
+    with torch.no_grad():
+        plain = record(x, y)
+        monkeypatch.setattr(rec.CastedLinear, "_qat_enabled", True)
+        theirs = record(x, y)
+        bits = projection_qat_bits(ours, cfg.train.qat_bits)
+        qat = QATForward(ours, bits_from_mapping(bits), torch.ones(()), floored=True)
+        assert sorted(bits) == ["bigram.proj.weight", "value_embed.proj.weight"]
+        assert_close(qat(x, y), theirs, "loss under late QAT")
+    assert max_rel_diff(theirs, plain) > 5e-5  # the fake quantization moved the loss (by 1e-4), far past rounding

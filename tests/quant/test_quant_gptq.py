@@ -91,6 +91,6 @@ def test_clip_search_keeps_the_candidate_whose_gptq_codes_reconstruct_best() -> 
 
 def test_a_format_without_gptq_ignores_its_hessian() -> None:
     w = torch.randn(8, 24, generator=torch.Generator().manual_seed(6))
-    fmt = TensorFormat("int8", ClipRule("baseline"), gptq=False)
+    fmt = TensorFormat("int8", ClipRule.parse("q:99.99984"), gptq=False)
     qt, method = TensorQuantizer({"w": torch.eye(24)}).quantize("w", w, fmt)
-    assert method == "rtn" and str(fmt) == "int8/baseline/rtn" and qt.bits == 8
+    assert method == "rtn" and str(fmt) == "int8/q:99.99984/rtn" and qt.bits == 8

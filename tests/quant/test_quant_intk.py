@@ -88,11 +88,11 @@ def test_matrix_search_keeps_one_percentile_for_the_whole_matrix() -> None:
     assert float(scale.float().min()) >= 1 / 31 - 1e-6  # the floor: rows of small weights share the grid 1/31
 
 
-def test_baseline_clip_is_the_int8_exports_per_row_rule() -> None:
+def test_quantile_clip_at_the_baseline_level_is_the_int8_exports_per_row_rule() -> None:
     from pgolf.quant.int8 import quantize_per_row_int8
 
     w = gaussian() * 40.0  # rows above and below the scale floor 1/127
-    codes, scale = quantize_rows(w, 8, ClipRule.parse("baseline"))
-    assert str(ClipRule.parse("baseline")) == "baseline"
+    codes, scale = quantize_rows(w, 8, ClipRule.parse("q:99.99984"))
+    assert str(ClipRule.parse("q:99.99984")) == "q:99.99984"
     expected = quantize_per_row_int8(w)
     assert torch.equal(codes, expected[0]) and torch.equal(scale, expected[1])

@@ -41,11 +41,13 @@ def test_proteus_gives_int5_to_the_middle_mlps_only() -> None:
 
 
 def test_rule_matching_no_tensor_is_a_warning_naming_its_pattern() -> None:
-    warnings = assign_formats(load_policy("proteus"), state_dict_shapes(4, 64)).warnings
-    # a 4-layer model has no layers 3:-3 and (no recurrence) no untied recurrence MLPs: one warning each
-    assert len(warnings) == 2
-    assert "blocks.*.mlp.*" in warnings[0] and "layers 3:-3" in warnings[0]
-    assert "recur_mlps.*" in warnings[1]
+    warnings = assign_formats(load_policy("proteus"), state_dict_shapes(4)).warnings
+    # a plain 4-layer model has no small tensor but its controls, no layers 3:-3 and (no recurrence) no untied
+    # recurrence MLPs: one warning each
+    assert len(warnings) == 3
+    assert "→ fp16" in warnings[0]
+    assert "blocks.*.mlp.*" in warnings[1] and "layers 3:-3" in warnings[1]
+    assert "recur_mlps.*" in warnings[2]
 
 
 def test_unassigned_tensor_is_an_error_naming_it() -> None:
@@ -89,7 +91,7 @@ def test_pr1291_policy_keeps_tensors_up_to_65536_elements_in_fp16() -> None:
                                           "above": torch.empty(257, 256, device="meta")}
     formats = assign_formats(load_policy("pr1291"), shapes).formats
     assert formats["edge"].name == "fp16" and formats["blocks.0.attn.c_q.weight"].name == "fp16"  # 256² elements
-    assert str(formats["above"]) == "int8/baseline/rtn" and not formats["tok_emb.weight"].gptq
+    assert str(formats["above"]) == "int8/q:99.99984/rtn" and not formats["tok_emb.weight"].gptq
     assert str(formats["blocks.0.mlp.fc.weight"]) == "int6/matrix" and formats["blocks.0.mlp.fc.weight"].gptq
 
 

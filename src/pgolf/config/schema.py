@@ -130,6 +130,8 @@ class OptimConfig:
     muon_momentum_dtype: Literal["fp32", "bf16"] = "fp32"
     bigram_proj_adam: bool = False  # train bigram.proj with the scalar Adam (PR #635), not Muon
     ve_proj_adam: bool = False  # train value_embed.proj with the scalar Adam (PR #1289), not Muon
+    # AdamW updates per step of each PROTEUS lane_route from one gradient (PR #1289: 2, `route` listed twice)
+    route_adam_updates: int = 1
 
 
 @dataclass
@@ -156,6 +158,9 @@ class TrainConfig:
     min_lr_scale: float = 0.0  # floor of the LR multiplier during warmdown (the records' MIN_LR)
     late_qat_threshold: float = 0.0  # fake-quantize Muon matrices while the LR multiplier is below this (0 = off)
     qat_bits: int = 6  # int-k of late QAT (per-row symmetric)
+    # what late QAT fake-quantizes: muon (every Muon matrix at its stored width) | projections (PR #1289: only the
+    # bigram / value-embedding projections, int-qat_bits on a grid floored at 1/R; docs/training.md)
+    late_qat_scope: Literal["muon", "projections"] = "muon"
     recurrence_start_step: int = 0  # switch the model's depth recurrence on at this step (0 = not by step)
     recurrence_start_frac: float = 0.0  # ... or at this progress (0 = not by progress)
     # weight averaging; the averaged weights are evaluated, then packed (EMA if on, else SWA)
@@ -163,6 +168,8 @@ class TrainConfig:
     ema_start_step: int = 0  # before this step the EMA just copies the weights
     swa_every: int = 0  # snapshot every N steps while the LR multiplier is below swa_max_lr_scale (0 = off)
     swa_max_lr_scale: float = 0.5  # SWA snapshots are taken while the LR multiplier is below this
+    # weights kept: average (EMA if on, else SWA) | live | best_val (lowest sliding val_bpb of live, EMA, SWA: #635)
+    final_weights: Literal["average", "live", "best_val"] = "average"
     # inductor | aot_eager | eager (the last two: debugging, tests)
     compile_backend: Literal["inductor", "aot_eager", "eager"] = "inductor"
     max_recompiles: int = 8  # graphs compiled after warm-up before the run stops

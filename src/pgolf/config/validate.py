@@ -175,6 +175,7 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     for key in ("muon_weight_decay", "embed_weight_decay", "adam_weight_decay"):
         value = getattr(o, key)
         v.require(math.isfinite(value) and value >= 0, f"optim.{key}", f"must be ≥ 0 (0 = no decay), got {value}")
+    v.require(o.route_adam_updates >= 1, "optim.route_adam_updates", f"must be ≥ 1, got {o.route_adam_updates}")
     v.require(o.muon_momentum_dtype == "fp32" or o.muon_impl == "parallel", "optim.muon_momentum_dtype",
               "bf16 momentum is an option of optim.muon_impl = \"parallel\"")
     v.require(_in_unit(o.wd_taper_start_frac), "optim.wd_taper_start_frac", "must be in [0, 1] (1 = no taper)")
@@ -185,6 +186,9 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(t.late_qat_threshold == 0 or t.min_lr_scale < t.late_qat_threshold, "train.late_qat_threshold",
               "late QAT would never switch on: the LR multiplier never falls below "
               f"train.min_lr_scale={t.min_lr_scale}")
+    v.require(t.late_qat_scope == "muon" or cfg.model.bigram_vocab > 0 or cfg.model.value_embed_layers != "",
+              "train.late_qat_scope", "projections fake-quantizes the bigram / value-embedding projections: the "
+              "model has neither")
     v.require(2 <= t.qat_bits <= 8, "train.qat_bits",
               f"per-row int-k fake quantization supports 2..8 bits, got {t.qat_bits}")
     v.require(t.ema_decay == 0 or 0 < t.ema_decay < 1, "train.ema_decay",
@@ -192,6 +196,8 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(t.ema_start_step >= 0, "train.ema_start_step", "must be ≥ 0")
     v.require(t.swa_every >= 0, "train.swa_every", "must be ≥ 0 (0 = SWA off)")
     v.require(_in_unit(t.swa_max_lr_scale, low_open=True), "train.swa_max_lr_scale", "must be in (0, 1]")
+    v.require(t.final_weights != "best_val" or cfg.eval.stride > 0, "train.final_weights",
+              "best_val scores each candidate by sliding windows: set eval.stride > 0")
     v.require(t.recurrence_start_step >= 0, "train.recurrence_start_step", "must be ≥ 0 (0 = not by step)")
     v.require(_in_unit(t.recurrence_start_frac, high_open=True), "train.recurrence_start_frac",
               "must be in [0, 1) (0 = not by progress)")

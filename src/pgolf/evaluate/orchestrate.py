@@ -14,7 +14,7 @@ from pgolf.config import Config
 from pgolf.data.resolve import EvalData
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.legality import ruling
-from pgolf.evaluate.modes import eval_stages, run_stages, stage_line
+from pgolf.evaluate.modes import Mode, eval_stages, run_stages, stage_line
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.model.gpt import GPT
 from pgolf.precision import autocast_dtype
@@ -33,6 +33,14 @@ def evaluate_model(model: GPT, data: EvalData, cfg: Config, ctx: DistContext,
         return evaluate_plain(model.token_losses, data.tokens, data.lut, setup, ctx.device, collect_losses)
     finally:
         model.train(was_training)
+
+
+def selection_score(model: GPT, data: EvalData, cfg: Config, ctx: DistContext) -> BPBResult:
+    """The score `train.final_weights = "best_val"` compares candidates by. PR #635 scores raw, EMA and SWA
+    with its `eval_val`: sliding windows of train_seq_len at stride 64 over the whole val split, before
+    quantization (record lines 345-416, 1675-1718); here the sliding stage at eval.stride."""
+    mode = Mode("sliding")
+    return run_stages(model, [mode], cfg, data.tokens, data.lut, ctx, autocast_dtype(cfg, ctx.device))[0][1].bpb
 
 
 def plain_score(result: BPBResult) -> StageScore:

@@ -16,6 +16,7 @@ from pgolf.model.gpt import GPT
 from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
+from pgolf.optim.repeated_adam import RepeatedAdamW
 from pgolf.precision import autocast_dtype
 from pgolf.quant.plan import QuantPlan
 from pgolf.quant.qat import BitsFor, bits_from_mapping
@@ -23,10 +24,12 @@ from pgolf.quant.qat import BitsFor, bits_from_mapping
 MuonLike = Muon | ParallelMuon
 
 
-def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Adam:
+def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Optimizer:
     """Adam as the baseline (no decay), or AdamW-style decoupled decay scaled by the scheduled LR."""
     o, wd = cfg.optim, spec.weight_decay
     groups = [{"params": list(spec.params), "lr": spec.lr, "base_lr": spec.lr, "base_weight_decay": wd}]
+    if spec.updates > 1:
+        return RepeatedAdamW(groups, spec.lr, (o.beta1, o.beta2), o.adam_eps, wd, spec.updates)
     return torch.optim.Adam(groups, betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused,
                             weight_decay=wd, decoupled_weight_decay=wd > 0)
 
@@ -55,6 +58,17 @@ def qat_bits_for(model: GPT, bits: int) -> BitsFor:
 def late_qat_bits(model: GPT, plan: QuantPlan) -> dict[str, int]:
     """{Muon matrix name: int width} that late QAT rehearses: the widths the plan stores them at."""
     return plan.matrix_bits(partition(model)[0])
+
+
+RECORD_QAT_PROJECTIONS = ("bigram.proj.weight", "value_embed.proj.weight")  # PR #1289's `CastedLinear` weights
+
+
+def projection_qat_bits(model: GPT, bits: int) -> dict[str, int]:
+    """`train.late_qat_scope = "projections"`: PR #1289's late QAT reaches only its `CastedLinear` modules, with
+    tied embeddings the bigram and value-embedding projections (the banks and recurrence MLPs are plain
+    parameters), all at `bits`."""
+    names = {name for name, _ in model.named_parameters()}
+    return {name: bits for name in RECORD_QAT_PROJECTIONS if name in names}
 
 
 def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: torch.device,

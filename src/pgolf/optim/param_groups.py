@@ -1,14 +1,15 @@
 """The one table of which parameters each optimizer trains, at which learning rate and decay.
 
 Roles, in the baseline's optimizer order: `token` (embedding tables, Adam), `head` (an untied
-lm_head, Adam), `matrix` (2-D weights, Muon), `scalar` (control tensors, gates, norms' scales, Adam).
+lm_head, Adam), `matrix` (2-D weights, Muon), `scalar` (control tensors, gates, norms' scales, Adam), and
+`route` (PR #1289's lane routes, Adam updating twice per step) only with `optim.route_adam_updates` > 1.
 The model decides the roles (it knows its matrices and declared control parameters); the config
 gives each role its optimizer settings. The optimizer factory and Parallel Muon both read this table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import Tensor, nn
 
@@ -21,12 +22,13 @@ MUON = "muon"
 
 @dataclass(frozen=True)
 class ParamGroup:
-    role: str  # token | head | matrix | scalar
+    role: str  # token | head | matrix | scalar | route
     optimizer: str  # adam | muon
     names: tuple[str, ...]
     params: tuple[nn.Parameter, ...]
     lr: float
     weight_decay: float
+    updates: int = 1  # Adam updates per step from one gradient (the `route` row: optim.route_adam_updates)
 
 
 def adam_matrices(cfg: Config) -> frozenset[str]:
@@ -57,7 +59,21 @@ def param_table(model: GPT, cfg: Config) -> tuple[ParamGroup, ...]:
         if role == "head" and not params:
             continue
         table.append(ParamGroup(role, optimizer, tuple(names[id(p)] for p in params), params, lr, weight_decay))
-    return tuple(table)
+    return _split_routes(tuple(table), o.route_adam_updates)
+
+
+def _split_routes(table: tuple[ParamGroup, ...], updates: int) -> tuple[ParamGroup, ...]:
+    """With `updates` > 1, the PROTEUS `lane_route` tensors leave the scalar row for a `route` row of their own
+    (same LR and decay) whose Adam updates them `updates` times per step (PR #1289, `RepeatedAdamW`)."""
+    scalar = group_of(table, "scalar")
+    routes = [i for i, name in enumerate(scalar.names) if name.endswith(".lane_route")]
+    if updates == 1 or not routes:
+        return table
+    keep = [i for i in range(len(scalar.names)) if i not in routes]
+    rest = replace(scalar, names=tuple(scalar.names[i] for i in keep), params=tuple(scalar.params[i] for i in keep))
+    route = replace(scalar, role="route", names=tuple(scalar.names[i] for i in routes),
+                    params=tuple(scalar.params[i] for i in routes), updates=updates)
+    return tuple(g for old in table for g in ((rest, route) if old is scalar else (old,)))
 
 
 def group_of(table: tuple[ParamGroup, ...], role: str) -> ParamGroup:

@@ -11,21 +11,24 @@ The per-row clip (and hence the scale, clip / R) comes from a `ClipRule`:
 * ``lite``    — PR #635's GPTQ-lite as its script computes it: the same percentiles, but scales floored at
   1/R and kept in fp32 while the codes (of the clipped row) and the errors are computed, then stored as
   fp16 (`lite_rows`); reproduces the record's payload exactly.
-* ``matrix``  — PR #1291's clip search, done per matrix: each percentile gives every row its clip (the row
-  max at 1.0), fp16 scales floored at 1/R; the candidate whose codes reconstruct the whole matrix with the
-  smallest mean squared error wins (first on ties). With GPTQ, every candidate is run through GPTQ and
-  judged on its GPTQ codes (`gptq.gptq_quantize`).
-* ``baseline`` — the baseline int8 export's per-row rule (`BASELINE_CLIP_Q`, scale floor 1/R, codes of the
-  clipped row on fp32 scales, stored fp16): how PR #1291 stores its embeddings as int8.
+* ``matrix``  — the per-matrix clip search of PR #1291 and PROTEUS (#1289, #1425): each percentile gives every
+  row its clip (the row max at 1.0), fp16 scales floored at 1/R; the candidate whose codes reconstruct the
+  whole matrix with the smallest mean squared error wins (first on ties); int5 and below search without
+  99.999 as PROTEUS does. With GPTQ, every candidate is run through GPTQ and judged on its GPTQ codes
+  (`gptq.gptq_quantize`).
+* ``q:P``     — every row clipped at its P-th percentile of |w|, scale max(clip / R, 1/R), codes of the clipped row
+  on fp32 scales, stored fp16: ``q:99.99984`` is the baseline int8 export's rule (`BASELINE_CLIP_Q`), which
+  PR #1291 and PROTEUS use for their embedding tables.
 
-The record rules (``lite``, ``matrix``, ``baseline``) floor scales at 1/R as their scripts do; the others have
+The record rules (``lite``, ``matrix``, ``q:P``) floor scales at 1/R as their scripts do; the others have
 no such floor, so small rows keep their own resolution (scales are floored only at fp16's smallest normal
-number). Except for ``lite`` and ``baseline``, codes are computed with the fp16-rounded scale that is stored,
+number). Except for ``lite`` and ``q:P``, codes are computed with the fp16-rounded scale that is stored,
 so quantize → dequantize is exact bookkeeping.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +37,7 @@ from torch import Tensor
 MIN_BITS, MAX_BITS = 4, 8
 SEARCH_PERCENTILES: tuple[float, ...] = (0.999, 0.9995, 0.9999, 0.99999, 1.0)
 BASELINE_CLIP_Q = 99.99984 / 100.0  # computed as in the official script, so the float is bit-identical
-CLIP_KINDS = ("max", "search", "lite", "matrix", "baseline")
+CLIP_KINDS = ("max", "search", "lite", "matrix")
 SCALE_DTYPE = torch.float16
 _SCALE_FLOOR = torch.finfo(SCALE_DTYPE).tiny
 
@@ -48,14 +51,14 @@ def qmax(bits: int) -> int:
 
 @dataclass(frozen=True)
 class ClipRule:
-    """How a row's clip value is chosen: kind is one of `CLIP_KINDS` or 'sd' (with `k` std-devs)."""
+    """How a row's clip value is chosen: kind is one of `CLIP_KINDS`, 'sd' (`k` std-devs) or 'q' (percentile `k`)."""
 
     kind: str
     k: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> ClipRule:
-        """One of `CLIP_KINDS` or 'sd:K' (K > 0); ValueError naming the accepted forms otherwise."""
+        """One of `CLIP_KINDS`, 'sd:K' (K > 0) or 'q:P' (percentile, 0 < P ≤ 100); else a ValueError naming them."""
         if text in CLIP_KINDS:
             return cls(text)
         kind, _, value = text.partition(":")
@@ -63,13 +66,15 @@ class ClipRule:
             k = float(value)
         except ValueError:
             k = -1.0
-        if kind != "sd" or not k > 0:
+        if not ((kind == "sd" and k > 0) or (kind == "q" and 0 < k <= 100)):
             raise ValueError(f"unknown clip rule {text!r}: use 'max', 'search' or 'sd:K' with K > 0 (e.g. sd:12.85), "
-                             "'lite' (PR #635's GPTQ-lite), 'matrix' (PR #1291's per-matrix search) or 'baseline' "
-                             "(the baseline int8 export's clip)")
-        return cls("sd", k)
+                             "'q:P' with 0 < P ≤ 100 (q:99.99984: the baseline int8 export's clip), 'lite' (PR #635's "
+                             "GPTQ-lite) or 'matrix' (the per-matrix search of PR #1291 and PROTEUS)")
+        return cls(kind, k)
 
     def __str__(self) -> str:
+        if self.kind == "q":
+            return f"q:{self.k!r}"  # exact: the level is computed from it as P / 100, as the records do
         return f"sd:{self.k:g}" if self.kind == "sd" else self.kind
 
 
@@ -123,10 +128,12 @@ def lite_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
 
 def matrix_candidates(w: Tensor, bits: int) -> list[Tensor]:
     """The fp16 per-row scales `matrix` chooses among: one set per `SEARCH_PERCENTILES` level (the row max at
-    1.0), each clip / R floored at 1/R, computed from Python-float levels as PR #1291 does."""
+    1.0; int5 and below without 99.999, as PROTEUS's int5/int4 export), each clip / R floored at 1/R, computed
+    from Python-float levels as the records do."""
     a = w.float().abs()
     r = qmax(bits)
-    clips = [torch.quantile(a, level, dim=1) if level < 1.0 else a.amax(dim=1) for level in SEARCH_PERCENTILES]
+    levels = SEARCH_PERCENTILES if bits >= 6 else tuple(p for p in SEARCH_PERCENTILES if p != 0.99999)
+    clips = [torch.quantile(a, level, dim=1) if level < 1.0 else a.amax(dim=1) for level in levels]
     return [(c / r).clamp_min(1.0 / r).to(SCALE_DTYPE) for c in clips]
 
 
@@ -149,14 +156,16 @@ def matrix_rows(w: Tensor, bits: int) -> tuple[Tensor, Tensor]:
 
 
 # Rules that choose codes and scales together: `row_scales` keeps only their scales.
-_CODED_RULES = {"lite": lite_rows, "matrix": matrix_rows, "baseline": percentile_rows}
+_CODED_RULES: dict[str, Callable[[Tensor, int, ClipRule], tuple[Tensor, Tensor]]] = {
+    "lite": lambda w, bits, clip: lite_rows(w, bits), "matrix": lambda w, bits, clip: matrix_rows(w, bits),
+    "q": lambda w, bits, clip: percentile_rows(w, bits, clip.k / 100.0)}
 
 
 def row_scales(w: Tensor, bits: int, clip: ClipRule) -> Tensor:
     """Per-row fp16 scales of a 2-D float tensor under `clip`."""
     w = w.float()
     if clip.kind in _CODED_RULES:
-        return _CODED_RULES[clip.kind](w, bits)[1]
+        return _CODED_RULES[clip.kind](w, bits, clip)[1]
     if clip.kind == "max":
         return _scales_for(w.abs().amax(dim=1), bits)
     if clip.kind == "sd":
@@ -184,7 +193,7 @@ def quantize_rows(w: Tensor, bits: int, clip: ClipRule) -> tuple[Tensor, Tensor]
 def rtn_rows(w: Tensor, bits: int, clip: ClipRule) -> tuple[Tensor, Tensor]:
     """Round-to-nearest (int8 codes, fp16 scales) of a 2-D float tensor under `clip`."""
     if clip.kind in _CODED_RULES:  # their codes do not follow from the stored scales alone
-        return _CODED_RULES[clip.kind](w, bits)
+        return _CODED_RULES[clip.kind](w, bits, clip)
     scale = row_scales(w, bits, clip)
     return round_to_grid(w, scale, bits), scale
 

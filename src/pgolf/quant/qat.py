@@ -20,21 +20,32 @@ QAT_MAX_BITS = 8
 BitsFor = Callable[[str, Tensor], int | None]  # bit width of a named tensor, None = not fake-quantized
 
 
-def fake_quantize_per_row(w: Tensor, bits: int, scale_floor: float = 0.0) -> Tensor:
-    """Round each row of a 2-D tensor to its symmetric int-`bits` grid (values, not codes); `scale_floor` is the
-    smallest step (the records' CastedLinear QAT floors it at 1/qmax, so small rows share one coarse grid)."""
+def fake_quantize_per_row(w: Tensor, bits: int, scale_floor: float = 0.0, one_more_below: bool = False) -> Tensor:
+    """Round each row of a 2-D tensor to its symmetric int-`bits` grid (values, not codes).
+
+    `scale_floor` is the smallest step (the records' CastedLinear QAT floors it at 1/R, so small rows share one
+    coarse grid); `one_more_below` clamps codes to [−R − 1, R] instead of ±R, as PR #1289's QAT does.
+    """
     if not QAT_MIN_BITS <= bits <= QAT_MAX_BITS:
         raise ValueError(f"per-row fake quantization supports {QAT_MIN_BITS}..{QAT_MAX_BITS} bits, got {bits}")
     qmax = 2 ** (bits - 1) - 1
     w32 = w.float()
     floor = max(scale_floor, torch.finfo(torch.float32).tiny)
     scale = (w32.abs().amax(dim=-1, keepdim=True) / qmax).clamp_min(floor)
-    return (torch.clamp(torch.round(w32 / scale), -qmax, qmax) * scale).to(w.dtype)
+    return (torch.clamp(torch.round(w32 / scale), -qmax - int(one_more_below), qmax) * scale).to(w.dtype)
 
 
-def fake_quant_ste(w: Tensor, bits: int, active: Tensor, scale_floor: float = 0.0) -> Tensor:
-    """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1."""
-    return w + active.to(w.dtype) * (fake_quantize_per_row(w, bits, scale_floor) - w).detach()
+def fake_quantize_floored(w: Tensor, bits: int) -> Tensor:
+    """PR #1289's `CastedLinear` QAT grid: scale max(row max |w| / R, 1/R), codes clamped to [−R − 1, R]. With
+    the floor, a row whose largest |w| is below 1 lands on the grid 1/R (most small weights round to 0)."""
+    return fake_quantize_per_row(w, bits, 1.0 / (2 ** (bits - 1) - 1), one_more_below=True)
+
+
+def fake_quant_ste(w: Tensor, bits: int, active: Tensor, scale_floor: float = 0.0, floored: bool = False) -> Tensor:
+    """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1. `floored`: the
+    grid of `fake_quantize_floored` (PR #1289); else `fake_quantize_per_row` with `scale_floor`."""
+    grid = fake_quantize_floored(w, bits) if floored else fake_quantize_per_row(w, bits, scale_floor)
+    return w + active.to(w.dtype) * (grid - w).detach()
 
 
 def bits_from_mapping(mapping: Mapping[str, int]) -> BitsFor:
@@ -48,17 +59,19 @@ class QATForward(nn.Module):
     gradient of each substituted weight reaches the real parameter.
     """
 
-    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor) -> None:
+    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor, floored: bool = False) -> None:
         super().__init__()
         self.model = model
         self.active = active
+        self.floored = floored
         self.bits = {name: b for name, p in model.named_parameters() if (b := bits_for(name, p)) is not None}
         if not self.bits:
             raise ValueError("late QAT selected no tensors to fake-quantize")
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         params = dict(self.model.named_parameters())
-        swapped = {name: fake_quant_ste(params[name], bits, self.active) for name, bits in self.bits.items()}
+        swapped = {name: fake_quant_ste(params[name], bits, self.active, floored=self.floored)
+                   for name, bits in self.bits.items()}
         return functional_call(self.model, swapped, (input_ids, target_ids))
 
 

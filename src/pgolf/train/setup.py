@@ -28,7 +28,7 @@ from pgolf.errors import UserError
 from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.averaging import Averagers
-from pgolf.optim.factory import MuonLike, build_optimizers, late_qat_bits, orthogonalizer_for
+from pgolf.optim.factory import MuonLike, build_optimizers, late_qat_bits, orthogonalizer_for, projection_qat_bits
 from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.quant.plan import QuantPlan
@@ -151,12 +151,14 @@ def _wrap_for_training(model: GPT, plan: QuantPlan, muon: MuonLike, cfg: Config,
                        logger: RunLogger, switches: SwitchTensors) -> _Forward:
     """The training loss function: [late-QAT fake quantization] → [torch.compile] → [DDP], and its GradSync."""
     module: nn.Module = model
-    if cfg.train.late_qat_threshold > 0:
-        bits = late_qat_bits(model, plan)
+    t = cfg.train
+    if t.late_qat_threshold > 0:
+        projections = t.late_qat_scope == "projections"
+        bits = projection_qat_bits(model, t.qat_bits) if projections else late_qat_bits(model, plan)
         widths = Counter(bits.values())
         logger.log("late_qat: " + " ".join(f"int{b}:{n}" for b, n in sorted(widths.items()))
-                   + f" matrices (quant.scheme={cfg.quant.scheme})")
-        module = QATForward(model, bits_from_mapping(bits), switches.qat)
+                   + f" matrices (scope={t.late_qat_scope}, quant.scheme={cfg.quant.scheme})")
+        module = QATForward(model, bits_from_mapping(bits), switches.qat, floored=projections)
     forward, compile_info = maybe_compile(module, compile_enabled(cfg, ctx.device), dynamic=False, fullgraph=True,
                                           on_fallback=lambda why: logger.log(f"torch_compile:{why}"),
                                           backend=cfg.train.compile_backend)
