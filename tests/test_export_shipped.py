@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import site
 import subprocess
 import sys
@@ -14,7 +15,16 @@ import pytest
 
 from pgolf.config import load_config
 from pgolf.errors import UserError
-from pgolf.export import WRAPPER_CODECS, minify, module_closure, shipped_code, wrap, write_export
+from pgolf.export import (
+    WRAPPER_CODECS,
+    WRAPPER_ENCODINGS,
+    _latin1_literal,
+    minify,
+    module_closure,
+    shipped_code,
+    wrap,
+    write_export,
+)
 from pgolf.packing import shipped_budget
 from pgolf.pipeline import run_train
 from pgolf.train import provenance
@@ -59,10 +69,25 @@ def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:
 
 
 @pytest.mark.parametrize("codec", WRAPPER_CODECS)
-def test_every_wrapper_runs_its_script(codec: str) -> None:
-    scope: dict = {"__file__": "x.py"}
-    exec(wrap("RESULT = sum(range(10))\n" * 50, codec), scope)  # the wrapper must run
-    assert scope["RESULT"] == 45
+@pytest.mark.parametrize("encoding", WRAPPER_ENCODINGS)
+def test_every_wrapper_runs_its_script(codec: str, encoding: str, tmp_path: Path) -> None:
+    data = random.Random(0).randbytes(20_000)  # incompressible: the stream holds every byte value
+    path = tmp_path / "w.py"
+    path.write_bytes(wrap(f"RESULT = sum(range(10))\nDATA = {data!r}\n", codec, encoding))
+    scope: dict = {"__file__": str(path)}
+    exec(compile(path.read_bytes(), str(path), "exec"), scope)  # the wrapper must run, read as Python reads a file
+    assert scope["RESULT"] == 45 and scope["DATA"] == data
+    if encoding == "base85":
+        path.read_bytes().decode("ascii")  # plain ASCII, as the records ship
+
+
+@pytest.mark.parametrize("data", [b"", b"'", b"''", b"'''", b"a'", b"\\", b"\\'", b"'\\", b"\x00", b"\x007",
+                                  b"\r", b"\r\n", b"\n", b"\x85\xff\xe2\x80\xa8", bytes(range(256))])
+def test_latin1_literal_is_exact(data: bytes) -> None:
+    source = f"# coding: latin-1\nX = {_latin1_literal(data)}\n".encode("latin-1")
+    scope: dict = {}
+    exec(compile(source, "x.py", "exec"), scope)
+    assert scope["X"].encode("latin-1") == data
 
 
 def test_compressed_form_is_the_smallest_wrapper_and_the_budget_counts_it(small_dataset) -> None:
@@ -70,9 +95,10 @@ def test_compressed_form_is_the_smallest_wrapper_and_the_budget_counts_it(small_
                                                  f"data.tokenizer={small_dataset.tokenizer_path}"])
     info = shipped_code(cfg)
     minified = shipped_code(cfg, "minified")
-    codec = info.form.removeprefix("minified+")
-    sizes = {c: len(wrap(_script(cfg), c).encode()) for c in WRAPPER_CODECS}
-    assert info.bytes == sizes[codec] == min(sizes.values()) < minified.bytes < shipped_code(cfg, "plain").bytes
+    codec, _, encoding = info.form.removeprefix("minified+").partition("+")
+    sizes = {(c, e): len(wrap(_script(cfg), c, e)) for c in WRAPPER_CODECS for e in WRAPPER_ENCODINGS}
+    assert info.bytes == sizes[codec, encoding or "base85"] == min(sizes.values()) < minified.bytes \
+        < shipped_code(cfg, "plain").bytes
     budget = shipped_budget(cfg, 1000)
     assert budget.code_bytes == info.bytes and budget.total == info.bytes + 1000 and "minified+" in budget.report()
 

@@ -18,7 +18,7 @@ STAGES = ("config", "data", "model", "interop", "quant", "artifact", "optim", "e
 # Modules every stage may import: they import nothing from the stages (train.distributed is the
 # process-group layer; rundir holds the run folder's paths and the typed hand-offs).
 FOUNDATION = {"pgolf", "pgolf.errors", "pgolf.utils", "pgolf.lazy", "pgolf.rundir", "pgolf.train.distributed"}
-STAGE_OF_MODULE = {"pgolf.precision": "config", "pgolf.__main__": "cli"}
+STAGE_OF_MODULE = {"pgolf.precision": "config", "pgolf.shake": "export", "pgolf.__main__": "cli"}
 # (importer prefix, imported module): why this right-pointing import is allowed.
 EXCEPTIONS = {
     ("pgolf.config", "pgolf.quant.policy"): "validation parses quant.policy so its errors come before any work",

@@ -9,10 +9,13 @@ Which modules: the static import closure of `pgolf.pipeline`, minus the techniqu
 does not use (`CONFIG_MODULES`; the code imports each of them only where the config reaches it, so
 the closure and the run agree: the export tests run every `_cpu` preset's export without pgolf).
 
-Forms (`CODE_FORMS`): `plain`; `minified` (docstrings, comments and function annotations removed
-through the AST); `compressed` (minified, inside the smallest of an lzma, brotli or zstd
-self-extracting base85 wrapper, as the records ship; the wrapper's bytes are what is counted).
-`pgolf train` counts the code the same way (`shipped_code`), in the config's `quant.code_form`.
+Forms (`CODE_FORMS`): `plain` (the modules as they are, every config field); `minified` (`shrink`:
+docstrings, comments and function annotations removed through the AST, the definitions nothing reaches
+shaken out (`pgolf.shake`), local names shortened by python-minifier; only the config fields that
+differ from the defaults); `compressed` (minified, inside the smallest self-extracting wrapper: lzma,
+brotli or zstd, its stream written as base85 as the records ship, or byte for byte in a latin-1 string
+literal; the wrapper's bytes are what is counted). `pgolf train` counts the code the same way
+(`shipped_code`), in the config's `quant.code_form`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import ast
 import base64
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,12 +37,15 @@ from pgolf.config import Config
 from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
 from pgolf.errors import UserError
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
+from pgolf.shake import callee, references, shake
 from pgolf.train import provenance
-from pgolf.utils import atomic_write_text, sha256_bytes
+from pgolf.utils import atomic_write_bytes, sha256_bytes
 
 ENTRY_MODULE = "pgolf.pipeline"  # what `pgolf train` calls; everything it imports is embedded
 CODE_FORMS = ("plain", "minified", "compressed")
 WRAPPER_CODECS = ("lzma", "brotli", "zstd")  # self-extracting forms; the smallest is shipped
+WRAPPER_ENCODINGS = ("base85", "latin1")  # how the compressed stream is written in the file
+KEEP_ANNOTATIONS = frozenset({"jit", "autotune", "heuristics"})  # decorators that read the annotations
 
 
 def _never(cfg: Config) -> bool:
@@ -67,6 +74,8 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
     "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
     "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
+    "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
+    "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.official": _never,
     "pgolf.export": _never,
 }
@@ -74,16 +83,12 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
 _TEMPLATE = '''#!/usr/bin/env python3
 """{title}
 
-Single-file export of pgolf {version} (package code sha256 {code_sha256}) with the resolved config
-of the run. Needs torch, numpy, sentencepiece, zstandard, brotli and tomli-w; pgolf itself is
-embedded below ({module_count} modules) and need not be installed.
+pgolf {version} (code sha256 {code_sha256}): {module_count} modules embedded (pgolf need not be installed)
+and the run's config. Needs torch, numpy, sentencepiece, zstandard, brotli, tomli-w.
 
-    python train_gpt.py                                     # one process: CPU or one GPU
-    torchrun --standalone --nproc_per_node=8 train_gpt.py   # 8 GPUs
-    SEED=1337 RUN_ID=seed1337 DATA_PATH=... TOKENIZER_PATH=... python train_gpt.py
+    python train_gpt.py  # or: torchrun --standalone --nproc_per_node=8 train_gpt.py
 
-The official environment variables override CONFIG; results go to runs/<RUN_ID>/ (summary.json).
-The code bytes counted in the artifact budget are the bytes of this file.
+Official environment variables override CONFIG. Results: runs/<RUN_ID>/. Counted code bytes: this file's.
 """
 import importlib.abc
 import importlib.util
@@ -101,8 +106,6 @@ DATA = {data}
 
 
 class _EmbeddedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Serves the pgolf modules above, ahead of any installed pgolf."""
-
     def find_spec(self, name, path=None, target=None):
         if name not in MODULES:
             return None
@@ -144,6 +147,7 @@ _DECODERS = {
     "zstd": ("import zstandard as z", "z.ZstdDecompressor().decompress"),
 }
 _WRAPPER = '{imp},base64\nexec(compile({call}(base64.b85decode(b"{payload}")),__file__,"exec"))\n'
+_LATIN1_WRAPPER = '#coding:l1\n{imp}\nexec(compile({call}({payload}.encode("l1")),__file__,"exec"))\n'
 
 
 @dataclass(frozen=True)
@@ -204,7 +208,8 @@ def module_closure(cfg: Config | None = None, entry: str = ENTRY_MODULE) -> dict
 class _Minifier(ast.NodeTransformer):
     """Drops docstrings, function annotations and annotation-only statements outside class bodies.
 
-    Class-level annotations stay: dataclasses and `get_type_hints` read them.
+    Class-level annotations stay: dataclasses and `get_type_hints` read them; so do the annotations of
+    functions decorated with `KEEP_ANNOTATIONS` (`triton.jit` reads them).
     """
 
     def _strip_docstring(self, node: ast.AST) -> None:
@@ -227,6 +232,8 @@ class _Minifier(ast.NodeTransformer):
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
         self.generic_visit(node)
         self._strip_docstring(node)
+        if any(callee(d) in KEEP_ANNOTATIONS for d in node.decorator_list):
+            return node  # a Triton kernel: `BLOCK: tl.constexpr` makes BLOCK a compile-time constant
         node.returns = None
         a = node.args
         for arg in (*a.posonlyargs, *a.args, *a.kwonlyargs, *(x for x in (a.vararg, a.kwarg) if x is not None)):
@@ -250,7 +257,72 @@ class _Minifier(ast.NodeTransformer):
 @lru_cache(maxsize=256)
 def minify(source: str) -> str:
     """The same program without docstrings, comments, blank lines and function annotations (through the AST)."""
-    return ast.unparse(_Minifier().visit(ast.parse(source))) + "\n"
+    return ast.unparse(_minified_tree(source)) + "\n"
+
+
+@lru_cache(maxsize=256)
+def _minified_tree(source: str) -> ast.Module:
+    return _Minifier().visit(ast.parse(source))  # cached: callers must not change it
+
+
+@lru_cache(maxsize=8)
+def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """The sources the minified forms embed, of the modules `sources` (name, source), in three passes:
+
+    `minify` each module; `shake` out the definitions nothing reaches from the script's `main`, across
+    the modules (the modules that are then neither imported nor keep a definition are left out); and
+    `compact` each module (local names shortened, whitespace squeezed).
+    """
+    shaken = shake({name: _minified_tree(source) for name, source in sources}, _entry_names())
+    return {name: compact(ast.unparse(shaken[name]) + "\n") for name in _embedded(shaken)}
+
+
+def _template_tree() -> ast.Module:
+    return ast.parse(_TEMPLATE.format(title="", version="", code_sha256="", module_count=0, config="''", modules="",
+                                      data="{}"))
+
+
+@lru_cache(maxsize=1)
+def _entry_names() -> frozenset[str]:
+    """Every name the script's own code uses: where the shaking starts."""
+    return frozenset(references(_template_tree()))
+
+
+def _embedded(trees: dict[str, ast.Module]) -> list[str]:
+    """The modules to embed: those the script imports, those that keep a definition, and what they import."""
+    keeps = [name for name, tree in trees.items() if any(not _inert(stmt) for stmt in tree.body)]
+    todo, found = [*_imported_names(_template_tree()), *keeps], set()
+    while todo:
+        parts = todo.pop().split(".")
+        for module in (".".join(parts[:i]) for i in range(1, len(parts) + 1)):
+            if module in trees and module not in found:
+                found.add(module)
+                todo += sorted(_imported_names(trees[module]))
+    return sorted(found)
+
+
+def _inert(stmt: ast.stmt) -> bool:
+    """A statement that defines nothing: a docstring, a `from __future__` import, `pass`."""
+    return isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__") or (
+        isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+
+
+@lru_cache(maxsize=512)
+def compact(source: str) -> str:
+    """`source` through python-minifier: the same behaviour in fewer bytes.
+
+    Only passes that keep every name another module or a caller can see: locals are renamed, never globals,
+    attributes or arguments (a keyword call would break); asserts stay; annotations are left to `minify`
+    (which keeps those of class bodies and Triton kernels); whitespace is squeezed.
+    """
+    import python_minifier  # exporter-time only: the shipped script never imports it
+
+    return python_minifier.minify(
+        source, remove_annotations=False, remove_pass=True, remove_literal_statements=False, combine_imports=True,
+        hoist_literals=False, rename_locals=True, rename_globals=False, remove_object_base=True,
+        convert_posargs_to_args=False, preserve_shebang=False, remove_asserts=False, remove_debug=False,
+        remove_explicit_return_none=True, remove_builtin_exception_brackets=True, constant_folding=True,
+        prefer_single_line=False, remove_dead_branches=False) + "\n"
 
 
 def _literal(text: str) -> str:
@@ -286,36 +358,74 @@ def _shipped_data(cfg: Config) -> tuple[Config, dict[str, str]]:
 
 def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = False,
                   concrete_data: bool = True) -> tuple[str, dict[str, Path]]:
-    """The script's text and the modules it embeds (name → source file)."""
+    """The script's text and the modules it embeds (name → source file).
+
+    Minified, it embeds `shrink`'s sources and only the config fields that differ from the defaults
+    (the loader starts from the defaults); plain, the modules as they are and every field.
+    """
     shipped, data = _shipped_data(shipped_config(cfg, concrete_data))
     modules = module_closure(shipped)
-    entries = []
-    for name, path in modules.items():
-        source = path.read_text(encoding="utf-8")
-        if minified:
-            source = minify(source)
-        entries.append(f"    {name!r}: ({path.name == '__init__.py'}, {_literal(source)}),")
+    sources = embedded_sources(modules, minified)
+    entries = [f"    {name!r}: ({modules[name].name == '__init__.py'}, {_literal(source)})," for name, source in
+               sources.items()]
+    table = _changed_fields(shipped) if minified else shipped.to_dict()
     script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256,
-                              module_count=len(modules), config=_literal(tomli_w.dumps(shipped.to_dict())),
+                              module_count=len(sources), config=_literal(tomli_w.dumps(table)),
                               modules="\n".join(entries), data=repr(data))
-    return script, modules
+    return script, {name: modules[name] for name in sources}
 
 
-def wrap(script: str, codec: str) -> str:
-    """`script` as a self-extracting base85 `codec` stream (one of WRAPPER_CODECS)."""
+def embedded_sources(modules: dict[str, Path], minified: bool = True) -> dict[str, str]:
+    """The source the script embeds for each module it embeds, of `modules` (a `module_closure`)."""
+    sources = tuple((name, path.read_text(encoding="utf-8")) for name, path in modules.items())
+    return shrink(sources) if minified else dict(sources)
+
+
+def _changed_fields(cfg: Config) -> dict[str, dict[str, object]]:
+    """The fields of `cfg` that differ from the schema's defaults, by section (the loader fills in the rest)."""
+    defaults = Config().to_dict()
+    changed = {section: {key: value for key, value in fields.items()
+                         if type(value) is not type(defaults[section][key]) or value != defaults[section][key]}
+               for section, fields in cfg.to_dict().items()}
+    return {section: fields for section, fields in changed.items() if fields}
+
+
+def wrap(script: str, codec: str, encoding: str = "base85") -> bytes:
+    """`script` as a self-extracting `codec` stream (one of WRAPPER_CODECS), the file's bytes.
+
+    `encoding` (one of WRAPPER_ENCODINGS) writes the stream as base85 text, or byte for byte in a string
+    literal of a latin-1 file (PEP 263), where only a few byte values need an escape.
+    """
+    return _wrap_stream(compress(script.encode("utf-8"), codec), codec, encoding)
+
+
+def _wrap_stream(stream: bytes, codec: str, encoding: str) -> bytes:
     imp, call = _DECODERS[codec]
-    payload = base64.b85encode(compress(script.encode("utf-8"), codec)).decode("ascii")
-    return _WRAPPER.format(imp=imp, call=call, payload=payload)
+    if encoding == "latin1":
+        return _LATIN1_WRAPPER.format(imp=imp, call=call, payload=_latin1_literal(stream)).encode("latin-1")
+    payload = base64.b85encode(stream).decode("ascii")
+    return _WRAPPER.format(imp=imp, call=call, payload=payload).encode("ascii")
+
+
+def _latin1_literal(data: bytes) -> str:
+    """A triple-quoted literal whose latin-1 encoding is `data`: backslash, NUL and CR escaped (Python refuses
+    a NUL in source and reads a CR as a newline), and a quote where it would close the literal."""
+    text = data.decode("latin-1").translate({0: "\\x00", 13: "\\r", 92: "\\\\"})
+    text = re.sub(r"'(?='|\Z)", "\\\\'", text)  # a quote before a quote, or last: escaped
+    return f"'''{text}'''"
 
 
 @lru_cache(maxsize=8)  # `pgolf train` and its tests measure the same script again and again
-def _shipped_text(script: str, form: str) -> tuple[str, str]:
-    """(text that ships, form label): `compressed` keeps the smallest wrapper, ties to the earlier codec."""
+def _shipped_bytes(script: str, form: str) -> tuple[bytes, str]:
+    """(bytes that ship, form label): `compressed` keeps the smallest wrapper, ties to the earlier one in
+    WRAPPER_CODECS, then WRAPPER_ENCODINGS."""
     if form != "compressed":
-        return script, form
-    wrapped = {codec: wrap(script, codec) for codec in WRAPPER_CODECS}
-    codec = min(WRAPPER_CODECS, key=lambda c: len(wrapped[c].encode("utf-8")))
-    return wrapped[codec], f"minified+{codec}"
+        return script.encode("utf-8"), form
+    streams = {codec: compress(script.encode("utf-8"), codec) for codec in WRAPPER_CODECS}
+    wrapped = {(codec, encoding): _wrap_stream(streams[codec], codec, encoding) for codec in WRAPPER_CODECS
+               for encoding in WRAPPER_ENCODINGS}
+    codec, encoding = min(wrapped, key=lambda key: len(wrapped[key]))
+    return wrapped[codec, encoding], f"minified+{codec}" + ("" if encoding == "base85" else f"+{encoding}")
 
 
 def _check_form(form: str) -> None:
@@ -323,14 +433,13 @@ def _check_form(form: str) -> None:
         raise UserError(f"unknown code form {form!r}: use one of {', '.join(CODE_FORMS)}")
 
 
-def _export(cfg: Config, title: str, code_sha256: str, form: str, concrete_data: bool) -> tuple[str, ExportInfo]:
+def _export(cfg: Config, title: str, code_sha256: str, form: str, concrete_data: bool) -> tuple[bytes, ExportInfo]:
     _check_form(form)
     script, modules = render_script(cfg, title, code_sha256, form != "plain", concrete_data)
-    shipped, label = _shipped_text(script, form)
-    data = shipped.encode("utf-8")
+    data, label = _shipped_bytes(script, form)
     info = ExportInfo(None, len(data), sha256_bytes(data), tuple(modules), label, len(script.encode("utf-8")),
                       tuple(modules.values()))
-    return shipped, info
+    return data, info
 
 
 def shipped_code(cfg: Config, form: str | None = None, concrete_data: bool = True) -> ExportInfo:
@@ -355,5 +464,5 @@ def write_export(path: Path, cfg: Config, title: str, run_id: str, code_sha256: 
                         "the export would embed code that did not train; check out the commit the run used "
                         "(its summary.json git_commit) and export again")
     shipped, info = _export(cfg, title, code_sha256, form, concrete_data)
-    atomic_write_text(path, shipped)
+    atomic_write_bytes(path, shipped)
     return ExportInfo(path, info.bytes, info.sha256, info.modules, info.form, info.source_bytes, info.files)

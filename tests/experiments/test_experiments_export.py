@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pgolf.export import minify, module_closure, shipped_config, write_export
+from pgolf.export import embedded_sources, minify, module_closure, shipped_config, write_export
 from pgolf.pipeline import load_run_config
 from pgolf.train import provenance
 
@@ -64,8 +64,8 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     result = _bare_python(tmp_path, check)
     assert result.returncode == 0, result.stderr[-2000:]
     unpacked = json.loads(result.stdout.strip().splitlines()[-1])
-    expected = {name: hashlib.sha256(minify(path.read_text()).encode()).hexdigest()
-                for name, path in module_closure(shipped_config(cfg)).items()}
+    expected = {name: hashlib.sha256(source.encode()).hexdigest()
+                for name, source in embedded_sources(module_closure(shipped_config(cfg))).items()}
     assert unpacked["modules"] == expected
     assert unpacked["config"]["model"] == cfg.to_dict()["model"] and unpacked["config"]["run"]["run_id"] == ""
     assert unpacked["file"].startswith(str(script))  # served from inside the shipped file

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pgolf.artifact.grouping import group_payload, ungroup_payload
 from pgolf.errors import ArtifactError
 
 TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack", "grouped")
@@ -118,6 +117,8 @@ def apply_transform(raw: bytes, regions: Sequence[Region], transform: str) -> by
     if transform == "none":
         return raw
     if transform == "grouped":
+        from pgolf.artifact.grouping import group_payload  # only runs that pack grouped import (and ship) it
+
         return group_payload(raw, regions, _planes_of)
 
     def one(chunk: bytes, region: Region) -> bytes:
@@ -133,6 +134,8 @@ def invert_transform(coded: bytes, regions: Sequence[Region], transform: str) ->
     """The raw payload; ArtifactError when `coded` has the wrong length for the tensor table."""
     _check(transform)
     if transform == "grouped":
+        from pgolf.artifact.grouping import ungroup_payload
+
         return ungroup_payload(coded, regions, _unplanes_of)
     sizes = [r.coded_bytes(transform) for r in regions]
     if len(coded) != sum(sizes):

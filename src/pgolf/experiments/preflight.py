@@ -100,7 +100,7 @@ def _code_size(ctx: _Context) -> Check:
     ctx.code_bytes, ctx.plain_code_bytes = packed.bytes, plain.bytes
     return Check("code size", plain.bytes < BUDGET_BYTES,
                  f"train_gpt.py export {plain.bytes:,} bytes ({len(plain.modules)} modules); "
-                 f"{packed.bytes:,} minified + lzma")
+                 f"{packed.bytes:,} as it ships ({packed.form})")
 
 
 def trained_like(state: dict[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ import hashlib
 import platform
 import subprocess
 import sys
+import tokenize
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,14 @@ def code_hash() -> str:
     return digest.hexdigest()
 
 
+def _source(path: Path) -> str:
+    with tokenize.open(path) as handle:  # decoded as Python decodes it: an export may be a latin-1 file
+        return handle.read()
+
+
 def code_text() -> str:
     """Every source file of the package, concatenated with headers, for embedding in the log."""
-    return "\n".join(f"# ==== {_label(p)} ====\n{p.read_text(encoding='utf-8')}" for p in package_files())
+    return "\n".join(f"# ==== {_label(p)} ====\n{_source(p)}" for p in package_files())
 
 
 def git_commit() -> str:
