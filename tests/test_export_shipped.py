@@ -101,6 +101,8 @@ def test_compressed_form_is_the_smallest_wrapper_and_the_budget_counts_it(small_
         < shipped_code(cfg, "plain").bytes
     budget = shipped_budget(cfg, 1000)
     assert budget.code_bytes == info.bytes and budget.total == info.bytes + 1000 and "minified+" in budget.report()
+    ascii_only = shipped_code(cfg, "compressed_ascii")
+    assert ascii_only.bytes == min(sizes[c, "base85"] for c in WRAPPER_CODECS) and "latin1" not in ascii_only.form
 
 
 def _script(cfg) -> str:

@@ -687,7 +687,7 @@ EXPERIMENT_COMMANDS: tuple[Command, ...] = (
     Command("export", cmd_export, "write a run's single-file train_gpt.py (the code bytes of its budget)", (
         opt("run", help="run directory"),
         opt("--out", type=Path, help="file to write (default <run>/train_gpt.py)"),
-        opt("--form", choices=CODE_FORMS, help="plain | minified | compressed (default: the run's quant.code_form)"))),
+        opt("--form", choices=CODE_FORMS, help="one of the code forms (default: the run's quant.code_form)"))),
     Command("preflight", cmd_preflight, "CPU checks before renting GPUs: config, model, fwd/bwd, sizes, step time", (
         *config_opts("baseline"), opt("--gpus", type=int, default=8, help="GPUs of the projected run (default 8)"),
         opt("--tflops", type=float, default=None, help="stated per-GPU throughput in TFLOP/s (default: the naive "

@@ -42,7 +42,7 @@ from pgolf.train import provenance
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
 ENTRY_MODULE = "pgolf.pipeline"  # what `pgolf train` calls; everything it imports is embedded
-CODE_FORMS = ("plain", "minified", "compressed")
+CODE_FORMS = ("plain", "minified", "compressed", "compressed_ascii")
 WRAPPER_CODECS = ("lzma", "brotli", "zstd")  # self-extracting forms; the smallest is shipped
 WRAPPER_ENCODINGS = ("base85", "latin1")  # how the compressed stream is written in the file
 KEEP_ANNOTATIONS = frozenset({"jit", "autotune", "heuristics"})  # decorators that read the annotations
@@ -418,12 +418,13 @@ def _latin1_literal(data: bytes) -> str:
 @lru_cache(maxsize=8)  # `pgolf train` and its tests measure the same script again and again
 def _shipped_bytes(script: str, form: str) -> tuple[bytes, str]:
     """(bytes that ship, form label): `compressed` keeps the smallest wrapper, ties to the earlier one in
-    WRAPPER_CODECS, then WRAPPER_ENCODINGS."""
-    if form != "compressed":
+    WRAPPER_CODECS, then WRAPPER_ENCODINGS; `compressed_ascii` keeps the smallest base85 wrapper."""
+    if not form.startswith("compressed"):
         return script.encode("utf-8"), form
+    encodings = WRAPPER_ENCODINGS if form == "compressed" else ("base85",)
     streams = {codec: compress(script.encode("utf-8"), codec) for codec in WRAPPER_CODECS}
     wrapped = {(codec, encoding): _wrap_stream(streams[codec], codec, encoding) for codec in WRAPPER_CODECS
-               for encoding in WRAPPER_ENCODINGS}
+               for encoding in encodings}
     codec, encoding = min(wrapped, key=lambda key: len(wrapped[key]))
     return wrapped[codec, encoding], f"minified+{codec}" + ("" if encoding == "base85" else f"+{encoding}")
 

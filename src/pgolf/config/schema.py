@@ -223,8 +223,9 @@ class QuantConfig:
     lqer_top_k: int = 3  # LQER: how many matrices (largest ‖W − W_q‖) get a correction
     lqer_group: int = 64  # LQER asymmetric form (int2 A, int4 B in groups of this size); 0 = symmetric only
     lqer_factor_bits: int = 4  # LQER symmetric form: per-row int bits of both factors
-    # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper)
-    code_form: Literal["plain", "minified", "compressed"] = "compressed"
+    # counted/shipped train_gpt.py: plain | minified | compressed (minified, smallest wrapper, which may be a latin-1
+    # file) | compressed_ascii (minified, smallest base85 wrapper: an ASCII file, as the records ship)
+    code_form: Literal["plain", "minified", "compressed", "compressed_ascii"] = "compressed"
 
 
 @dataclass
