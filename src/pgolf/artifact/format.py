@@ -8,11 +8,14 @@ Layout (all integers little-endian)::
     sha256(header)        32 bytes
     header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests)
     payload               codec(transform(concatenation of every tensor's raw little-endian bytes))
+                          — or, with a `streams` table (version 3), the parts of the transformed
+                          payload each compressed as its own stream (`pgolf.artifact.streams`)
 
 Each tensor contributes its `data` bytes then its `scale` bytes, in model order; the header gives
 dtype, shape, offset and length of each region in the raw payload. `transform` (version 2 onward;
 version 1 files have none) is a reversible per-region rewrite applied before the codec
-(`pgolf.artifact.transforms`). Reading verifies magic, version, header digest, header schema, payload
+(`pgolf.artifact.transforms`); the `grouped` transform is written as one stream per role group
+(version 3 onward; a version 2 grouped payload is one stream). Reading verifies magic, version, header digest, header schema, payload
 length and digest, the transformed length, and the raw length and digest before a single tensor is
 built, so a damaged or foreign file never reaches torch. The whole file counts as model bytes.
 """
@@ -34,14 +37,17 @@ import torch
 from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
+from pgolf.artifact.grouping import grouped_segments
+from pgolf.artifact.streams import Streams, compress_streams, decompress_streams, main_codec, parse_streams
 from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, Scheme, dtype_name
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
 MAGIC = b"PGOLF\0"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: no payload transform
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 1: no payload transform; 2: one stream
+SINGLE_STREAM_VERSION = 2  # still written for one-stream payloads, so older readers read them
 _PREFIX = struct.Struct("<6sHI32s")
 PREFIX_BYTES = _PREFIX.size
 
@@ -138,18 +144,28 @@ def _role(name: str) -> str:
     return re.sub(r"^blocks\.\d+\.", "", name)
 
 
-def _smallest_payload(raw: bytes, regions: list[Region], codec: str, level: int | None,
-                      transform: str) -> tuple[str, str, bytes]:
-    """(codec, transform, payload) of the smallest encoding among the requested candidates.
+_Encoded = tuple[str, str, bytes, Streams | None]  # codec, transform, payload, stream table (None: one stream)
 
-    `auto` for either tries every option (codecs at their default level); ties keep the earlier one.
+
+def _encode_payload(raw: bytes, regions: list[Region], codec: str, level: int | None, transform: str) -> _Encoded:
+    coded = apply_transform(raw, regions, transform)
+    if transform == "grouped":
+        streams, payload = compress_streams(coded, grouped_segments(regions), codec, level)
+        return main_codec(streams, "zlib" if codec == AUTO else codec), transform, payload, streams
+    name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
+    return name, transform, payload, None
+
+
+def _smallest_payload(raw: bytes, regions: list[Region], codec: str, level: int | None, transform: str) -> _Encoded:
+    """(codec, transform, payload, streams) of the smallest encoding among the requested candidates.
+
+    `auto` for either tries every option (codecs at their default level, per stream); ties keep the earlier one.
     """
-    best: tuple[str, str, bytes] | None = None
+    best: _Encoded | None = None
     for t in TRANSFORMS if transform == AUTO else (transform,):
-        coded = apply_transform(raw, regions, t)
-        name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
-        if best is None or len(payload) < len(best[2]):
-            best = (name, t, payload)
+        encoded = _encode_payload(raw, regions, codec, level, t)
+        if best is None or len(encoded[2]) < len(best[2]):
+            best = encoded
     assert best is not None
     return best
 
@@ -163,19 +179,21 @@ def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib
     if transform != AUTO and transform not in TRANSFORMS:
         raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
     table, raw = _serialize(qm)
-    codec, transform, payload = _smallest_payload(raw, _regions(table), codec, level, transform)
+    codec, transform, payload, streams = _smallest_payload(raw, _regions(table), codec, level, transform)
+    version = SINGLE_STREAM_VERSION if streams is None else FORMAT_VERSION
     header = _encode_header({
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "codec": codec,
         "transform": transform,
         "raw_payload_bytes": len(raw),
         "raw_payload_sha256": sha256_bytes(raw),
         "payload_bytes": len(payload),
         "payload_sha256": sha256_bytes(payload),
+        **({"streams": [list(s) for s in streams]} if streams is not None else {}),
         "tensors": table,
         "meta": meta,
     })
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), hashlib.sha256(header).digest())
+    prefix = _PREFIX.pack(MAGIC, version, len(header), hashlib.sha256(header).digest())
     return prefix + header + payload, codec, transform
 
 
@@ -368,7 +386,9 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[QuantizedModel, dict[st
         raise _bad(path, f"{state} (payload {len(payload)} bytes, header says {header['payload_bytes']})")
     if sha256_bytes(payload) != header["payload_sha256"]:
         raise _bad(path, "payload checksum mismatch")
-    raw = invert_transform(decompress(payload, header["codec"]), _regions(header["tensors"]), transform)
+    coded = (decompress_streams(payload, parse_streams(header["streams"], len(payload))) if "streams" in header
+             else decompress(payload, header["codec"]))
+    raw = invert_transform(coded, _regions(header["tensors"]), transform)
     if len(raw) != header["raw_payload_bytes"] or sha256_bytes(raw) != header["raw_payload_sha256"]:
         raise _bad(path, "decompressed payload does not match its recorded length/checksum")
     return _build_model(entries, raw), header["meta"]
