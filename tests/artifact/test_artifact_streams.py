@@ -7,6 +7,7 @@ import json
 import struct
 from pathlib import Path
 
+import brotli
 import pytest
 import torch
 
@@ -42,8 +43,9 @@ def layered_model(layers: int = 2, rows: int = 64, cols: int = 96) -> QuantizedM
 
 
 def header_of(blob: bytes) -> dict:
+    """The header of a version-3 artifact (brotli-compressed JSON)."""
     header_len = struct.unpack_from("<6sHI32s", blob)[2]
-    return json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
+    return json.loads(brotli.decompress(blob[PREFIX_BYTES : PREFIX_BYTES + header_len]))
 
 
 def test_small_parts_join_the_stream_before_them() -> None:
@@ -96,7 +98,7 @@ def test_a_stream_table_that_misses_the_payload_is_refused(tmp_path: Path) -> No
     blob, _, _ = encode_artifact(layered_model(), {}, codec="zlib", transform="grouped")
     header = header_of(blob)
     header["streams"][0][1] += 1
-    new_header = json.dumps(header, separators=(",", ":")).encode()
+    new_header = brotli.compress(json.dumps(header, separators=(",", ":")).encode())
     prefix = struct.pack("<6sHI32s", b"PGOLF\0", 3, len(new_header), hashlib.sha256(new_header).digest())
     payload = blob[PREFIX_BYTES + struct.unpack_from("<6sHI32s", blob)[2] :]
     (tmp_path / "bad.pgolf").write_bytes(prefix + new_header + payload)

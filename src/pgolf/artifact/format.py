@@ -6,7 +6,8 @@ Layout (all integers little-endian)::
     format version        u16
     header length         u32
     sha256(header)        32 bytes
-    header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests)
+    header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests);
+                          from version 3 brotli-compressed (the JSON tensor table alone is ~25 KB at SOTA size)
     payload               codec(transform(concatenation of every tensor's raw little-endian bytes))
                           — or, with a `streams` table (version 3), the parts of the transformed
                           payload each compressed as its own stream (`pgolf.artifact.streams`)
@@ -15,7 +16,8 @@ Each tensor contributes its `data` bytes then its `scale` bytes, in model order;
 dtype, shape, offset and length of each region in the raw payload. `transform` (version 2 onward;
 version 1 files have none) is a reversible per-region rewrite applied before the codec
 (`pgolf.artifact.transforms`); the `grouped` transform is written as one stream per role group
-(version 3 onward; a version 2 grouped payload is one stream). Reading verifies magic, version, header digest, header schema, payload
+(version 3 onward; a version 2 grouped payload is one stream). Version 3 is written for multi-stream
+payloads only, so every other artifact stays readable by version-2 readers. Reading verifies magic, version, header digest, header schema, payload
 length and digest, the transformed length, and the raw length and digest before a single tensor is
 built, so a damaged or foreign file never reaches torch. The whole file counts as model bytes.
 """
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+import brotli
 import torch
 from torch import Tensor
 
@@ -48,6 +51,7 @@ MAGIC = b"PGOLF\0"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)  # version 1: no payload transform; 2: one stream
 SINGLE_STREAM_VERSION = 2  # still written for one-stream payloads, so older readers read them
+_PACKED_HEADER = 3  # from this version on the header is brotli-compressed
 _PREFIX = struct.Struct("<6sHI32s")
 PREFIX_BYTES = _PREFIX.size
 
@@ -156,30 +160,9 @@ def _encode_payload(raw: bytes, regions: list[Region], codec: str, level: int | 
     return name, transform, payload, None
 
 
-def _smallest_payload(raw: bytes, regions: list[Region], codec: str, level: int | None, transform: str) -> _Encoded:
-    """(codec, transform, payload, streams) of the smallest encoding among the requested candidates.
-
-    `auto` for either tries every option (codecs at their default level, per stream); ties keep the earlier one.
-    """
-    best: _Encoded | None = None
-    for t in TRANSFORMS if transform == AUTO else (transform,):
-        encoded = _encode_payload(raw, regions, codec, level, t)
-        if best is None or len(encoded[2]) < len(best[2]):
-            best = encoded
-    assert best is not None
-    return best
-
-
-def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib", level: int | None = None,
-                    transform: str = "none") -> tuple[bytes, str, str]:
-    """The artifact bytes of `qm` and `meta`, with the codec and transform actually used.
-
-    `codec="auto"` / `transform="auto"` keep the smallest result.
-    """
-    if transform != AUTO and transform not in TRANSFORMS:
-        raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
-    table, raw = _serialize(qm)
-    codec, transform, payload, streams = _smallest_payload(raw, _regions(table), codec, level, transform)
+def _assemble(table: list[dict[str, Any]], raw: bytes, meta: dict[str, Any], encoded: _Encoded) -> bytes:
+    """Prefix, header and payload of one encoding."""
+    codec, transform, payload, streams = encoded
     version = SINGLE_STREAM_VERSION if streams is None else FORMAT_VERSION
     header = _encode_header({
         "format_version": version,
@@ -193,8 +176,30 @@ def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib
         "tensors": table,
         "meta": meta,
     })
-    prefix = _PREFIX.pack(MAGIC, version, len(header), hashlib.sha256(header).digest())
-    return prefix + header + payload, codec, transform
+    if version >= _PACKED_HEADER:
+        header = brotli.compress(header, quality=11)
+    return _PREFIX.pack(MAGIC, version, len(header), hashlib.sha256(header).digest()) + header + payload
+
+
+def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib", level: int | None = None,
+                    transform: str = "none") -> tuple[bytes, str, str]:
+    """The artifact bytes of `qm` and `meta`, with the codec and transform actually used.
+
+    `codec="auto"` / `transform="auto"` keep the smallest artifact (codecs at their default level, per stream
+    for multi-stream payloads); ties keep the earlier candidate.
+    """
+    if transform != AUTO and transform not in TRANSFORMS:
+        raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
+    table, raw = _serialize(qm)
+    regions = _regions(table)
+    best: tuple[bytes, str, str] | None = None
+    for t in TRANSFORMS if transform == AUTO else (transform,):
+        encoded = _encode_payload(raw, regions, codec, level, t)
+        blob = _assemble(table, raw, meta, encoded)
+        if best is None or len(blob) < len(best[0]):
+            best = (blob, encoded[0], t)
+    assert best is not None
+    return best
 
 
 def write_artifact(
@@ -213,7 +218,7 @@ def write_artifact(
 def save_artifact_bytes(path: str | os.PathLike[str], blob: bytes) -> ArtifactInfo:
     """Write bytes made by `encode_artifact` atomically and describe them."""
     header_len = _PREFIX.unpack_from(blob)[2]
-    header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
+    header = json.loads(_split(blob, Path(path))[0])
     atomic_write_bytes(path, blob)
     return ArtifactInfo(Path(path), len(blob), sha256_bytes(blob), header["codec"], header_len,
                         header["payload_bytes"], header["raw_payload_bytes"], header["transform"])
@@ -253,7 +258,7 @@ def _bad(path: Path, what: str) -> ArtifactError:
 
 
 def _split(data: bytes, path: Path) -> tuple[bytes, bytes]:
-    """Check the fixed prefix and header digest; return (header bytes, compressed payload)."""
+    """Check the fixed prefix and header digest; return (header JSON bytes, compressed payload)."""
     if data[: len(MAGIC)] != MAGIC:
         if MAGIC.startswith(data):
             raise _bad(path, f"truncated artifact ({len(data)} bytes)")
@@ -273,6 +278,11 @@ def _split(data: bytes, path: Path) -> tuple[bytes, bytes]:
     header = data[PREFIX_BYTES:header_end]
     if hashlib.sha256(header).digest() != header_digest:
         raise _bad(path, "header checksum mismatch")
+    if version >= _PACKED_HEADER:
+        try:
+            header = brotli.decompress(header)
+        except brotli.error:
+            raise _bad(path, "the compressed header does not decompress") from None
     return header, data[header_end:]
 
 
