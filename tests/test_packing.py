@@ -88,7 +88,8 @@ def test_fit_lands_within_the_budget_with_mixed_widths_and_lqer(tiny_run: Path, 
     assert pack(tiny_run, out, "--fit", "--policy", "int6", "--set", f"quant.budget_bytes={budget + 40_000}",
                 "--set", "quant.budget_margin=40000", "--set", "quant.fit_bits=4,6,8", "--set",
                 "quant.calibration=train", "--set", "quant.calibration_seqs=4",
-                "--set", "quant.calibration_seq_len=64", "--set", "quant.lqer_rank=2", "--set", "quant.lqer_top_k=1") == 0
+                "--set", "quant.calibration_seq_len=64", "--set", "quant.lqer_rank=2",
+                "--set", "quant.lqer_top_k=1") == 0
     quant = read_artifact_meta(out)["quant"]
     assert quant["calibration"]["source"] == "train"
     assert "inside the training time budget" in quant["calibration"]["legality"]

@@ -10,10 +10,10 @@ payloads, so a CRC would only cost bytes.
 stream, plus `-T`), run as a subprocess. `-T` skips lrzip's LZ4 compressibility test: without it lrzip
 stores a chunk uncompressed whenever LZ4 finds no repeats, which is the case for int-k codes without
 structure (synthetic weights came out at their raw size), while ZPAQ's context mixing still saves a
-third of them; where the test passes, the output is the same either way. It is optional: `auto` tries it only where the tool is installed, so on
-a machine without it `auto` falls back to the Python codecs. An lrzip artifact needs the tool to be
-read as well; where it is missing, reading refuses with the install command (the eval machine must
-have it: `apt-get install lrzip`, as the record's README asks).
+third of them; where the test passes, the output is the same either way. It is optional: `auto` tries
+it only where the tool is installed, so on a machine without it `auto` falls back to the Python codecs.
+An lrzip artifact needs the tool to be read as well; where it is missing, reading refuses with the
+install command (the eval machine must have it: `apt-get install lrzip`, as the record's README asks).
 """
 
 from __future__ import annotations

@@ -17,9 +17,10 @@ dtype, shape, offset and length of each region in the raw payload. `transform` (
 version 1 files have none) is a reversible per-region rewrite applied before the codec
 (`pgolf.artifact.transforms`); the `grouped` transform is written as one stream per role group
 (version 3 onward; a version 2 grouped payload is one stream). Version 3 is written for multi-stream
-payloads only, so every other artifact stays readable by version-2 readers. Reading verifies magic, version, header digest, header schema, payload
-length and digest, the transformed length, and the raw length and digest before a single tensor is
-built, so a damaged or foreign file never reaches torch. The whole file counts as model bytes.
+payloads only, so every other artifact stays readable by version-2 readers. Reading verifies magic,
+version, header digest, header schema, payload length and digest, the transformed length, and the raw
+length and digest before a single tensor is built, so a damaged or foreign file never reaches torch.
+The whole file counts as model bytes.
 """
 
 from __future__ import annotations

@@ -68,8 +68,9 @@ def compress_streams(coded: bytes, parts: Sequence[int], codec: str, level: int 
 
 def decompress_streams(payload: bytes, streams: Streams) -> bytes:
     """Inverse of `compress_streams`: the concatenated decompressed streams."""
-    pieces = _split(payload, [size for _, size in streams])
-    return b"".join(_parallel(lambda item: decompress(item[1], item[0]), list(zip([c for c, _ in streams], pieces))))
+    codecs = [name for name, _ in streams]
+    pieces = list(zip(codecs, _split(payload, [size for _, size in streams]), strict=True))
+    return b"".join(_parallel(lambda item: decompress(item[1], item[0]), pieces))
 
 
 def parse_streams(obj: Any, payload_bytes: int) -> Streams:

@@ -11,7 +11,7 @@ Per record preset:
 
 And the projection of `sota` at full size (synthetic weights, as `pgolf inspect` projects; the sdclip
 policy with the int8 gate rule, round-to-nearest) under each stack, plus its shipped code: the total the
-record's policy would count.
+record's policy would count. Slow stacks can be left out (`--projection`, `--codecs`; an empty list skips).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pgolf.artifact.codecs import CODECS
+from pgolf.artifact.codecs import AUTO, CODECS
 from pgolf.config import Config, load_config
 from pgolf.data.resolve import resolve_dataset, train_files
 from pgolf.errors import UserError
@@ -64,10 +64,12 @@ def record_code_bytes(folder: Path) -> tuple[int, str] | None:
 
 def stack_config(cfg: Config, label: str) -> Config:
     """`cfg` packed by stack `label`: `<codec>[+lqer][+grouped]` (LQER rank 4 as the record, else off; the
-    grouped transform, else the config's own)."""
+    grouped transform — one stream per role group — else the config's own; codec `auto`: the smallest installed
+    codec, per stream when grouped)."""
     codec, *parts = label.split("+")
-    if codec not in CODECS or not set(parts) <= {"lqer", "grouped"}:
-        raise UserError(f"codec stack {label!r}: use <codec>[+lqer][+grouped] with a codec of {', '.join(CODECS)}")
+    if (codec not in CODECS and codec != AUTO) or not set(parts) <= {"lqer", "grouped"}:
+        raise UserError(f"codec stack {label!r}: use <codec>[+lqer][+grouped] with a codec of "
+                        f"{', '.join(CODECS)}, {AUTO}")
     quant = dataclasses.replace(cfg.quant, codec=codec, codec_level=-1, lqer_rank=4 if "lqer" in parts else 0,
                                 transform="grouped" if "grouped" in parts else cfg.quant.transform)
     return dataclasses.replace(cfg, quant=quant)
@@ -76,7 +78,11 @@ def stack_config(cfg: Config, label: str) -> Config:
 def _stacks(cfg: Config, codecs: tuple[str, ...]) -> list[str]:
     """Every stack of `codecs` that runs here: each codec alone, and (policy schemes) with LQER, and grouped."""
     extra = ("+lqer", "+lqer+grouped") if cfg.quant.scheme != "int8" else ("+grouped",)
-    return [codec + suffix for codec in codecs if CODECS[codec].available for suffix in ("", *extra)]
+    return [codec + suffix for codec in codecs if _runs_here(codec) for suffix in ("", *extra)]
+
+
+def _runs_here(codec: str) -> bool:
+    return codec == AUTO or CODECS[codec].available
 
 
 def _short_run(preset: str, steps: int, folder: Path) -> Config:
@@ -121,7 +127,7 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"policy": cfg.quant.policy, "code_bytes": code, "stacks": {}}
     for label in stacks:
         stack = stack_config(rtn, label)
-        if not CODECS[stack.quant.codec].available:
+        if not _runs_here(stack.quant.codec):
             continue
         start = time.perf_counter()
         model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list).blob)
@@ -131,7 +137,8 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped")  # plain, + LQER, the record's whole stack
+# plain, + LQER, the record's whole stack (every stream lrzip), the `sota` preset's (auto: the smallest per stream)
+PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped", "auto+lqer+grouped")
 
 
 def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PROJECTION_STACKS,

@@ -1,0 +1,89 @@
+"""Bytes parity with the SOTA record's per-group serializer (#1855 `_serialize_pergroup`): on the very same
+quantized tensors, pgolf's grouped per-group streams (`codec = auto`, as the `sota` preset) come out no
+larger, per role group and in total (pgolf's compressed header included)."""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import tempfile
+
+import brotli
+import pytest
+import torch
+
+from pgolf.artifact.codecs import CODECS
+from pgolf.artifact.format import PREFIX_BYTES, encode_artifact
+from pgolf.quant.container import QuantizedModel, QuantizedTensor, is_correction
+from pgolf.quant.intk import ClipRule, quantize_rows
+from testkit import SOTA_RECORD, record_functions
+
+pytestmark = [
+    pytest.mark.skipif(not SOTA_RECORD.is_file(), reason="the shared record scripts (../shared/records) are not "
+                       "checked out"),
+    pytest.mark.skipif(not CODECS["lrzip"].available, reason="the lrzip tool is not installed (apt-get install lrzip)"),
+]
+SERIALIZER = ("_serialize_pergroup", "_unpack_streams", "_similarity_sort_l1", "_lrzip_compress", "_pack_streams",
+              "_GROUP_ORDER", "_SIMSORT_KEYS", "_PACK_MAGIC")
+SHAPES = {"attn.c_q.weight": (1, 1), "attn.c_k.weight": (0.5, 1), "attn.c_v.weight": (0.5, 1),
+          "attn.proj.weight": (1, 1), "mlp.fc.weight": (4, 1), "mlp.proj.weight": (1, 4)}  # (rows, cols) / dim
+
+
+def _int_k(name: str, rows: int, cols: int, bits: int, g: torch.Generator) -> QuantizedTensor:
+    codes, scale = quantize_rows(torch.randn(rows, cols, generator=g), bits, ClipRule("max"))
+    return QuantizedTensor(name, "per_row", bits, codes, scale, torch.float32)
+
+
+def small_model(layers: int = 2, dim: int = 64, vocab: int = 256) -> QuantizedModel:
+    """The record's tensor kinds at a small shape: int7 embedding, int6 block matrices, an int8 gate, fp32 gains."""
+    g = torch.Generator().manual_seed(0)
+    tensors = {"tok_emb.weight": _int_k("tok_emb.weight", vocab, dim, 7, g)}
+    for i in range(layers):
+        for role, (r, c) in SHAPES.items():
+            name = f"blocks.{i}.{role}"
+            tensors[name] = _int_k(name, int(r * dim), int(c * dim), 6, g)
+        gate = f"blocks.{i}.attn.attn_gate_w"
+        tensors[gate] = _int_k(gate, 4, 12, 8, g)
+        gain = f"blocks.{i}.attn_scale"
+        tensors[gain] = QuantizedTensor(gain, "passthrough", None, torch.randn(dim, generator=g), None, torch.float32)
+    return QuantizedModel(tensors)
+
+
+def record_streams(qm: QuantizedModel, layers: int) -> tuple[int, dict[str, int]]:
+    """(total bytes, lrzip stream bytes per role) of the record's serializer on `qm`'s tensors: its role
+    matrices as `.q`/`.scale`, everything else in its brotli remainder."""
+    rec = record_functions(*SERIALIZER)
+    roles = {key.lstrip("_").removesuffix(".q"): key for key in rec["_GROUP_ORDER"]}
+    result, meta = {}, {}
+    for name, qt in qm.items():
+        role = re.sub(r"^blocks\.\d+\.", "", name)
+        suffixes = (".q", ".scale") if role in roles and not is_correction(name) else (".d", ".s")
+        for suffix, tensor in zip(suffixes, (qt.data, qt.scale), strict=True):
+            if tensor is not None:
+                result[name + suffix] = tensor
+        meta[name] = f"{qt.scheme} int{qt.bits}"
+    with tempfile.TemporaryDirectory() as folder:
+        blob = rec["_serialize_pergroup"](result, meta, layers, folder)
+    streams = rec["_unpack_streams"](blob)
+    return len(blob), {role: len(streams[rec["_GROUP_ORDER"].index(key)]) for role, key in roles.items()}
+
+
+def pgolf_streams(qm: QuantizedModel) -> tuple[int, dict[str, int]]:
+    """(artifact bytes, stream bytes per role) of pgolf's grouped per-group encoding with codec auto."""
+    blob, _, transform = encode_artifact(qm, {}, codec="auto", transform="grouped")
+    header_len = struct.unpack_from("<6sHI32s", blob)[2]
+    header = json.loads(brotli.decompress(blob[PREFIX_BYTES : PREFIX_BYTES + header_len]))
+    roles = list(dict.fromkeys(re.sub(r"^blocks\.\d+\.", "", t["name"]) for t in header["tensors"]
+                               if t["data"]["dtype"] == "int8" and len(t["data"]["shape"]) == 2))
+    assert transform == "grouped"
+    return len(blob), {role: size for role, (_, size) in zip(roles, header["streams"], strict=False)}
+
+
+def test_per_group_streams_are_no_larger_than_the_records_serializer() -> None:
+    qm = small_model()
+    total, per_role = pgolf_streams(qm)
+    record_total, record_per_role = record_streams(qm, layers=2)
+    for role, size in record_per_role.items():
+        assert per_role[role] <= size, (role, per_role[role], size)
+    assert total <= record_total, (total, record_total)
