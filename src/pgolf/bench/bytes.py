@@ -118,6 +118,14 @@ def trained_model_bytes(preset: str, steps: int, folder: Path,
             "gptq": cfg.quant.gptq, "transform": cfg.quant.transform, "model_bytes": sizes}
 
 
+def _cpu_run(preset: str, steps: int, folder: Path, codecs: tuple[str, ...]) -> dict[str, Any]:
+    """`trained_model_bytes`, or the reason the preset could not run (one bad preset does not end the bench)."""
+    try:
+        return trained_model_bytes(preset, steps, folder, codecs)
+    except UserError as exc:
+        return {"preset": preset, "steps": steps, "error": str(exc)}
+
+
 def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     """Full-size `sota`: projected model bytes per stack (synthetic weights, RTN) plus its shipped code."""
     cfg = load_config("sota", env={})
@@ -159,7 +167,7 @@ def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PR
                 "code_within_record": own is not None and counted.bytes <= own[0],
             }
             if preset != "baseline" and steps > 0:
-                row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp), codecs)
+                row["cpu_run"] = _cpu_run(f"{preset}_cpu", steps, Path(tmp), codecs)
             result["presets"][preset] = row
     result["sota_full_projection"] = sota_projection(projection)
     if out is not None:
@@ -174,7 +182,9 @@ def report(result: dict[str, Any]) -> str:
         own = f"{row['record_code_bytes']:,}" if row["record_code_bytes"] else "-"
         lines.append(f"{preset:<12} {counted:>12,} {own:>9}  {'yes' if row['code_within_record'] else 'NO':<6}  "
                      f"{row['shipped_form']} ({row['modules']} modules)")
-        if "cpu_run" in row:
+        if "error" in row.get("cpu_run", {}):
+            lines.append(f"{'':<12} {row['cpu_run']['preset']} did not run: {row['cpu_run']['error']}")
+        elif "cpu_run" in row:
             sizes = ", ".join(f"{k} {v:,}" for k, v in row["cpu_run"]["model_bytes"].items())
             lines.append(f"{'':<12} {row['cpu_run']['preset']} model bytes: {sizes}")
     sota = result["sota_full_projection"]
