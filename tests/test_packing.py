@@ -89,7 +89,7 @@ def test_gptq_calibrates_on_the_first_training_batches_with_the_pr1291_policy(ti
     assert model["blocks.0.attn.c_q.weight"].bits is None  # 128 × 128 ≤ 65,536: fp16
 
 
-def test_fit_lands_within_the_budget_with_mixed_widths(tiny_run: Path, tmp_path: Path) -> None:
+def test_fit_lands_within_the_budget_with_mixed_widths_and_lqer(tiny_run: Path, tmp_path: Path) -> None:
     state, _ = load_packed_state(tiny_run / WEIGHTS_NAME)
     sizes = {}
     for bits in (8, 4):
@@ -101,7 +101,8 @@ def test_fit_lands_within_the_budget_with_mixed_widths(tiny_run: Path, tmp_path:
     assert pack(tiny_run, out, "--fit", "--policy", "int6", "--set", f"quant.budget_bytes={budget + 40_000}",
                 "--set", "quant.budget_margin=40000", "--set", "quant.fit_bits=4,6,8", "--set",
                 "quant.calibration=train", "--set", "quant.calibration_seqs=4",
-                "--set", "quant.calibration_seq_len=64") == 0
+                "--set", "quant.calibration_seq_len=64", "--set", "quant.lqer_rank=2",
+                "--set", "quant.lqer_top_k=1") == 0
     quant = read_artifact_meta(out)["quant"]
     assert quant["calibration"]["source"] == "train"
     assert "inside the training time budget" in quant["calibration"]["legality"]
@@ -110,6 +111,7 @@ def test_fit_lands_within_the_budget_with_mixed_widths(tiny_run: Path, tmp_path:
     assert out.stat().st_size <= quant["fit_available_bytes"]
     model, _ = read_artifact(out)
     assert {model[n].bits for n in quant["fit_bits"]} == widths
+    assert len(quant["lqer"]) == 2 and all(name in model for name in quant["lqer"])  # one matrix's A and B
 
 
 def test_over_budget_is_refused_with_the_excess_and_nothing_written(tiny_run: Path, tmp_path: Path, capsys) -> None:

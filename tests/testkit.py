@@ -82,15 +82,25 @@ SOTA_RECORD = Path(__file__).parents[2] / "shared" / "records" / "sota_1855" / "
 
 
 def record_functions(*names: str, record: Path = SOTA_RECORD) -> dict:
-    """Top-level functions of a record script, compiled alone with torch and numpy in scope: the record
-    scripts import GPU-only modules at the top, so they cannot be imported whole on CPU."""
+    """Top-level functions (and constants assigned at top level) of a record script, compiled alone with
+    torch, numpy and the standard modules they use in scope: the record scripts import GPU-only modules at
+    the top, so they cannot be imported whole on CPU."""
     import ast
+    import collections
+    import io
+    import os
+    import subprocess
 
     import numpy as np
     import torch
 
+    def wanted(node: ast.stmt) -> bool:
+        if isinstance(node, ast.Assign):
+            return any(isinstance(t, ast.Name) and t.id in names for t in node.targets)
+        return isinstance(node, ast.FunctionDef) and node.name in names
+
     tree = ast.parse(record.read_text(encoding="utf-8"))
-    module = ast.Module([n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names], [])
-    scope: dict = {"torch": torch, "np": np}
+    module = ast.Module([n for n in tree.body if wanted(n)], [])
+    scope: dict = {"torch": torch, "np": np, "collections": collections, "io": io, "os": os, "subprocess": subprocess}
     exec(compile(module, str(record), "exec"), scope)  # trusted read-only reference script
     return {name: scope[name] for name in names}

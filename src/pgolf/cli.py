@@ -404,8 +404,11 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 def cmd_bench_bytes(args: argparse.Namespace) -> int:
     from pgolf.bench.bytes import bench_bytes, report
 
-    result = bench_bytes(args.records, steps=args.steps, projection=tuple(args.projection.split(",")),
-                         codecs=tuple(args.codecs.split(",")), out=args.out)
+    def names(text: str) -> tuple[str, ...]:
+        return tuple(name for name in text.split(",") if name)
+
+    result = bench_bytes(args.records, steps=args.steps, projection=names(args.projection), codecs=names(args.codecs),
+                         out=args.out)
     print(report(result))
     if args.json:
         print(json.dumps(result))
@@ -624,9 +627,10 @@ BENCH_COMMANDS: tuple[Command, ...] = (
     Command("bench bytes", cmd_bench_bytes, "shipped code bytes vs the records' own; model bytes per codec stack", (
         opt("--records", type=Path, default=Path("../shared/records"), help="the records folder"),
         opt("--steps", type=int, default=20, help="training steps of each _cpu run (0: no _cpu runs)"),
-        opt("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped",
-            help="codec stacks (<codec>[+lqer][+grouped]) of the full-size sota projection"),
-        opt("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks"),
+        opt("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped,auto+lqer+grouped",
+            help="codec stacks (<codec>[+lqer][+grouped], codec auto allowed) of the full-size sota projection; "
+                 "'' skips it"),
+        opt("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks (auto allowed)"),
         OUT_JSON, json_opt())),
     Command("bench ablate-cpu", cmd_bench_ablate_cpu, "train the preset with each model technique alone and all "
             "together, equal wallclock or steps, CPU", (

@@ -6,6 +6,8 @@
   `quant.fit_bits` to minimise the measured loss increase while code + artifact bytes stay within
   `quant.budget_bytes − quant.budget_margin`. Sizes are first estimated, then checked by encoding the
   real artifact; the target is corrected and the allocation re-solved until the real bytes fit.
+  LQER (`quant.lqer_rank` > 0) corrects each allocation's worst matrices before it is encoded, as for
+  ``policy``, so the real bytes include the corrections (the predicted loss does not count their gain).
 
 GPTQ Hessians and fit sensitivities use calibration tokens from `quant.calibration` (self-generated or
 training shards, never validation data); the source, its legality note and its cost go into the
@@ -188,14 +190,22 @@ def _mixed(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat]
            encode: _Encoder, cfg: Config, quant_meta: dict[str, Any]) -> Packed:
     """Every tensor at its planned format, plus LQER corrections of the worst-quantized ones when asked."""
     qm, quant_meta["methods"] = quantize_mixed(state_dict, formats, quantizer)
-    q = cfg.quant
-    if q.lqer_rank > 0:
-        from pgolf.quant.lqer import LQERSettings, add_lqer
-
-        qm = add_lqer(qm, state_dict, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
-        quant_meta["lqer"] = [n for n in qm if is_correction(n)]
+    qm = _with_lqer(qm, state_dict, cfg, quant_meta)
     blob, codec, transform = encode(qm, quant_meta)
     return Packed(blob, codec, transform, qm, [], quant_meta)
+
+
+def _with_lqer(qm: QuantizedModel, state_dict: Mapping[str, Tensor], cfg: Config,
+               quant_meta: dict[str, Any]) -> QuantizedModel:
+    """`qm` plus LQER corrections of its worst-quantized matrices when `quant.lqer_rank` > 0 (named in the meta)."""
+    q = cfg.quant
+    if q.lqer_rank <= 0:
+        return qm
+    from pgolf.quant.lqer import LQERSettings, add_lqer
+
+    qm = add_lqer(qm, state_dict, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
+    quant_meta["lqer"] = [n for n in qm if is_correction(n)]
+    return qm
 
 
 def _pack_int8(state_dict: dict[str, Tensor], encode: _Encoder, start: float) -> Packed:
@@ -231,12 +241,12 @@ def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], 
         tensors: dict[str, QuantizedTensor] = {}
         for name in state_dict:
             tensors[name] = fixed[name] if name in fixed else sensitivity.quantized[name][bits[name]]
-        qm = QuantizedModel(tensors)
         predicted = sum(sensitivity.loss_increase[n][b] for n, b in bits.items())
         methods = {n: sensitivity.methods[n][b] for n, b in bits.items()}
         meta = {**quant_meta, "methods": methods, "fit_bits": bits, "fit_predicted_loss_increase": predicted,
                 "fit_available_bytes": available, "fit_rounds": round_index + 1,
                 "fit_base_calibration_loss": sensitivity.base_loss}
+        qm = _with_lqer(QuantizedModel(tensors), state_dict, cfg, meta)
         blob, codec, transform = encode(qm, meta)
         if len(blob) <= available:
             if best is None or predicted < best.quant_meta["fit_predicted_loss_increase"]:

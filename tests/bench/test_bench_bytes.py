@@ -28,5 +28,6 @@ def test_stack_labels_set_codec_lqer_and_layout() -> None:
     plain, record = stack_config(cfg, "brotli"), stack_config(cfg, "lrzip+lqer+grouped")
     assert (plain.quant.codec, plain.quant.lqer_rank, plain.quant.transform) == ("brotli", 0, cfg.quant.transform)
     assert (record.quant.codec, record.quant.lqer_rank, record.quant.transform) == ("lrzip", 4, "grouped")
+    assert stack_config(cfg, "auto+lqer+grouped").quant.codec == "auto"
     with pytest.raises(UserError, match=r"<codec>\[\+lqer\]\[\+grouped\]"):
         stack_config(cfg, "brotli+magic")

@@ -6,15 +6,21 @@ Layout (all integers little-endian)::
     format version        u16
     header length         u32
     sha256(header)        32 bytes
-    header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests)
+    header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests);
+                          from version 3 brotli-compressed (the JSON tensor table alone is ~25 KB at SOTA size)
     payload               codec(transform(concatenation of every tensor's raw little-endian bytes))
+                          — or, with a `streams` table (version 3), the parts of the transformed
+                          payload each compressed as its own stream (`pgolf.artifact.streams`)
 
 Each tensor contributes its `data` bytes then its `scale` bytes, in model order; the header gives
 dtype, shape, offset and length of each region in the raw payload. `transform` (version 2 onward;
 version 1 files have none) is a reversible per-region rewrite applied before the codec
-(`pgolf.artifact.transforms`). Reading verifies magic, version, header digest, header schema, payload
-length and digest, the transformed length, and the raw length and digest before a single tensor is
-built, so a damaged or foreign file never reaches torch. The whole file counts as model bytes.
+(`pgolf.artifact.transforms`); the `grouped` transform is written as one stream per role group
+(version 3 onward; a version 2 grouped payload is one stream). Version 3 is written for multi-stream
+payloads only, so every other artifact stays readable by version-2 readers. Reading verifies magic,
+version, header digest, header schema, payload length and digest, the transformed length, and the raw
+length and digest before a single tensor is built, so a damaged or foreign file never reaches torch.
+The whole file counts as model bytes.
 """
 
 from __future__ import annotations
@@ -30,18 +36,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+import brotli
 import torch
 from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
+from pgolf.artifact.grouping import grouped_segments
+from pgolf.artifact.streams import Streams, compress_streams, decompress_streams, main_codec, parse_streams
 from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, Scheme, dtype_name
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
 MAGIC = b"PGOLF\0"
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)  # version 1: no payload transform
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)  # version 1: no payload transform; 2: one stream
+SINGLE_STREAM_VERSION = 2  # still written for one-stream payloads, so older readers read them
+_PACKED_HEADER = 3  # from this version on the header is brotli-compressed
 _PREFIX = struct.Struct("<6sHI32s")
 PREFIX_BYTES = _PREFIX.size
 
@@ -138,45 +149,58 @@ def _role(name: str) -> str:
     return re.sub(r"^blocks\.\d+\.", "", name)
 
 
-def _smallest_payload(raw: bytes, regions: list[Region], codec: str, level: int | None,
-                      transform: str) -> tuple[str, str, bytes]:
-    """(codec, transform, payload) of the smallest encoding among the requested candidates.
-
-    `auto` for either tries every option (codecs at their default level); ties keep the earlier one.
-    """
-    best: tuple[str, str, bytes] | None = None
-    for t in TRANSFORMS if transform == AUTO else (transform,):
-        coded = apply_transform(raw, regions, t)
-        name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
-        if best is None or len(payload) < len(best[2]):
-            best = (name, t, payload)
-    assert best is not None
-    return best
+_Encoded = tuple[str, str, bytes, Streams | None]  # codec, transform, payload, stream table (None: one stream)
 
 
-def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib", level: int | None = None,
-                    transform: str = "none") -> tuple[bytes, str, str]:
-    """The artifact bytes of `qm` and `meta`, with the codec and transform actually used.
+def _encode_payload(raw: bytes, regions: list[Region], codec: str, level: int | None, transform: str) -> _Encoded:
+    coded = apply_transform(raw, regions, transform)
+    if transform == "grouped":
+        streams, payload = compress_streams(coded, grouped_segments(regions), codec, level)
+        return main_codec(streams, "zlib" if codec == AUTO else codec), transform, payload, streams
+    name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
+    return name, transform, payload, None
 
-    `codec="auto"` / `transform="auto"` keep the smallest result.
-    """
-    if transform != AUTO and transform not in TRANSFORMS:
-        raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
-    table, raw = _serialize(qm)
-    codec, transform, payload = _smallest_payload(raw, _regions(table), codec, level, transform)
+
+def _assemble(table: list[dict[str, Any]], raw: bytes, meta: dict[str, Any], encoded: _Encoded) -> bytes:
+    """Prefix, header and payload of one encoding."""
+    codec, transform, payload, streams = encoded
+    version = SINGLE_STREAM_VERSION if streams is None else FORMAT_VERSION
     header = _encode_header({
-        "format_version": FORMAT_VERSION,
+        "format_version": version,
         "codec": codec,
         "transform": transform,
         "raw_payload_bytes": len(raw),
         "raw_payload_sha256": sha256_bytes(raw),
         "payload_bytes": len(payload),
         "payload_sha256": sha256_bytes(payload),
+        **({"streams": [list(s) for s in streams]} if streams is not None else {}),
         "tensors": table,
         "meta": meta,
     })
-    prefix = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), hashlib.sha256(header).digest())
-    return prefix + header + payload, codec, transform
+    if version >= _PACKED_HEADER:
+        header = brotli.compress(header, quality=11)
+    return _PREFIX.pack(MAGIC, version, len(header), hashlib.sha256(header).digest()) + header + payload
+
+
+def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib", level: int | None = None,
+                    transform: str = "none") -> tuple[bytes, str, str]:
+    """The artifact bytes of `qm` and `meta`, with the codec and transform actually used.
+
+    `codec="auto"` / `transform="auto"` keep the smallest artifact (codecs at their default level, per stream
+    for multi-stream payloads); ties keep the earlier candidate.
+    """
+    if transform != AUTO and transform not in TRANSFORMS:
+        raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
+    table, raw = _serialize(qm)
+    regions = _regions(table)
+    best: tuple[bytes, str, str] | None = None
+    for t in TRANSFORMS if transform == AUTO else (transform,):
+        encoded = _encode_payload(raw, regions, codec, level, t)
+        blob = _assemble(table, raw, meta, encoded)
+        if best is None or len(blob) < len(best[0]):
+            best = (blob, encoded[0], t)
+    assert best is not None
+    return best
 
 
 def write_artifact(
@@ -195,7 +219,7 @@ def write_artifact(
 def save_artifact_bytes(path: str | os.PathLike[str], blob: bytes) -> ArtifactInfo:
     """Write bytes made by `encode_artifact` atomically and describe them."""
     header_len = _PREFIX.unpack_from(blob)[2]
-    header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
+    header = json.loads(_split(blob, Path(path))[0])
     atomic_write_bytes(path, blob)
     return ArtifactInfo(Path(path), len(blob), sha256_bytes(blob), header["codec"], header_len,
                         header["payload_bytes"], header["raw_payload_bytes"], header["transform"])
@@ -235,7 +259,7 @@ def _bad(path: Path, what: str) -> ArtifactError:
 
 
 def _split(data: bytes, path: Path) -> tuple[bytes, bytes]:
-    """Check the fixed prefix and header digest; return (header bytes, compressed payload)."""
+    """Check the fixed prefix and header digest; return (header JSON bytes, compressed payload)."""
     if data[: len(MAGIC)] != MAGIC:
         if MAGIC.startswith(data):
             raise _bad(path, f"truncated artifact ({len(data)} bytes)")
@@ -255,6 +279,11 @@ def _split(data: bytes, path: Path) -> tuple[bytes, bytes]:
     header = data[PREFIX_BYTES:header_end]
     if hashlib.sha256(header).digest() != header_digest:
         raise _bad(path, "header checksum mismatch")
+    if version >= _PACKED_HEADER:
+        try:
+            header = brotli.decompress(header)
+        except brotli.error:
+            raise _bad(path, "the compressed header does not decompress") from None
     return header, data[header_end:]
 
 
@@ -368,7 +397,9 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[QuantizedModel, dict[st
         raise _bad(path, f"{state} (payload {len(payload)} bytes, header says {header['payload_bytes']})")
     if sha256_bytes(payload) != header["payload_sha256"]:
         raise _bad(path, "payload checksum mismatch")
-    raw = invert_transform(decompress(payload, header["codec"]), _regions(header["tensors"]), transform)
+    coded = (decompress_streams(payload, parse_streams(header["streams"], len(payload))) if "streams" in header
+             else decompress(payload, header["codec"]))
+    raw = invert_transform(coded, _regions(header["tensors"]), transform)
     if len(raw) != header["raw_payload_bytes"] or sha256_bytes(raw) != header["raw_payload_sha256"]:
         raise _bad(path, "decompressed payload does not match its recorded length/checksum")
     return _build_model(entries, raw), header["meta"]

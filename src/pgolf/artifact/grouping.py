@@ -5,8 +5,9 @@ embedding, ...) are laid out next to each other, each one transposed (column-maj
 sees similar columns side by side; the rows of the roles in `SORTED_GROUPS` are first put in greedy
 L1 nearest-neighbour order (start at row 0, always step to the closest unused row, ties to the lowest
 index), and that order is stored as uint16 row indices after the grouped codes. Everything else
-follows byte-plane split, in payload order. One codec compresses the whole result (the record
-compresses each group as its own lrzip stream; here lrzip or any other codec sees them in one stream).
+follows byte-plane split, in payload order. `grouped_segments` names the layout's parts (one per role,
+then the row orders, then the rest): the artifact compresses each as its own stream, as the record
+compresses each group as its own lrzip stream (`pgolf.artifact.streams`).
 """
 
 from __future__ import annotations
@@ -65,8 +66,18 @@ def _offsets(regions: Sequence[Region]) -> list[int]:
 
 def grouped_size(regions: Sequence[Region]) -> int:
     """Bytes of the grouped layout: the payload plus the stored row orders."""
+    return sum(grouped_segments(regions))
+
+
+def grouped_segments(regions: Sequence[Region]) -> list[int]:
+    """Byte sizes of the grouped layout's parts, in layout order: each role's codes, the row orders, the rest."""
+    groups: dict[str, int] = {}
+    for region in regions:
+        if region.group:
+            groups[region.group] = groups.get(region.group, 0) + region.nbytes
     orders = sum(r.rows * _ORDER_DTYPE().itemsize for r in regions if r.group and _sorted(r))
-    return sum(r.nbytes for r in regions) + orders
+    rest = sum(r.nbytes for r in regions if not r.group)
+    return [*groups.values(), orders, rest]
 
 
 def group_payload(raw: bytes, regions: Sequence[Region], planes: Callable[[bytes, int], bytes]) -> bytes:

@@ -11,7 +11,7 @@ Per record preset:
 
 And the projection of `sota` at full size (synthetic weights, as `pgolf inspect` projects; the sdclip
 policy with the int8 gate rule, round-to-nearest) under each stack, plus its shipped code: the total the
-record's policy would count.
+record's policy would count. Slow stacks can be left out (`--projection`, `--codecs`; an empty list skips).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from pgolf.artifact.codecs import CODECS
+from pgolf.artifact.codecs import AUTO, CODECS
 from pgolf.config import Config, load_config
 from pgolf.data.resolve import resolve_dataset, train_files
 from pgolf.errors import UserError
@@ -64,10 +64,12 @@ def record_code_bytes(folder: Path) -> tuple[int, str] | None:
 
 def stack_config(cfg: Config, label: str) -> Config:
     """`cfg` packed by stack `label`: `<codec>[+lqer][+grouped]` (LQER rank 4 as the record, else off; the
-    grouped transform, else the config's own)."""
+    grouped transform — one stream per role group — else the config's own; codec `auto`: the smallest installed
+    codec, per stream when grouped)."""
     codec, *parts = label.split("+")
-    if codec not in CODECS or not set(parts) <= {"lqer", "grouped"}:
-        raise UserError(f"codec stack {label!r}: use <codec>[+lqer][+grouped] with a codec of {', '.join(CODECS)}")
+    if (codec not in CODECS and codec != AUTO) or not set(parts) <= {"lqer", "grouped"}:
+        raise UserError(f"codec stack {label!r}: use <codec>[+lqer][+grouped] with a codec of "
+                        f"{', '.join(CODECS)}, {AUTO}")
     quant = dataclasses.replace(cfg.quant, codec=codec, codec_level=-1, lqer_rank=4 if "lqer" in parts else 0,
                                 transform="grouped" if "grouped" in parts else cfg.quant.transform)
     return dataclasses.replace(cfg, quant=quant)
@@ -76,7 +78,14 @@ def stack_config(cfg: Config, label: str) -> Config:
 def _stacks(cfg: Config, codecs: tuple[str, ...]) -> list[str]:
     """Every stack of `codecs` that runs here: each codec alone, and (policy schemes) with LQER, and grouped."""
     extra = ("+lqer", "+lqer+grouped") if cfg.quant.scheme != "int8" else ("+grouped",)
-    return [codec + suffix for codec in codecs if CODECS[codec].available for suffix in ("", *extra)]
+    return [codec + suffix for codec in codecs if _runs_here(codec) for suffix in ("", *extra)]
+
+
+def _runs_here(codec: str) -> bool:
+    return codec == AUTO or CODECS[codec].available
+
+
+CALIBRATION_SEQS = 64  # GPTQ calibration of the _cpu runs: enough for their codes' statistics, minutes less on 2 cores
 
 
 def _short_run(preset: str, steps: int, folder: Path) -> Config:
@@ -84,6 +93,7 @@ def _short_run(preset: str, steps: int, folder: Path) -> Config:
     overrides = {"train.iterations": steps, "train.max_wallclock_seconds": 0, "train.train_log_every": 0,
                  "eval.ttt": "off", "eval.slot": "off", "eval.stride": 0,
                  "eval.val_max_tokens": 16384, "quant.calibration_reserve_seconds": 0,
+                 "quant.calibration_seqs": CALIBRATION_SEQS,
                  "run.out_dir": folder, "run.run_id": preset}
     cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
     run_train(cfg)
@@ -109,7 +119,16 @@ def trained_model_bytes(preset: str, steps: int, folder: Path,
                               calibration=calibration)
         sizes[label] = len(packed.blob)
     return {"preset": preset, "steps": steps, "policy": cfg.quant.policy if cfg.quant.scheme != "int8" else "int8",
-            "gptq": cfg.quant.gptq, "transform": cfg.quant.transform, "model_bytes": sizes}
+            "gptq": cfg.quant.gptq, "calibration_seqs": cfg.quant.calibration_seqs, "transform": cfg.quant.transform,
+            "model_bytes": sizes}
+
+
+def _cpu_run(preset: str, steps: int, folder: Path, codecs: tuple[str, ...]) -> dict[str, Any]:
+    """`trained_model_bytes`, or the reason the preset could not run (one bad preset does not end the bench)."""
+    try:
+        return trained_model_bytes(preset, steps, folder, codecs)
+    except UserError as exc:
+        return {"preset": preset, "steps": steps, "error": str(exc)}
 
 
 def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
@@ -121,7 +140,7 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"policy": cfg.quant.policy, "code_bytes": code, "stacks": {}}
     for label in stacks:
         stack = stack_config(rtn, label)
-        if not CODECS[stack.quant.codec].available:
+        if not _runs_here(stack.quant.codec):
             continue
         start = time.perf_counter()
         model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list).blob)
@@ -131,7 +150,8 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped")  # plain, + LQER, the record's whole stack
+# plain, + LQER, the record's whole stack (every stream lrzip), the `sota` preset's (auto: the smallest per stream)
+PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped", "auto+lqer+grouped")
 
 
 def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PROJECTION_STACKS,
@@ -152,7 +172,7 @@ def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PR
                 "code_within_record": own is not None and counted.bytes <= own[0],
             }
             if preset != "baseline" and steps > 0:
-                row["cpu_run"] = trained_model_bytes(f"{preset}_cpu", steps, Path(tmp), codecs)
+                row["cpu_run"] = _cpu_run(f"{preset}_cpu", steps, Path(tmp), codecs)
             result["presets"][preset] = row
     result["sota_full_projection"] = sota_projection(projection)
     if out is not None:
@@ -167,7 +187,9 @@ def report(result: dict[str, Any]) -> str:
         own = f"{row['record_code_bytes']:,}" if row["record_code_bytes"] else "-"
         lines.append(f"{preset:<12} {counted:>12,} {own:>9}  {'yes' if row['code_within_record'] else 'NO':<6}  "
                      f"{row['shipped_form']} ({row['modules']} modules)")
-        if "cpu_run" in row:
+        if "error" in row.get("cpu_run", {}):
+            lines.append(f"{'':<12} {row['cpu_run']['preset']} did not run: {row['cpu_run']['error']}")
+        elif "cpu_run" in row:
             sizes = ", ".join(f"{k} {v:,}" for k, v in row["cpu_run"]["model_bytes"].items())
             lines.append(f"{'':<12} {row['cpu_run']['preset']} model bytes: {sizes}")
     sota = result["sota_full_projection"]
