@@ -146,8 +146,6 @@ def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, s
         "train.max_wallclock_seconds": 0, "train.dtype": "fp32", "train.device": "cpu", "train.train_log_every": 0,
         "train.threads": 1, "eval.val_batch_size": 4096, "eval.val_max_tokens": 4096, "quant.calibration_seqs": 4,
         "run.out_dir": tmp_path / "runs", "run.run_id": "original",
-        # at model_dim 64 every pr635 matrix is small enough for its fp16 rule: no int-k matrix for late QAT
-        **({"train.late_qat_threshold": 0} if preset == "pr635_cpu" else {}),
     }
     cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
     original = run_train(cfg)

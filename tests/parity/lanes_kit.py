@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Callable
 
 import torch
-from recordkit import assert_close, assert_states_close, cheap_init, fp32, pgolf_step, record_step
+from recordkit import assert_close, assert_states_close, cheap_init, fp32, max_rel_diff, pgolf_step, record_step
 from torch import Tensor, nn
 
 from pgolf.interop import from_pgolf, to_pgolf
@@ -85,3 +85,22 @@ def assert_one_step(models: tuple[nn.Module, GPT, dict[str, Tensor]], optimizers
     no_clip = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, grad_clip_norm=0.0))
     pgolf_step(ours, no_clip, grads)
     assert_states_close(ours.state_dict(), to_pgolf(record.state_dict(), preset, cfg.model), "weights after one step")
+
+
+def assert_late_qat_loss(rec, record: nn.Module, ours: GPT, cfg, x: Tensor, y: Tensor, names: list[str],
+                         monkeypatch) -> None:
+    """Late QAT as the record runs it (`CastedLinear._qat_enabled` on) gives the loss of pgolf's QAT forward under
+    the preset's `train.late_qat_scope = "projections"` and `train.qat_grid`, which reaches exactly `names`."""
+    from pgolf.optim.factory import projection_qat_bits
+    from pgolf.quant.qat import QATForward, bits_from_mapping
+
+    with torch.no_grad():
+        plain = record(x, y)
+        monkeypatch.setattr(rec.CastedLinear, "_qat_enabled", True)
+        theirs = record(x, y)
+        bits = projection_qat_bits(ours, cfg.train.qat_bits)
+        assert sorted(bits) == names and cfg.train.late_qat_scope == "projections"
+        assert_close(QATForward(ours, bits_from_mapping(bits), torch.ones(()), cfg.train.qat_grid)(x, y), theirs,
+                     "loss under late QAT")
+    moved = max_rel_diff(theirs, plain)
+    assert moved > 5e-5, moved  # the fake quantization moved the loss, far past rounding

@@ -105,6 +105,18 @@ def test_loss_and_gradients(cfg, models) -> None:
     assert_states_close(to_pgolf(grads_r, "pr635"), grads_o, "gradients")
 
 
+def test_late_qat_reaches_only_bigram_proj(rec, cfg, models, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record's late QAT lives in `CastedLinear` (lines 863-875): only bigram.proj, step ≥ 1/31, codes ±31."""
+    from lanes_kit import assert_late_qat_loss
+
+    record, ours = reset(models)
+    state = {**models[2], "bigram.proj.weight": models[2]["bigram.proj.weight"] * 30}  # rows past 1: a visible grid
+    record.load_state_dict(state, strict=True)
+    ours.load_state_dict(to_pgolf(state, "pr635"), strict=True)
+    x, y = val_batch(cfg.model.vocab_size, 1, 64, seed=4)
+    assert_late_qat_loss(rec, record, ours, cfg, x, y, ["bigram.proj.weight"], monkeypatch)
+
+
 def record_optimizers(rec, record) -> tuple[torch.optim.Optimizer, list[torch.optim.Optimizer]]:
     """(Parallel Muon, AdamWs) as the record's main() builds them inline: banks → Parallel Muon; tok_emb and the
     bigram table → AdamW; block controls, skip weights, smear gate, bigram scale and bigram.proj → AdamW, all

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from lanes_kit import assert_count_and_names, assert_loss_and_gradients, assert_one_step, pair, tokens
+from lanes_kit import (
+    assert_count_and_names,
+    assert_late_qat_loss,
+    assert_loss_and_gradients,
+    assert_one_step,
+    pair,
+    tokens,
+)
 from recordkit import (
     assert_close,
     assert_payloads,
     build_record,
     fp32,
     import_format_record,
-    max_rel_diff,
     record_adamw,
     sample_weights,
 )
@@ -166,21 +172,10 @@ def test_quantizer_payloads(rec, cfg) -> None:
 def test_late_qat_reaches_only_the_projections_small(monkeypatch: pytest.MonkeyPatch) -> None:
     """Late QAT as the record runs it (`CastedLinear._qat_enabled`, line 2407; PyTorch guards the class attribute,
     so the compiled model recompiles with it): only the bigram and VE projections are fake-quantized, on the grid
-    floored at 1/31. pgolf's QAT forward under `late_qat_scope = "projections"` gives the record's loss."""
-    from pgolf.optim.factory import projection_qat_bits
-    from pgolf.quant.qat import QATForward, bits_from_mapping
-
+    floored at 1/31, codes in [−32, 31]. pgolf's QAT forward under the preset's scope and grid gives its loss."""
     rec = import_format_record(PRESET, SMALL)
     cfg = load_config(PRESET, env={}, overrides=SMALL_CFG)
     # noise 0.5: rows past 1, so the floor is not all the grid does
     record, ours, _ = pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED, noise=0.5)
     x, y = tokens(cfg.model.vocab_size, 1, 32, seed=3, low=0)
-    with torch.no_grad():
-        plain = record(x, y)
-        monkeypatch.setattr(rec.CastedLinear, "_qat_enabled", True)
-        theirs = record(x, y)
-        bits = projection_qat_bits(ours, cfg.train.qat_bits)
-        qat = QATForward(ours, bits_from_mapping(bits), torch.ones(()), floored=True)
-        assert sorted(bits) == ["bigram.proj.weight", "value_embed.proj.weight"]
-        assert_close(qat(x, y), theirs, "loss under late QAT")
-    assert max_rel_diff(theirs, plain) > 5e-5  # the fake quantization moved the loss (by 1e-4), far past rounding
+    assert_late_qat_loss(rec, record, ours, cfg, x, y, ["bigram.proj.weight", "value_embed.proj.weight"], monkeypatch)

@@ -89,9 +89,10 @@ CALIBRATION_SEQS = 64  # GPTQ calibration of the _cpu runs: enough for their cod
 
 
 def _short_run(preset: str, steps: int, folder: Path) -> Config:
-    """Train `preset` for `steps` steps on its own data with adaptive eval stages off; the run's config."""
+    """Train `preset` for `steps` steps on its own data with adaptive eval stages off (and so the averaged
+    weights, not a choice among candidates by sliding score); the run's config."""
     overrides = {"train.iterations": steps, "train.max_wallclock_seconds": 0, "train.train_log_every": 0,
-                 "eval.ttt": "off", "eval.slot": "off", "eval.stride": 0,
+                 "eval.ttt": "off", "eval.slot": "off", "eval.stride": 0, "train.final_weights": "average",
                  "eval.val_max_tokens": 16384, "quant.calibration_reserve_seconds": 0,
                  "quant.calibration_seqs": CALIBRATION_SEQS,
                  "run.out_dir": folder, "run.run_id": preset}

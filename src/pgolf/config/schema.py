@@ -158,9 +158,12 @@ class TrainConfig:
     min_lr_scale: float = 0.0  # floor of the LR multiplier during warmdown (the records' MIN_LR)
     late_qat_threshold: float = 0.0  # fake-quantize Muon matrices while the LR multiplier is below this (0 = off)
     qat_bits: int = 6  # int-k of late QAT (per-row symmetric)
-    # what late QAT fake-quantizes: muon (every Muon matrix at its stored width) | projections (PR #1289: only the
-    # bigram / value-embedding projections, int-qat_bits on a grid floored at 1/R; docs/training.md)
+    # what late QAT fake-quantizes: muon (every Muon matrix at its stored width) | projections (PR #635, #1289: only
+    # the records' CastedLinear weights, the bigram / value-embedding projections, at int-qat_bits; docs/training.md)
     late_qat_scope: Literal["muon", "projections"] = "muon"
+    # QAT grid: row_max (step = row max |w| / R) | floored (step ≥ 1/R, codes ±R: PR #635's CastedLinear QAT) |
+    # floored_asym (step ≥ 1/R, codes in [−R − 1, R]: PR #1289's)
+    qat_grid: Literal["row_max", "floored", "floored_asym"] = "row_max"
     recurrence_start_step: int = 0  # switch the model's depth recurrence on at this step (0 = not by step)
     recurrence_start_frac: float = 0.0  # ... or at this progress (0 = not by progress)
     # weight averaging; the averaged weights are evaluated, then packed (EMA if on, else SWA)

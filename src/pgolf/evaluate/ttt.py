@@ -81,8 +81,7 @@ def _step_loss(model: GPT, x: Tensor, y: Tensor, share: float, settings: SGDSett
     if unknown:
         raise UserError(f"eval.ttt_qat_params names {', '.join(unknown)}, not parameters of this model")
     one = torch.ones((), device=x.device)
-    floor = 1.0 / (2 ** (settings.qat_bits - 1) - 1)
-    swapped = {name: fake_quant_ste(params[name], settings.qat_bits, one, floor) for name in settings.qat_params}
+    swapped = {name: fake_quant_ste(params[name], settings.qat_bits, one, "floored") for name in settings.qat_params}
     return functional_call(model, swapped, (x, y)) * share
 
 

@@ -10,6 +10,7 @@ constant-folded away.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +19,7 @@ from torch.func import functional_call
 QAT_MIN_BITS = 2
 QAT_MAX_BITS = 8
 BitsFor = Callable[[str, Tensor], int | None]  # bit width of a named tensor, None = not fake-quantized
+QATGrid = Literal["row_max", "floored", "floored_asym"]  # `train.qat_grid`; see `grid_values`
 
 
 def fake_quantize_per_row(w: Tensor, bits: int, scale_floor: float = 0.0, one_more_below: bool = False) -> Tensor:
@@ -35,17 +37,17 @@ def fake_quantize_per_row(w: Tensor, bits: int, scale_floor: float = 0.0, one_mo
     return (torch.clamp(torch.round(w32 / scale), -qmax - int(one_more_below), qmax) * scale).to(w.dtype)
 
 
-def fake_quantize_floored(w: Tensor, bits: int) -> Tensor:
-    """PR #1289's `CastedLinear` QAT grid: scale max(row max |w| / R, 1/R), codes clamped to [−R − 1, R]. With
-    the floor, a row whose largest |w| is below 1 lands on the grid 1/R (most small weights round to 0)."""
-    return fake_quantize_per_row(w, bits, 1.0 / (2 ** (bits - 1) - 1), one_more_below=True)
+def grid_values(w: Tensor, bits: int, grid: QATGrid) -> Tensor:
+    """`w` on the QAT grid `grid`: `row_max` (step row max |w| / R, codes ±R); `floored` (step at least 1/R, as
+    PR #635's `CastedLinear` QAT: a row whose largest |w| is below 1 lands on the grid 1/R, most of its weights
+    round to 0); `floored_asym` (the same with codes in [−R − 1, R], as PR #1289's)."""
+    floor = 0.0 if grid == "row_max" else 1.0 / (2 ** (bits - 1) - 1)
+    return fake_quantize_per_row(w, bits, floor, one_more_below=grid == "floored_asym")
 
 
-def fake_quant_ste(w: Tensor, bits: int, active: Tensor, scale_floor: float = 0.0, floored: bool = False) -> Tensor:
-    """`w` when `active` is 0; its int-k grid values (gradient passing straight through) when 1. `floored`: the
-    grid of `fake_quantize_floored` (PR #1289); else `fake_quantize_per_row` with `scale_floor`."""
-    grid = fake_quantize_floored(w, bits) if floored else fake_quantize_per_row(w, bits, scale_floor)
-    return w + active.to(w.dtype) * (grid - w).detach()
+def fake_quant_ste(w: Tensor, bits: int, active: Tensor, grid: QATGrid = "row_max") -> Tensor:
+    """`w` when `active` is 0; its values on the int-k `grid` (gradient passing straight through) when 1."""
+    return w + active.to(w.dtype) * (grid_values(w, bits, grid) - w).detach()
 
 
 def bits_from_mapping(mapping: Mapping[str, int]) -> BitsFor:
@@ -59,18 +61,18 @@ class QATForward(nn.Module):
     gradient of each substituted weight reaches the real parameter.
     """
 
-    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor, floored: bool = False) -> None:
+    def __init__(self, model: nn.Module, bits_for: BitsFor, active: Tensor, grid: QATGrid = "row_max") -> None:
         super().__init__()
         self.model = model
         self.active = active
-        self.floored = floored
+        self.grid = grid
         self.bits = {name: b for name, p in model.named_parameters() if (b := bits_for(name, p)) is not None}
         if not self.bits:
             raise ValueError("late QAT selected no tensors to fake-quantize")
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         params = dict(self.model.named_parameters())
-        swapped = {name: fake_quant_ste(params[name], bits, self.active, floored=self.floored)
+        swapped = {name: fake_quant_ste(params[name], bits, self.active, self.grid)
                    for name, bits in self.bits.items()}
         return functional_call(self.model, swapped, (input_ids, target_ids))
 

@@ -158,7 +158,7 @@ def _wrap_for_training(model: GPT, plan: QuantPlan, muon: MuonLike, cfg: Config,
         widths = Counter(bits.values())
         logger.log("late_qat: " + " ".join(f"int{b}:{n}" for b, n in sorted(widths.items()))
                    + f" matrices (scope={t.late_qat_scope}, quant.scheme={cfg.quant.scheme})")
-        module = QATForward(model, bits_from_mapping(bits), switches.qat, floored=projections)
+        module = QATForward(model, bits_from_mapping(bits), switches.qat, t.qat_grid)
     forward, compile_info = maybe_compile(module, compile_enabled(cfg, ctx.device), dynamic=False, fullgraph=True,
                                           on_fallback=lambda why: logger.log(f"torch_compile:{why}"),
                                           backend=cfg.train.compile_backend)
