@@ -65,7 +65,7 @@ class QATForward(nn.Module):
         super().__init__()
         self.model = model
         self.active = active
-        self.grid = grid
+        self.grid: QATGrid = grid
         self.bits = {name: b for name, p in model.named_parameters() if (b := bits_for(name, p)) is not None}
         if not self.bits:
             raise ValueError("late QAT selected no tensors to fake-quantize")
