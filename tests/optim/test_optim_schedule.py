@@ -56,6 +56,15 @@ def test_switches_late_qat_and_recurrence() -> None:
     assert all(off.at(step, 0).recurrence_active for step in range(101))
 
 
+def test_late_qat_by_progress_is_the_last_fraction_of_the_wallclock() -> None:
+    """PR #635's QAT_TIME_FRAC: on from 85 % of the cap whatever the LR multiplier (which is still 1 there)."""
+    s = _schedule(max_wallclock_ms=1000.0, warmdown_iters=5, late_qat_threshold=0.15, late_qat_trigger="progress")
+    assert [s.at(100, ms).qat_active for ms in (849.0, 850.0, 990.0)] == [False, True, True]
+    assert s.at(100, 850.0).lr_scale == 1.0  # 8.5 ms a step: the 5-step warmdown is the last 42.5 ms
+    stepped = _schedule(late_qat_threshold=0.15, late_qat_trigger="progress")  # no cap: by steps
+    assert [stepped.at(step, 0).qat_active for step in (84, 85)] == [False, True]
+
+
 def test_switch_tensors_are_written_in_place() -> None:
     switches = SwitchTensors(torch.device("cpu"))
     qat = switches.qat

@@ -161,6 +161,9 @@ class TrainConfig:
     # what late QAT fake-quantizes: muon (every Muon matrix at its stored width) | projections (PR #635, #1289: only
     # the records' CastedLinear weights, the bigram / value-embedding projections, at int-qat_bits; docs/training.md)
     late_qat_scope: Literal["muon", "projections"] = "muon"
+    # what switches late QAT on: lr_scale (the LR multiplier below late_qat_threshold) | progress (the last
+    # late_qat_threshold of the run: of the wallclock cap, else of the steps; PR #635's QAT_TIME_FRAC)
+    late_qat_trigger: Literal["lr_scale", "progress"] = "lr_scale"
     # QAT grid: row_max (step = row max |w| / R) | floored (step ≥ 1/R, codes ±R: PR #635's CastedLinear QAT) |
     # floored_asym (step ≥ 1/R, codes in [−R − 1, R]: PR #1289's)
     qat_grid: Literal["row_max", "floored", "floored_asym"] = "row_max"
@@ -171,6 +174,7 @@ class TrainConfig:
     ema_start_step: int = 0  # before this step the EMA just copies the weights
     swa_every: int = 0  # snapshot every N steps while the LR multiplier is below swa_max_lr_scale (0 = off)
     swa_max_lr_scale: float = 0.5  # SWA snapshots are taken while the LR multiplier is below this
+    swa_source: Literal["raw", "ema"] = "raw"  # what SWA snapshots: the live weights, or the EMA's (PR #635)
     # weights kept: average (EMA if on, else SWA) | live | best_val (lowest sliding val_bpb of live, EMA, SWA: #635)
     final_weights: Literal["average", "live", "best_val"] = "average"
     # inductor | aot_eager | eager (the last two: debugging, tests)

@@ -183,7 +183,8 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(_in_unit(t.warmdown_frac), "train.warmdown_frac", "must be in [0, 1] (0 = use train.warmdown_iters)")
     v.require(_in_unit(t.min_lr_scale, high_open=True), "train.min_lr_scale", "must be in [0, 1)")
     v.require(_in_unit(t.late_qat_threshold), "train.late_qat_threshold", "must be in [0, 1] (0 = off)")
-    v.require(t.late_qat_threshold == 0 or t.min_lr_scale < t.late_qat_threshold, "train.late_qat_threshold",
+    v.require(t.late_qat_threshold == 0 or t.late_qat_trigger == "progress" or t.min_lr_scale < t.late_qat_threshold,
+              "train.late_qat_threshold",
               "late QAT would never switch on: the LR multiplier never falls below "
               f"train.min_lr_scale={t.min_lr_scale}")
     v.require(t.late_qat_scope == "muon" or cfg.model.bigram_vocab > 0 or cfg.model.value_embed_layers != "",
@@ -196,6 +197,8 @@ def _check_training_dynamics(cfg: Config, world_size: int, v: Issues) -> None:
     v.require(t.ema_start_step >= 0, "train.ema_start_step", "must be ≥ 0")
     v.require(t.swa_every >= 0, "train.swa_every", "must be ≥ 0 (0 = SWA off)")
     v.require(_in_unit(t.swa_max_lr_scale, low_open=True), "train.swa_max_lr_scale", "must be in (0, 1]")
+    v.require(t.swa_source == "raw" or t.swa_every == 0 or t.ema_decay > 0, "train.swa_source",
+              "ema averages the EMA's weights: set train.ema_decay > 0, or swa_source = \"raw\"")
     v.require(t.final_weights != "best_val" or cfg.eval.stride > 0, "train.final_weights",
               "best_val scores each candidate by sliding windows: set eval.stride > 0")
     v.require(t.recurrence_start_step >= 0, "train.recurrence_start_step", "must be ≥ 0 (0 = not by step)")

@@ -58,10 +58,11 @@ class SWA:
         self.count = 0
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int, lr_scale: float) -> None:
+    def update(self, weights: dict[str, Tensor], step: int, lr_scale: float) -> None:
+        """Add a snapshot of `weights` (the model's state dict, or the EMA's) when the window is open."""
         if lr_scale >= self.max_lr_scale or step % self.every != 0:
             return
-        torch._foreach_add_(list(self.total.values()), [v.float() for v in model.state_dict().values()])  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
+        torch._foreach_add_(list(self.total.values()), [v.float() for v in weights.values()])  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
         self.count += 1
 
     def weights(self) -> dict[str, Tensor] | None:
@@ -82,15 +83,16 @@ class SWA:
 class Averagers:
     """The averages a run keeps (either may be absent), updated and checkpointed together."""
 
-    def __init__(self, ema: EMA | None, swa: SWA | None) -> None:
+    def __init__(self, ema: EMA | None, swa: SWA | None, swa_of_ema: bool = False) -> None:
         self.ema = ema
         self.swa = swa
+        self.swa_of_ema = swa_of_ema  # SWA snapshots the EMA's weights (PR #635), not the live ones
 
     @classmethod
     def for_model(cls, model: nn.Module, ema_decay: float, ema_start_step: int, swa_every: int,
-                  swa_max_lr_scale: float) -> Averagers:
+                  swa_max_lr_scale: float, swa_source: str = "raw") -> Averagers:
         return cls(EMA(model, ema_decay, ema_start_step) if ema_decay > 0 else None,
-                   SWA(model, swa_every, swa_max_lr_scale) if swa_every > 0 else None)
+                   SWA(model, swa_every, swa_max_lr_scale) if swa_every > 0 else None, swa_source == "ema")
 
     @property
     def enabled(self) -> bool:
@@ -100,7 +102,8 @@ class Averagers:
         if self.ema is not None:
             self.ema.update(model, step)
         if self.swa is not None:
-            self.swa.update(model, step, lr_scale)
+            source = self.ema.weights() if self.swa_of_ema and self.ema is not None else model.state_dict()
+            self.swa.update(source, step, lr_scale)
 
     def averages(self) -> dict[str, dict[str, Tensor]]:
         """{"ema": weights, "swa": weights} for those that exist and hold an average."""

@@ -42,7 +42,8 @@ class Schedule:
     min_lr_scale: float = 0.0  # floor of the LR multiplier once warmdown has started
     wd_taper_start_frac: float = 1.0
     wd_taper_final_mult: float = 1.0
-    late_qat_threshold: float = 0.0  # QAT on while lr_scale < threshold (0 = never)
+    late_qat_threshold: float = 0.0  # QAT: lr_scale below it, or progress in its last fraction (0 = never)
+    late_qat_trigger: str = "lr_scale"  # lr_scale | progress (`train.late_qat_trigger`)
     recurrence_start_step: int = 0  # 0 = not scheduled by step
     recurrence_start_frac: float = 0.0  # 0 = not scheduled by progress
 
@@ -62,6 +63,7 @@ class Schedule:
             wd_taper_start_frac=o.wd_taper_start_frac,
             wd_taper_final_mult=o.wd_taper_final_mult,
             late_qat_threshold=t.late_qat_threshold,
+            late_qat_trigger=t.late_qat_trigger,
             recurrence_start_step=t.recurrence_start_step,
             recurrence_start_frac=t.recurrence_start_frac,
         )
@@ -74,7 +76,7 @@ class Schedule:
             lr_scale=lr_scale,
             muon_momentum=self.muon_momentum(step),
             muon_wd_scale=self.wd_multiplier(progress),
-            qat_active=self.qat_active(lr_scale),
+            qat_active=self.qat_active(lr_scale, progress),
             recurrence_active=self.recurrence_active(step, progress),
         )
 
@@ -124,8 +126,12 @@ class Schedule:
         t = (progress - self.wd_taper_start_frac) / (1.0 - self.wd_taper_start_frac)
         return 1.0 + t * (self.wd_taper_final_mult - 1.0)
 
-    def qat_active(self, lr_scale: float) -> bool:
-        return self.late_qat_threshold > 0 and lr_scale < self.late_qat_threshold
+    def qat_active(self, lr_scale: float, progress: float) -> bool:
+        if self.late_qat_threshold <= 0:
+            return False
+        if self.late_qat_trigger == "progress":
+            return progress >= 1.0 - self.late_qat_threshold
+        return lr_scale < self.late_qat_threshold
 
     def recurrence_active(self, step: int, progress: float) -> bool:
         """Depth recurrence runs from the first step unless a start step or fraction is set."""

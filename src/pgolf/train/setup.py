@@ -203,7 +203,8 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
     switches = SwitchTensors(ctx.device)
     wrapped = _wrap_for_training(model, plan, muon, cfg, ctx, logger, switches)
     t = cfg.train
-    averagers = Averagers.for_model(model, t.ema_decay, t.ema_start_step, t.swa_every, t.swa_max_lr_scale)
+    averagers = Averagers.for_model(model, t.ema_decay, t.ema_start_step, t.swa_every, t.swa_max_lr_scale,
+                                    t.swa_source)
     eval_data = load_eval_data(cfg, paths, t.train_seq_len)
     params = count_parameters(model)
     logger.log(f"model_params:{params} world_size:{ctx.world_size} grad_accum_steps:{accum} "
