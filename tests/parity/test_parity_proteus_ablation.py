@@ -22,16 +22,6 @@ SMALL_CFG = ["model.model_dim=32", "model.num_heads=2", "model.num_kv_heads=1", 
 
 
 @pytest.fixture(scope="module")
-def rec():
-    return import_format_record(PRESET)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(PRESET, env={})
-
-
-@pytest.fixture(scope="module")
 def models(rec, cfg):
     return pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED)
 

@@ -33,16 +33,6 @@ SEED = 1289
 RECORD_PARAMS = 30_143_597
 
 
-@pytest.fixture(scope="module")
-def rec():
-    return import_format_record(PRESET)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(PRESET, env={})
-
-
 # a small shape of the same layer layout (11 layers, parallel from 7, recurrence 4-5, VE on 9-10) for the default suite
 SMALL = {"MODEL_DIM": "32", "NUM_HEADS": "2", "NUM_KV_HEADS": "1", "VOCAB_SIZE": "64", "BIGRAM_VOCAB_SIZE": "32",
          "BIGRAM_DIM": "8", "VE_DIM": "8"}

@@ -18,7 +18,6 @@ from recordkit import (
     assert_states_close,
     build_record,
     fp32,
-    import_format_record,
     pgolf_step,
     record_grads_as_pgolf,
     val_batch,
@@ -34,16 +33,6 @@ SEED = 1855
 RECORD_PARAMS = 35_945_671  # "model_params:35945671" in the record's train_seed*.log
 UNUSED = 8 * (2 + 2 * 2)  # the λ rows of the 8 serial layers: the record allocates them, no forward reads them
 NARROW = {"vocab_size": 256, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1}
-
-
-@pytest.fixture(scope="module")
-def rec():
-    return import_format_record(PRESET)
-
-
-@pytest.fixture(scope="module")
-def cfg():
-    return load_config(PRESET, env={})
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,6 @@ import torch
 from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
-from pgolf.artifact.grouping import grouped_segments
 from pgolf.artifact.streams import Streams, compress_streams, decompress_streams, main_codec, parse_streams
 from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
@@ -155,6 +154,8 @@ _Encoded = tuple[str, str, bytes, Streams | None]  # codec, transform, payload, 
 def _encode_payload(raw: bytes, regions: list[Region], codec: str, level: int | None, transform: str) -> _Encoded:
     coded = apply_transform(raw, regions, transform)
     if transform == "grouped":
+        from pgolf.artifact.grouping import grouped_segments  # only runs that pack grouped import (and ship) it
+
         streams, payload = compress_streams(coded, grouped_segments(regions), codec, level)
         return main_codec(streams, "zlib" if codec == AUTO else codec), transform, payload, streams
     name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
