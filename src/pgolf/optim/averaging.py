@@ -57,10 +57,14 @@ class SWA:
         self.total = {k: torch.zeros_like(v) for k, v in _float_copy(model).items()}
         self.count = 0
 
+    def takes(self, step: int, lr_scale: float) -> bool:
+        """Whether this step's weights are a snapshot: the low-LR window is open and the step is on the cadence."""
+        return lr_scale < self.max_lr_scale and step % self.every == 0
+
     @torch.no_grad()
     def update(self, weights: dict[str, Tensor], step: int, lr_scale: float) -> None:
         """Add a snapshot of `weights` (the model's state dict, or the EMA's) when the window is open."""
-        if lr_scale >= self.max_lr_scale or step % self.every != 0:
+        if not self.takes(step, lr_scale):
             return
         torch._foreach_add_(list(self.total.values()), [v.float() for v in weights.values()])  # pyright: ignore[reportPrivateImportUsage] - fused foreach op
         self.count += 1
@@ -101,7 +105,7 @@ class Averagers:
     def update(self, model: nn.Module, step: int, lr_scale: float) -> None:
         if self.ema is not None:
             self.ema.update(model, step)
-        if self.swa is not None:
+        if self.swa is not None and self.swa.takes(step, lr_scale):  # no state dict built on the other steps
             source = self.ema.weights() if self.swa_of_ema and self.ema is not None else model.state_dict()
             self.swa.update(source, step, lr_scale)
 

@@ -13,6 +13,7 @@ would be silently ignored (a record's late-QAT flag stayed off this way).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -43,7 +44,7 @@ class Schedule:
     wd_taper_start_frac: float = 1.0
     wd_taper_final_mult: float = 1.0
     late_qat_threshold: float = 0.0  # QAT: lr_scale below it, or progress in its last fraction (0 = never)
-    late_qat_trigger: str = "lr_scale"  # lr_scale | progress (`train.late_qat_trigger`)
+    late_qat_trigger: Literal["lr_scale", "progress"] = "lr_scale"  # `train.late_qat_trigger`
     recurrence_start_step: int = 0  # 0 = not scheduled by step
     recurrence_start_frac: float = 0.0  # 0 = not scheduled by progress
 
