@@ -161,3 +161,11 @@ def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, s
     assert (rerun["val_bpb"], rerun["weights_sha256"]) == (original["val_bpb"], original["weights_sha256"])
     assert rerun["code_bytes"] == info.bytes  # the exported run counts its own file
     assert original["code_bytes"] == info.bytes  # pgolf train counted exactly what ships
+
+
+def test_the_config_loader_and_validator_ship_only_where_a_run_reaches_them() -> None:
+    plain = module_closure(load_config("sota_cpu", env={}))
+    proxy = module_closure(load_config("tiny", env={}, overrides=["train.proxy_world_size=8"]))
+    assert "pgolf.config.embedded" in plain and not {"pgolf.config.loader", "pgolf.config.validate"} & set(plain)
+    assert "pgolf.config.validate" in proxy  # proxy mode validates the config it rescales
+    assert "pgolf.config.parsing" in plain  # reached through the lazy `from pgolf.config import resolve_grad_accum`

@@ -83,8 +83,8 @@ def test_minify_keeps_the_annotations_triton_reads() -> None:
 _IMPORT_ALL = ("import runpy, sys, importlib; sys.path[:0] = {paths!r}; g = runpy.run_path('train_gpt.py', "
                "run_name='check'); sys.meta_path.insert(0, g['_EmbeddedModules']())\n"
                "for name in sorted(g['MODULES']): importlib.import_module(name)\n"
-               "import pgolf.pipeline as p, pgolf.config as c\n"
-               "assert callable(p.run_train) and callable(c.load_config)\n"
+               "import pgolf.pipeline as p, pgolf.config.embedded as c\n"
+               "assert callable(p.run_train) and callable(c.embedded_config)\n"
                "print(len(g['MODULES']))")
 
 
@@ -99,3 +99,12 @@ def test_the_shaken_modules_of_every_cpu_preset_import_without_pgolf(preset: str
     assert result.returncode == 0, result.stderr[-3000:]
     assert int(result.stdout.split()[-1]) == len(modules)
     assert "def run_train" in script and "def unused" not in script
+
+
+def test_a_lazy_table_keeps_only_the_names_imported_somewhere() -> None:
+    out = _shaken({"main"}, pkg="from pgolf.lazy import lazy_exports\n_EXPORTS = {'used': 'a', 'unused': 'b'}\n"
+                                "__getattr__ = lazy_exports(__name__, _EXPORTS)\n",
+                  pkg_a="def used():\n    return 1\n", pkg_b="def unused():\n    return 2\n",
+                  pkg_main="from pkg import used\ndef main():\n    return used()\n")
+    assert "'used': 'a'" in out["pkg"] and "unused" not in out["pkg"]
+    assert "def used" in out["pkg.a"] and "def unused" not in out["pkg.b"]  # the table's strings reach nothing

@@ -5,9 +5,10 @@ The script installs an import hook that serves the embedded modules, declares it
 that ships (`pgolf.SHIPPED_CODE`), so the code bytes counted in the budget are exactly its own file
 size, and calls the same `pgolf.pipeline.run_train` as `pgolf train`.
 
-Which modules: the static import closure of `pgolf.pipeline`, minus the technique modules the config
-does not use (`CONFIG_MODULES`; the code imports each of them only where the config reaches it, so
-the closure and the run agree: the export tests run every `_cpu` preset's export without pgolf).
+Which modules: the static import closure of the script's `main` (`pgolf.config.embedded`, `pgolf.pipeline`),
+minus the technique modules the config does not use (`CONFIG_MODULES`; the code imports each of them only
+where the config reaches it, so the closure and the run agree: the export tests run every `_cpu` preset's
+export without pgolf).
 
 Forms (`CODE_FORMS`): `plain` (the modules as they are, every config field); `minified` (`shrink`:
 docstrings, comments and function annotations removed through the AST, the definitions nothing reaches
@@ -29,19 +30,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import tomli_w
-
 import pgolf
 from pgolf.artifact.codecs import compress
 from pgolf.config import Config
 from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
 from pgolf.errors import UserError
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
-from pgolf.shake import callee, references, shake
+from pgolf.shake import callee, references, runtime_body, shake
 from pgolf.train import provenance
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
-ENTRY_MODULE = "pgolf.pipeline"  # what `pgolf train` calls; everything it imports is embedded
 CODE_FORMS = ("plain", "minified", "compressed", "compressed_ascii")
 WRAPPER_CODECS = ("lzma", "brotli", "zstd")  # self-extracting forms; the smallest is shipped
 WRAPPER_ENCODINGS = ("base85", "latin1")  # how the compressed stream is written in the file
@@ -78,6 +76,10 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.official": _never,
     "pgolf.export": _never,
+    # The script builds its config from the table it embeds (`pgolf.config.embedded`): the loader is tooling, and
+    # the validator runs only where proxy mode rescales a validated config.
+    "pgolf.config.loader": _never,
+    "pgolf.config.validate": lambda c: c.train.proxy_world_size > 0,
 }
 
 _TEMPLATE = '''#!/usr/bin/env python3
@@ -88,7 +90,8 @@ and the run's config. Needs torch, numpy, sentencepiece, zstandard, brotli, toml
 
     python train_gpt.py  # or: torchrun --standalone --nproc_per_node=8 train_gpt.py
 
-Official environment variables override CONFIG. Results: runs/<RUN_ID>/. Counted code bytes: this file's.
+The official baseline's environment variables (SEED, DATA_PATH, ...) override CONFIG. Results: runs/<RUN_ID>/.
+Counted code bytes: this file's.
 """
 import importlib.abc
 import importlib.util
@@ -129,11 +132,10 @@ def main():
 
     pgolf.SHIPPED_CODE = (os.path.abspath(__file__),)
     pgolf.SHIPPED_DATA = DATA
-    from pgolf.config import load_config, tomllib
+    from pgolf.config.embedded import embedded_config
     from pgolf.pipeline import run_train
 
-    cfg = load_config(base=tomllib.loads(CONFIG), world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    run_train(cfg)
+    run_train(embedded_config(CONFIG, os.environ))
 
 
 if __name__ == "__main__":
@@ -169,27 +171,45 @@ def _module_path(root: Path, name: str) -> Path | None:
     return None
 
 
-def _imported_names(tree: ast.AST) -> set[str]:
-    """Absolute pgolf modules named by any import statement, at any depth (function-level ones too)."""
+def _imported_names(tree: ast.Module) -> set[str]:
+    """Absolute pgolf modules named by any import statement, at any depth (function-level ones too).
+
+    A name imported from a package that serves it lazily (`pgolf.lazy`) names the submodule serving it;
+    `if TYPE_CHECKING:` blocks are skipped (they never run).
+    """
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in (sub for stmt in runtime_body(tree) for sub in ast.walk(stmt)):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names if a.name.split(".")[0] == "pgolf")
         elif (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
               and node.module.split(".")[0] == "pgolf"):
+            lazy = _lazy_exports(node.module)
             names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
+            names.update(f"{node.module}.{lazy.get(a.name, a.name)}" for a in node.names)
     return names
 
 
-def module_closure(cfg: Config | None = None, entry: str = ENTRY_MODULE) -> dict[str, Path]:
-    """Every pgolf module `entry` can import, found statically, with its parent packages.
+@lru_cache(maxsize=64)
+def _lazy_exports(package: str) -> dict[str, str]:
+    """The `_EXPORTS` table (name → submodule) of a package's `__init__`, {} when it has none."""
+    init = Path(pgolf.__file__).parent.joinpath(*package.split(".")[1:], "__init__.py")
+    if not init.is_file():
+        return {}
+    for stmt in ast.parse(init.read_text(encoding="utf-8")).body:
+        if isinstance(stmt, ast.Assign) and [callee(t) for t in stmt.targets] == ["_EXPORTS"]:
+            return ast.literal_eval(stmt.value)
+    return {}
+
+
+def module_closure(cfg: Config | None = None) -> dict[str, Path]:
+    """Every pgolf module the script's `main` can import (it builds the config and calls `pgolf.pipeline`),
+    found statically, with its parent packages.
 
     With `cfg`, the `CONFIG_MODULES` that config does not use are left out (and what only they import).
     """
     root = Path(pgolf.__file__).parent
     found: dict[str, Path] = {}
-    todo = [entry]
+    todo = sorted(_imported_names(_template_tree()))
     while todo:
         name = todo.pop()
         parts = name.split(".")
@@ -278,7 +298,7 @@ def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
 
 
 def _template_tree() -> ast.Module:
-    return ast.parse(_TEMPLATE.format(title="", version="", code_sha256="", module_count=0, config="''", modules="",
+    return ast.parse(_TEMPLATE.format(title="", version="", code_sha256="", module_count=0, config="{}", modules="",
                                       data="{}"))
 
 
@@ -370,7 +390,7 @@ def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = Fa
                sources.items()]
     table = _changed_fields(shipped) if minified else shipped.to_dict()
     script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256,
-                              module_count=len(sources), config=_literal(tomli_w.dumps(table)),
+                              module_count=len(sources), config=repr(table),
                               modules="\n".join(entries), data=repr(data))
     return script, {name: modules[name] for name in sources}
 

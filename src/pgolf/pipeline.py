@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
+import pgolf
 from pgolf.artifact.format import write_artifact
-from pgolf.config import Config, config_from_dict, read_toml_file, validate
+from pgolf.config import Config
 from pgolf.data.resolve import resolve_dataset
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.orchestrate import score_run, selection_score
@@ -31,6 +32,8 @@ from pgolf.utils import atomic_write_json, atomic_write_text, sha256_file
 
 
 def load_run_config(run_dir: Path) -> Config:
+    from pgolf.config.loader import config_from_dict, read_toml_file  # tooling: an exported script never resumes
+
     return config_from_dict(read_toml_file(RunDir(run_dir).config), f"{run_dir}/config.toml")
 
 
@@ -38,7 +41,10 @@ def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
     """Train, pack, evaluate; write the run directory and return summary.json's content ({} off rank 0)."""
     ctx = init_distributed(cfg.train.device)
     try:
-        validate(cfg, world_size=ctx.world_size)
+        if not pgolf.SHIPPED_CODE:  # an exported script runs the config its run validated (`pgolf.config.embedded`)
+            from pgolf.config.validate import validate
+
+            validate(cfg, world_size=ctx.world_size)
         clock = PhaseClock(sync=torch.cuda.synchronize if ctx.device.type == "cuda" else (lambda: None))
         with clock.phase("startup"):
             cfg, run, logger, setup = _start(cfg, ctx, resume_dir, clock)

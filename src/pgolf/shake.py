@@ -12,6 +12,9 @@ reached. The rule is by name, across all the modules, so it errs on the side of 
   whose methods nothing can call by name: there a non-dunder method is live by the same rule.
   Framework bases (`nn.Module`, `autograd.Function`, optimizers, protocols) keep every method.
 
+A lazy package's `_EXPORTS` table (`pgolf.lazy`) keeps only the entries whose names are live: the names it
+serves are reached where another module imports them by name, not through the table's strings.
+
 Never dropped: `from __future__` imports, a definition with a decorator not known to be pure (a
 registration would be lost), dunder names other than `__all__`, and imports of modules whose top level
 does more than define names. `if TYPE_CHECKING:` blocks never run and are removed.
@@ -32,6 +35,7 @@ PURE_DECORATORS = frozenset({
     "dataclass", "no_grad", "inference_mode", "cache", "lru_cache", "contextmanager", "wraps", "property",
     "staticmethod", "classmethod", "cached_property", "declares_controls", "jit", "compile",
 })
+LAZY_TABLE = "_EXPORTS"  # a lazy package's name → submodule table (`pgolf.lazy`): only its live entries are kept
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Statements at the top of a module that only bind names (their blocks too): importing such a module has no
 # effect beyond its names, so an unused import of it can go.
@@ -113,7 +117,7 @@ def _only_binds(body: Iterable[ast.stmt]) -> bool:
     return True
 
 
-def _top_level(tree: ast.Module) -> list[ast.stmt]:
+def runtime_body(tree: ast.Module) -> list[ast.stmt]:
     """The module's statements with `if TYPE_CHECKING:` blocks replaced by their `else` (they never run)."""
     body: list[ast.stmt] = []
     for stmt in tree.body:
@@ -124,7 +128,7 @@ def _top_level(tree: ast.Module) -> list[ast.stmt]:
 class _Shaker:
     def __init__(self, trees: dict[str, ast.Module]) -> None:
         self.trees = trees
-        self.bodies = {name: _top_level(tree) for name, tree in trees.items()}
+        self.bodies = {name: runtime_body(tree) for name, tree in trees.items()}
         self.effectful = {name for name, body in self.bodies.items() if not _only_binds(body)}
         self.classes: dict[str, list[ast.ClassDef]] = {}
         for body in self.bodies.values():
@@ -201,12 +205,14 @@ class _Shaker:
                     definition.live = changed = True
                     live.update(self._references(definition))
             waiting = [d for d in waiting if not d.live]
-        return {name: self._emit(name) for name in self.trees}
+        return {name: self._emit(name, live) for name in self.trees}
 
     def _references(self, definition: _Definition) -> Iterator[str]:
         node = definition.node
         if definition.alias is not None:
             yield from definition.alias.name.split(".")
+        elif definition.names == (LAZY_TABLE,):
+            return  # the names a lazy package serves are reached where they are imported by name
         elif isinstance(node, ast.ClassDef):  # the body without the methods that are definitions of their own
             own = {id(d.node) for d in self.definitions if d.parent is not None and d.parent.node is node}
             for sub in (*node.bases, *node.keywords, *node.decorator_list, *node.body):
@@ -215,7 +221,7 @@ class _Shaker:
         else:
             yield from references(node)
 
-    def _emit(self, module: str) -> ast.Module:
+    def _emit(self, module: str, live: set[str]) -> ast.Module:
         body: list[ast.stmt] = []
         for item in self.kept[module]:
             if isinstance(item, list):  # an import: the names of it that are live
@@ -225,18 +231,23 @@ class _Shaker:
             elif isinstance(item, ast.stmt):
                 body.append(item)
             elif item.live:
-                body.append(self._live_part(item))
+                body.append(self._live_part(item, live))
         return ast.Module(body=body, type_ignores=[])
 
-    def _live_part(self, definition: _Definition) -> ast.stmt:
+    def _live_part(self, definition: _Definition, live: set[str]) -> ast.stmt:
         node = definition.node
+        if definition.names == (LAZY_TABLE,) and isinstance(node.value, ast.Dict):  # type: ignore[attr-defined]
+            table = node.value  # type: ignore[attr-defined]
+            pairs = [(k, v) for k, v in zip(table.keys, table.values, strict=True)
+                     if isinstance(k, ast.Constant) and k.value in live]
+            return _with(node, "value", ast.Dict(keys=[k for k, _ in pairs], values=[v for _, v in pairs]))
         if isinstance(node, ast.ClassDef):
             dropped = {id(d.node) for d in self.definitions if d.parent is definition and not d.live}
             return _with(node, "body", [stmt for stmt in node.body if id(stmt) not in dropped] or [ast.Pass()])
         return node
 
 
-def _with(node: ast.stmt, field: str, value: list) -> ast.stmt:
+def _with(node: ast.stmt, field: str, value: object) -> ast.stmt:
     """A copy of `node` with `field` replaced (the shared trees are never changed)."""
     changed = copy.copy(node)
     setattr(changed, field, value)

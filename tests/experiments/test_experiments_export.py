@@ -57,10 +57,10 @@ def test_compressed_form_unpacks_to_the_minified_modules_and_config(finished_abl
     # Run the wrapper as a module (not __main__): it unpacks itself; its import hook then serves pgolf.config.
     run = _RUN.format(paths=site.getsitepackages(), run_name="export_check")
     check = (run.replace("runpy.run_path", "g = runpy.run_path")
-             + "; import hashlib, json; sys.meta_path.insert(0, g['_EmbeddedModules']()); import pgolf.config as c; "
-             "print(json.dumps({'modules': "
+             + "; import hashlib, json; sys.meta_path.insert(0, g['_EmbeddedModules']()); "
+             "import pgolf.config.embedded as c; print(json.dumps({'modules': "
              "{k: hashlib.sha256(v[1].encode()).hexdigest() for k, v in g['MODULES'].items()}, "
-             "'config': c.load_config(base=c.tomllib.loads(g['CONFIG']), env={}).to_dict(), 'file': c.__file__}))")
+             "'config': c.embedded_config(g['CONFIG'], {}).to_dict(), 'file': c.__file__}))")
     result = _bare_python(tmp_path, check)
     assert result.returncode == 0, result.stderr[-2000:]
     unpacked = json.loads(result.stdout.strip().splitlines()[-1])

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pgolf.config.coerce import coerce
 from pgolf.config.env import env_assignments, warn_unmapped
 from pgolf.config.introspect import schema_fields, section_types
 from pgolf.config.issues import Issues
@@ -28,9 +29,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
 def read_toml_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
@@ -39,38 +37,6 @@ def read_toml_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         return tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config file {file} is not valid TOML ({exc}): fix the syntax") from None
-
-
-def _parse_string(text: str, typ: type) -> Any:
-    raw = text.strip()
-    if typ is bool:
-        if raw.lower() in _TRUE + _FALSE:
-            return raw.lower() in _TRUE
-        raise ValueError(raw)
-    if typ is int:
-        number = float(raw)
-        if not number.is_integer():
-            raise ValueError(raw)
-        return int(number)
-    return float(raw)
-
-
-def coerce(value: Any, typ: type) -> Any:
-    """A TOML value checked, or a string from the environment / --set parsed, against a field type."""
-    if isinstance(value, str) and typ is not str:
-        return _parse_string(value, typ)
-    if typ is bool and isinstance(value, bool):
-        return value
-    if typ is int and not isinstance(value, bool):
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if typ is str and isinstance(value, str):
-        return value
-    raise ValueError(value)
 
 
 class Resolver:

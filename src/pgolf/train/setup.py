@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from pgolf.config import Config, reads_train_calibration, resolve_grad_accum, validate
+from pgolf.config import Config, reads_train_calibration, resolve_grad_accum
 from pgolf.data.loader import make_train_loader
 from pgolf.data.manifest import DatasetPaths, check_dataset
 from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset, train_files
@@ -83,6 +83,8 @@ def apply_proxy(cfg: Config, world_size: int) -> tuple[Config, ProxyInfo | None]
     proxied.train.proxy_world_size = 0
     proxied.train.grad_accum_steps = target_accum * target // world_size
     proxied.train.max_wallclock_seconds = cfg.train.max_wallclock_seconds * scale
+    from pgolf.config.validate import validate  # only proxy runs ship the validator
+
     validate(proxied, world_size=world_size)
     info = ProxyInfo(target_world_size=target, world_size=world_size, time_scale=scale,
                      grad_accum_steps=proxied.train.grad_accum_steps, target_grad_accum_steps=target_accum,
