@@ -19,6 +19,7 @@ from pgolf.export import (
     WRAPPER_CODECS,
     WRAPPER_ENCODINGS,
     _latin1_literal,
+    compact,
     minify,
     module_closure,
     shipped_code,
@@ -169,3 +170,16 @@ def test_the_config_loader_and_validator_ship_only_where_a_run_reaches_them() ->
     assert "pgolf.config.embedded" in plain and not {"pgolf.config.loader", "pgolf.config.validate"} & set(plain)
     assert "pgolf.config.validate" in proxy  # proxy mode validates the config it rescales
     assert "pgolf.config.parsing" in plain  # reached through the lazy `from pgolf.config import resolve_grad_accum`
+
+
+def test_compact_renames_only_the_globals_nothing_else_names() -> None:
+    source = ("def _private_helper(x):\n    return x + 1\ndef public_entry(x):\n    return _private_helper(x) * "
+              "getattr(__import__('math'), 'floor')(2.5) + len(_by_string())\ndef _by_string():\n"
+              "    return '_by_string'\n")
+    kept = compact(source)
+    renamed = compact(source, frozenset({"public_entry"}))
+    assert "_private_helper" in kept and "_private_helper" not in renamed
+    assert "def public_entry" in renamed and "def _by_string" in renamed  # named elsewhere / in a string
+    scope: dict = {}
+    exec(renamed, scope)
+    assert scope["public_entry"](1) == 2 * 2 + 10

@@ -291,10 +291,16 @@ def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
 
     `minify` each module; `shake` out the definitions nothing reaches from the script's `main`, across
     the modules (the modules that are then neither imported nor keep a definition are left out); and
-    `compact` each module (local names shortened, whitespace squeezed).
+    `compact` each module (local names and the globals no other module names shortened, whitespace squeezed).
     """
     shaken = shake({name: _minified_tree(source) for name, source in sources}, _entry_names())
-    return {name: compact(ast.unparse(shaken[name]) + "\n") for name in _embedded(shaken)}
+    embedded = _embedded(shaken)
+    seen_in: dict[str, set[str]] = {}  # name → the modules that mention it (as a name, attribute or word)
+    for name in embedded:
+        for word in references(shaken[name]):
+            seen_in.setdefault(word, set()).add(name)
+    return {name: compact(ast.unparse(shaken[name]) + "\n", frozenset(
+        word for word, modules in seen_in.items() if modules != {name}) | _entry_names()) for name in embedded}
 
 
 def _template_tree() -> ast.Module:
@@ -328,18 +334,25 @@ def _inert(stmt: ast.stmt) -> bool:
 
 
 @lru_cache(maxsize=512)
-def compact(source: str) -> str:
+def compact(source: str, shared: frozenset[str] | None = None) -> str:
     """`source` through python-minifier: the same behaviour in fewer bytes.
 
-    Only passes that keep every name another module or a caller can see: locals are renamed, never globals,
-    attributes or arguments (a keyword call would break); asserts stay; annotations are left to `minify`
-    (which keeps those of class bodies and Triton kernels); whitespace is squeezed.
+    Only passes that keep every name another module or a caller can see: locals are renamed, never
+    attributes or arguments (a keyword call would break); globals only with `shared` (every name other code
+    mentions), and then only those outside it, outside the module's own string constants (a `getattr` by
+    name) and not dunders. Asserts stay; annotations are left to `minify` (which keeps those of class bodies
+    and Triton kernels); whitespace is squeezed.
     """
     import python_minifier  # exporter-time only: the shipped script never imports it
 
+    tree = ast.parse(source)
+    words = {word for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             for word in references(node)}
+    preserve = sorted((shared or frozenset()) | words | {n for n in references(tree) if n.startswith("__")})
     return python_minifier.minify(
         source, remove_annotations=False, remove_pass=True, remove_literal_statements=False, combine_imports=True,
-        hoist_literals=False, rename_locals=True, rename_globals=False, remove_object_base=True,
+        hoist_literals=False, rename_locals=True, rename_globals=shared is not None, preserve_globals=preserve,
+        remove_object_base=True,
         convert_posargs_to_args=False, preserve_shebang=False, remove_asserts=False, remove_debug=False,
         remove_explicit_return_none=True, remove_builtin_exception_brackets=True, constant_folding=True,
         prefer_single_line=False, remove_dead_branches=False) + "\n"
