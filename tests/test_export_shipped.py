@@ -172,6 +172,12 @@ def test_the_config_loader_and_validator_ship_only_where_a_run_reaches_them() ->
     assert "pgolf.config.parsing" in plain  # reached through the lazy `from pgolf.config import resolve_grad_accum`
 
 
+def test_the_stage_machinery_ships_only_with_stages_beyond_plain() -> None:
+    assert "pgolf.evaluate.modes" not in module_closure(load_config("baseline", env={}))
+    assert "pgolf.evaluate.modes" in module_closure(load_config("baseline", env={}, overrides=["eval.stride=64"]))
+    assert "pgolf.evaluate.modes" in module_closure(load_config("pr635_cpu", env={}))  # TTT, best_val selection
+
+
 def test_compact_renames_only_the_globals_nothing_else_names() -> None:
     source = ("def _private_helper(x):\n    return x + 1\ndef public_entry(x):\n    return _private_helper(x) * "
               "getattr(__import__('math'), 'floor')(2.5) + len(_by_string())\ndef _by_string():\n"

@@ -35,6 +35,7 @@ from pgolf.artifact.codecs import compress
 from pgolf.config import Config
 from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
 from pgolf.errors import UserError
+from pgolf.evaluate.stages import eval_stages
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
 from pgolf.shake import callee, references, runtime_body, shake
 from pgolf.train import provenance
@@ -63,6 +64,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.model.xsa": lambda c: c.model.xsa_last_n != 0,
     "pgolf.model.gates": lambda c: c.model.attn_gate != "off",
     "pgolf.model.init": lambda c: c.model.ortho_init,
+    "pgolf.evaluate.modes": lambda c: len(eval_stages(c)) > 1 or c.train.final_weights == "best_val",
     "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",
     "pgolf.evaluate.ttt": lambda c: c.eval.ttt != "off",
     "pgolf.evaluate.ttt_lora": _lora_ttt,

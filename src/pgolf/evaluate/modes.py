@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,6 +20,7 @@ from pgolf.evaluate.context import ScoringContext
 from pgolf.evaluate.ledger import LedgerResult, NormalizationAudit
 from pgolf.evaluate.legality import ruling
 from pgolf.evaluate.sliding import ScoreFn, evaluate_windows, logits_scorer
+from pgolf.evaluate.stages import Mode, eval_stages
 from pgolf.model.gpt import GPT
 from pgolf.train.distributed import DistContext
 
@@ -34,22 +34,6 @@ OFFICIAL_VAL_TOKENS = {1024: 62_021_632, 4096: 45_508_608, 8192: 40_540_160}
 PROJECTION_GPUS = 8
 
 
-@dataclass(frozen=True)
-class Mode:
-    windows: str  # blocks (plain, at train_seq_len) | sliding
-    ttt: str = "off"  # off | full | lora | phased
-    slot: str = "off"  # off | context | published
-
-    @property
-    def name(self) -> str:
-        if self.ttt in ("lora", "phased"):
-            return f"ttt-{self.ttt}"
-        parts = ["plain" if self.windows == "blocks" else "sliding"]
-        parts += [f"ttt-{self.ttt}"] if self.ttt != "off" else []
-        parts += [f"slot-{self.slot}"] if self.slot != "off" else []
-        return "+".join(parts)
-
-
 # `pgolf verify --mode` names → modes (variant knobs come from the [eval] config)
 VERIFY_MODES: dict[str, Mode] = {
     "plain": Mode("blocks"),
@@ -60,19 +44,6 @@ VERIFY_MODES: dict[str, Mode] = {
     "slot-context": Mode("sliding", slot="context"),
     "slot-published": Mode("sliding", slot="published"),
 }
-
-
-def eval_stages(cfg: Config) -> list[Mode]:
-    """The stages `pgolf eval` runs for this config (plain alone by default)."""
-    e = cfg.eval
-    stages = [Mode("blocks")]
-    if e.stride > 0:
-        stages.append(Mode("sliding"))
-    if e.ttt != "off":
-        stages.append(Mode("sliding", ttt=e.ttt))
-    if e.slot != "off":
-        stages.append(Mode("sliding", ttt=e.ttt, slot=e.slot))
-    return stages
 
 
 def mode_by_name(cfg: Config, name: str) -> Mode:

@@ -14,8 +14,8 @@ from pgolf.config import Config
 from pgolf.data.resolve import EvalData
 from pgolf.evaluate.bpb import BPBResult
 from pgolf.evaluate.legality import ruling
-from pgolf.evaluate.modes import Mode, eval_stages, run_stages, stage_line
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
+from pgolf.evaluate.stages import Mode, eval_stages
 from pgolf.model.gpt import GPT
 from pgolf.precision import autocast_dtype
 from pgolf.rundir import StageScore
@@ -39,6 +39,8 @@ def selection_score(model: GPT, data: EvalData, cfg: Config, ctx: DistContext) -
     """The score `train.final_weights = "best_val"` compares candidates by. PR #635 scores raw, EMA and SWA
     with its `eval_val`: sliding windows of train_seq_len at stride 64 over the whole val split, before
     quantization (record lines 345-416, 1675-1718); here the sliding stage at eval.stride."""
+    from pgolf.evaluate.modes import run_stages
+
     mode = Mode("sliding")
     return run_stages(model, [mode], cfg, data.tokens, data.lut, ctx, autocast_dtype(cfg, ctx.device))[0][1].bpb
 
@@ -95,6 +97,8 @@ def extra_stages(model: GPT, data: EvalData, cfg: Config, ctx: DistContext,
     extra = eval_stages(cfg)[1:]
     if not extra:
         return ()
+    from pgolf.evaluate.modes import run_stages, stage_line  # only runs with stages beyond plain ship them
+
     results = run_stages(model, extra, cfg, data.tokens, data.lut, ctx, autocast_dtype(cfg, ctx.device))
     for report, _ in results:
         log(f"final_{report['stage']}_exact {stage_line(report)}")
