@@ -57,6 +57,21 @@ def test_module_set_follows_the_config() -> None:
     assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
 
 
+# Optimizer and training-loop techniques, imported where the config uses them: Parallel Muon (optim.muon_impl),
+# PR #1289's repeated AdamW (optim.route_adam_updates), EMA/SWA (train.ema_decay, train.swa_every), late QAT.
+TRAINING_TECHNIQUE_MODULES = {"pgolf.optim.parallel_muon", "pgolf.train.bank_sync", "pgolf.optim.repeated_adam",
+                              "pgolf.optim.averaging", "pgolf.train.averaged_weights", "pgolf.quant.qat",
+                              "pgolf.train.late_qat"}
+
+
+def test_training_techniques_ship_only_with_the_configs_that_use_them() -> None:
+    presets = ("tiny", "baseline", "pr1291_cpu", "proteus_v16_cpu")
+    shipped = {p: TRAINING_TECHNIQUE_MODULES & set(module_closure(load_config(p, env={}))) for p in presets}
+    assert not shipped["tiny"] and not shipped["baseline"]
+    assert shipped["pr1291_cpu"] == {"pgolf.optim.averaging", "pgolf.train.averaged_weights"}  # EMA only
+    assert shipped["proteus_v16_cpu"] == TRAINING_TECHNIQUE_MODULES  # parallel Muon, routes, EMA, late QAT
+
+
 def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:
     source = ('from dataclasses import dataclass\nimport typing\n@dataclass\nclass P:\n    """Doc."""\n    x: int = 1\n'
               '    y: "typing.Any" = None\n\ndef f(a: int, *b: str, c: float = 2.0, **d: bytes) -> float:\n'
