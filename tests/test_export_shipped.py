@@ -33,6 +33,11 @@ from pgolf.train import provenance
 TECHNIQUE_MODULES = {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.values", "pgolf.model.xsa",
                      "pgolf.model.init", "pgolf.evaluate.ttt", "pgolf.evaluate.ttt_lora", "pgolf.evaluate.slot",
                      "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official"}
+# Optimizer and training-loop techniques, imported where the config uses them: Parallel Muon (optim.muon_impl),
+# PR #1289's repeated AdamW (optim.route_adam_updates), EMA/SWA (train.ema_decay, train.swa_every), late QAT.
+TRAINING_TECHNIQUE_MODULES = {"pgolf.optim.parallel_muon", "pgolf.train.bank_sync", "pgolf.optim.repeated_adam",
+                              "pgolf.optim.averaging", "pgolf.train.averaged_weights", "pgolf.quant.qat",
+                              "pgolf.train.late_qat"}
 CPU_PRESETS = ("pr635_cpu", "pr1291_cpu", "proteus_ablation_cpu", "proteus_v16_cpu", "sota_cpu")
 # Builds `tiny`, then `sota_cpu`, printing the pgolf modules imported after each (one fresh interpreter).
 _IMPORTS = ("import sys, json, torch; from pgolf.config import load_config; from pgolf.model.gpt import build_model; "
@@ -46,7 +51,7 @@ def test_technique_modules_load_only_when_the_config_uses_them() -> None:
                             env=os.environ | {"PYTHONPATH": str(Path(__file__).parents[1] / "src")})
     assert result.returncode == 0, result.stderr[-2000:]
     tiny, sota = (set(json.loads(line)) for line in result.stdout.strip().splitlines()[-2:])
-    assert not TECHNIQUE_MODULES & tiny
+    assert not (TECHNIQUE_MODULES | TRAINING_TECHNIQUE_MODULES) & tiny
     assert {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.xsa", "pgolf.model.init"} <= sota
 
 
@@ -56,6 +61,14 @@ def test_module_set_follows_the_config() -> None:
     assert {"pgolf.evaluate.ttt_lora", "pgolf.quant.gptq", "pgolf.model.embeddings"} <= set(sota)
     assert "pgolf.quant.int8" not in sota and "pgolf.export" not in sota
     assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
+
+
+def test_training_techniques_ship_only_with_the_configs_that_use_them() -> None:
+    presets = ("tiny", "baseline", "pr1291_cpu", "proteus_v16_cpu")
+    shipped = {p: TRAINING_TECHNIQUE_MODULES & set(module_closure(load_config(p, env={}))) for p in presets}
+    assert not shipped["tiny"] and not shipped["baseline"]
+    assert shipped["pr1291_cpu"] == {"pgolf.optim.averaging", "pgolf.train.averaged_weights"}  # EMA only
+    assert shipped["proteus_v16_cpu"] == TRAINING_TECHNIQUE_MODULES  # parallel Muon, routes, EMA, late QAT
 
 
 def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:

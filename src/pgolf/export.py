@@ -55,6 +55,14 @@ def _lora_ttt(cfg: Config) -> bool:
     return cfg.eval.ttt in ("lora", "phased")
 
 
+def _parallel_muon(cfg: Config) -> bool:
+    return cfg.optim.muon_impl == "parallel"
+
+
+def _averages_weights(cfg: Config) -> bool:
+    return cfg.train.ema_decay > 0 or cfg.train.swa_every > 0
+
+
 # Modules a run imports only when its config uses them (the code imports each one where that use is).
 # Everything else `pgolf.pipeline` can import is shipped. Modules mapped to `_never` are tooling a training
 # run does not execute: the official-format reader and this exporter (an exported run counts its own file).
@@ -77,6 +85,13 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.official": _never,
+    "pgolf.optim.parallel_muon": _parallel_muon,
+    "pgolf.train.bank_sync": _parallel_muon,
+    "pgolf.optim.repeated_adam": lambda c: c.optim.route_adam_updates > 1,
+    "pgolf.optim.averaging": _averages_weights,
+    "pgolf.train.averaged_weights": _averages_weights,
+    "pgolf.train.late_qat": lambda c: c.train.late_qat_threshold > 0,
+    "pgolf.quant.qat": lambda c: c.train.late_qat_threshold > 0 or c.eval.ttt_qat_params != "",
     "pgolf.export": _never,
     # The script builds its config from the table it embeds (`pgolf.config.embedded`): the loader is tooling, and
     # the validator runs only where proxy mode rescales a validated config.

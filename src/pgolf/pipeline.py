@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,13 +22,15 @@ from pgolf.evaluate.orchestrate import score_run, selection_score
 from pgolf.packing import calibration_budget, float_weights, load_packed_state, pack_state_dict
 from pgolf.rundir import PackResult, RunDir, Summary, TrainResult
 from pgolf.train import provenance
-from pgolf.train.averaged_weights import AveragedOutcome, apply_averaged_weights
 from pgolf.train.checkpoint import load_checkpoint, weights_sha256
 from pgolf.train.distributed import DistContext, barrier, init_distributed, shutdown
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
 from pgolf.train.setup import TrainingSetup, apply_proxy, new_run_dir, prepare_training, reserve_calibration_time
 from pgolf.utils import atomic_write_json, atomic_write_text, sha256_file
+
+if TYPE_CHECKING:  # weight averaging is imported only by the runs that average (train.ema_decay, train.swa_every)
+    from pgolf.train.averaged_weights import AveragedOutcome
 
 
 def load_run_config(run_dir: Path) -> Config:
@@ -94,6 +96,8 @@ def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock, l
     trained = trainer.fit().result()
     if trainer.p.averagers is None:
         return trained, None
+    from pgolf.train.averaged_weights import apply_averaged_weights
+
     with clock.phase("eval_averages", "eval"):
         return trained, apply_averaged_weights(setup.model, trainer.p.averagers, evaluate, logger,
                                                trainer.p.cfg.train.final_weights)

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from pgolf.optim.parallel_muon import ParallelMuon
-from pgolf.train.grad_sync import BankSync, LocalSync
+from pgolf.train.bank_sync import BankSync
+from pgolf.train.grad_sync import LocalSync
 
 
 def _params(seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -27,7 +27,6 @@ from pgolf.evaluate.ledger import LedgerResult
 from pgolf.evaluate.sliding import ScoreFn, score_windows
 from pgolf.evaluate.windows import Window, batched, rank_slice, sliding_windows
 from pgolf.model.gpt import GPT
-from pgolf.quant.qat import fake_quant_ste
 from pgolf.train.distributed import sum_across_group
 
 
@@ -76,6 +75,8 @@ def _step_loss(model: GPT, x: Tensor, y: Tensor, share: float, settings: SGDSett
     with `settings.qat_params` seen at their int-k grid values with the 1/qmax step floor."""
     if not settings.qat_params:
         return model(x, y) * share
+    from pgolf.quant.qat import fake_quant_ste  # only runs with eval.ttt_qat_params import (and ship) QAT
+
     params = dict(model.named_parameters())
     unknown = [name for name in settings.qat_params if name not in params]
     if unknown:

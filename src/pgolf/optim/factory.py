@@ -1,12 +1,14 @@
 """The optimizers of a run, one per row of the param-group table (`optim.param_groups`).
 
 `optim.muon_impl` picks the Muon flavour: `round_robin` (the baseline's, behind DDP) or `parallel`
-(shape banks, batched Newton–Schulz, reduce-scatter / all-gather, no DDP).
+(shape banks, batched Newton–Schulz, reduce-scatter / all-gather, no DDP). Parallel Muon, the repeated
+AdamW of PR #1289's routes and late QAT's fake quantization are imported only where a config uses them, so a
+run imports (and ships) only its own optimizers.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -14,14 +16,15 @@ from torch import Tensor, nn
 from pgolf.config import Config
 from pgolf.model.gpt import GPT
 from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
-from pgolf.optim.parallel_muon import ParallelMuon
 from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
-from pgolf.optim.repeated_adam import RepeatedAdamW
 from pgolf.precision import autocast_dtype
 from pgolf.quant.plan import QuantPlan
-from pgolf.quant.qat import BitsFor, bits_from_mapping
 
-MuonLike = Muon | ParallelMuon
+if TYPE_CHECKING:
+    from pgolf.optim.parallel_muon import ParallelMuon
+    from pgolf.quant.qat import BitsFor
+
+    MuonLike = Muon | ParallelMuon
 
 
 def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Optimizer:
@@ -29,6 +32,8 @@ def _adam(spec: ParamGroup, cfg: Config, fused: bool) -> torch.optim.Optimizer:
     o, wd = cfg.optim, spec.weight_decay
     groups = [{"params": list(spec.params), "lr": spec.lr, "base_lr": spec.lr, "base_weight_decay": wd}]
     if spec.updates > 1:
+        from pgolf.optim.repeated_adam import RepeatedAdamW
+
         return RepeatedAdamW(groups, spec.lr, (o.beta1, o.beta2), o.adam_eps, wd, spec.updates)
     return torch.optim.Adam(groups, betas=(o.beta1, o.beta2), eps=o.adam_eps, fused=fused,
                             weight_decay=wd, decoupled_weight_decay=wd > 0)
@@ -52,6 +57,8 @@ def partition(model: GPT) -> tuple[dict[str, nn.Parameter], list[nn.Parameter]]:
 
 def qat_bits_for(model: GPT, bits: int) -> BitsFor:
     """Every Muon matrix fake-quantized at `bits`."""
+    from pgolf.quant.qat import bits_from_mapping
+
     return bits_from_mapping(dict.fromkeys(partition(model)[0], bits))
 
 
@@ -81,6 +88,8 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
     matrices: list[Tensor] = list(spec.params)
     muon: MuonLike
     if o.muon_impl == "parallel":
+        from pgolf.optim.parallel_muon import ParallelMuon
+
         comm = torch.bfloat16 if o.muon_comm_dtype == "bf16" else None
         muon = ParallelMuon(matrices, replicated=replicated(table), comm_dtype=comm, momentum_dtype=momentum_dtype(cfg),
                             **options)

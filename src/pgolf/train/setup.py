@@ -11,10 +11,9 @@ import copy
 import dataclasses
 import time
 import uuid
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -27,20 +26,22 @@ from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset, train_
 from pgolf.errors import UserError
 from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import GPT, build_model, count_parameters
-from pgolf.optim.averaging import Averagers
-from pgolf.optim.factory import MuonLike, build_optimizers, late_qat_bits, orthogonalizer_for, projection_qat_bits
-from pgolf.optim.parallel_muon import ParallelMuon
+from pgolf.optim.factory import build_optimizers, orthogonalizer_for
+from pgolf.optim.muon import Muon
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.quant.plan import QuantPlan
-from pgolf.quant.qat import QATForward, bits_from_mapping
 from pgolf.rundir import RunDir
 from pgolf.train import provenance
 from pgolf.train.distributed import DistContext, broadcast_from_main, seed_everything
-from pgolf.train.grad_sync import BankSync, DDPSync, GradSync, LocalSync
+from pgolf.train.grad_sync import DDPSync, GradSync, LocalSync
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
 from pgolf.train.runtime import RecompileCounter, autocast_dtype, compile_enabled, maybe_compile
 from pgolf.train.trainer import Trainer, TrainerParts
+
+if TYPE_CHECKING:  # averaging, Parallel Muon and QAT are imported where the config uses them
+    from pgolf.optim.averaging import Averagers
+    from pgolf.optim.factory import MuonLike
 
 
 # ---- the effective config -------------------------------------------------------------------------
@@ -149,26 +150,32 @@ def _configure_runtime(cfg: Config, ctx: DistContext) -> None:
     seed_everything(cfg.run.seed)
 
 
+def _averagers(model: GPT, cfg: Config) -> Averagers | None:
+    """EMA and/or SWA of the weights, or None when the config averages neither."""
+    t = cfg.train
+    if t.ema_decay <= 0 and t.swa_every <= 0:
+        return None
+    from pgolf.optim.averaging import Averagers
+
+    return Averagers.for_model(model, t.ema_decay, t.ema_start_step, t.swa_every, t.swa_max_lr_scale, t.swa_source)
+
+
 def _wrap_for_training(model: GPT, plan: QuantPlan, muon: MuonLike, cfg: Config, ctx: DistContext,
                        logger: RunLogger, switches: SwitchTensors) -> _Forward:
     """The training loss function: [late-QAT fake quantization] → [torch.compile] → [DDP], and its GradSync."""
     module: nn.Module = model
-    t = cfg.train
-    if t.late_qat_threshold > 0:
-        projections = t.late_qat_scope == "projections"
-        bits = projection_qat_bits(model, t.qat_bits) if projections else late_qat_bits(model, plan)
-        widths = Counter(bits.values())
-        logger.log("late_qat: " + " ".join(f"int{b}:{n}" for b, n in sorted(widths.items()))
-                   + f" matrices (scope={t.late_qat_scope}, quant.scheme={cfg.quant.scheme})")
-        module = QATForward(model, bits_from_mapping(bits), switches.qat, t.qat_grid)
+    if cfg.train.late_qat_threshold > 0:
+        from pgolf.train.late_qat import late_qat_forward
+
+        module = late_qat_forward(model, plan, cfg, logger, switches)
     forward, compile_info = maybe_compile(module, compile_enabled(cfg, ctx.device), dynamic=False, fullgraph=True,
                                           on_fallback=lambda why: logger.log(f"torch_compile:{why}"),
                                           backend=cfg.train.compile_backend)
     logger.log(f"torch_compile:{compile_info.enabled} ({compile_info.reason})")
-    if isinstance(muon, ParallelMuon):  # the banks synchronise every gradient: no DDP wrapper
-        o = cfg.optim
-        local_clip = o.grad_clip_norm if o.muon_clip == "local" else 0.0
-        return _Forward(forward, BankSync(muon, model.parameters(), local_clip), compile_info.enabled)
+    if not isinstance(muon, Muon):  # Parallel Muon: the banks synchronise every gradient, no DDP wrapper
+        from pgolf.train.bank_sync import bank_sync
+
+        return _Forward(forward, bank_sync(muon, model.parameters(), cfg), compile_info.enabled)
     if not ctx.distributed:
         return _Forward(forward, LocalSync(model.parameters()), compile_info.enabled)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -205,8 +212,7 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
     switches = SwitchTensors(ctx.device)
     wrapped = _wrap_for_training(model, plan, muon, cfg, ctx, logger, switches)
     t = cfg.train
-    averagers = Averagers.for_model(model, t.ema_decay, t.ema_start_step, t.swa_every, t.swa_max_lr_scale,
-                                    t.swa_source)
+    averagers = _averagers(model, cfg)
     eval_data = load_eval_data(cfg, paths, t.train_seq_len)
     params = count_parameters(model)
     logger.log(f"model_params:{params} world_size:{ctx.world_size} grad_accum_steps:{accum} "
@@ -218,7 +224,7 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
         grad_accum_steps=accum, autocast_dtype=dtype, evaluate=lambda: evaluate_model(model, eval_data, cfg, ctx)[0],
         logger=logger, clock=clock,
         checkpoint_path=run_dir.checkpoint if run_dir is not None and t.checkpoint_every > 0 else None,
-        switches=switches, averagers=averagers if averagers.enabled else None,
+        switches=switches, averagers=averagers,
         recompiles=RecompileCounter(t.max_recompiles) if wrapped.compiled else None,
     )
     return TrainingSetup(Trainer(parts), model, eval_data, params, manifest, plan)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -27,8 +27,7 @@ from pgolf.config import Config
 from pgolf.data.loader import TrainLoader
 from pgolf.errors import NonFiniteLossError
 from pgolf.evaluate.bpb import BPBResult
-from pgolf.optim.averaging import Averagers
-from pgolf.optim.factory import MuonLike, set_learning_rates, set_muon_weight_decay
+from pgolf.optim.factory import set_learning_rates, set_muon_weight_decay
 from pgolf.optim.schedule import Schedule, StepValues, SwitchTensors
 from pgolf.rundir import TrainResult
 from pgolf.train.checkpoint import capture_rng, restore_rng, save_checkpoint
@@ -37,6 +36,10 @@ from pgolf.train.grad_sync import GradSync
 from pgolf.train.metrics import Progress, RunLogger
 from pgolf.train.phases import PhaseClock
 from pgolf.train.runtime import RecompileCounter
+
+if TYPE_CHECKING:  # weight averaging and Parallel Muon are imported only by the runs that use them
+    from pgolf.optim.averaging import Averagers
+    from pgolf.optim.factory import MuonLike
 
 
 @dataclass
