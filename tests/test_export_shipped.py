@@ -33,6 +33,10 @@ TECHNIQUE_MODULES = {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model
                      "pgolf.model.init", "pgolf.evaluate.ttt", "pgolf.evaluate.ttt_lora", "pgolf.evaluate.slot",
                      "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official"}
 CPU_PRESETS = ("pr635_cpu", "pr1291_cpu", "proteus_ablation_cpu", "proteus_v16_cpu", "sota_cpu")
+# What packing imports beyond the int8 baseline: the policy schemes' family, payload transforms, multi-stream
+# payloads and the lrzip runner.
+PACKING_MODULES = {"pgolf.packing.planned", "pgolf.quant.policy", "pgolf.quant.mixed", "pgolf.quant.calibration",
+                   "pgolf.artifact.transforms", "pgolf.artifact.streams", "pgolf.artifact.lrzip"}
 # Builds `tiny`, then `sota_cpu`, printing the pgolf modules imported after each (one fresh interpreter).
 _IMPORTS = ("import sys, json, torch; from pgolf.config import load_config; from pgolf.model.gpt import build_model; "
             "import pgolf.pipeline\nfor p in ('tiny', 'sota_cpu'):\n"
@@ -55,6 +59,17 @@ def test_module_set_follows_the_config() -> None:
     assert {"pgolf.evaluate.ttt_lora", "pgolf.quant.gptq", "pgolf.model.embeddings"} <= set(sota)
     assert "pgolf.quant.int8" not in sota and "pgolf.export" not in sota
     assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
+
+
+def test_packing_modules_follow_the_quant_config() -> None:
+    closures = {p: set(module_closure(load_config(p, env={}))) for p in ("tiny", "baseline", "pr635_cpu",
+                                                                         "pr1291_cpu", "sota_cpu")}
+    shipped = {p: PACKING_MODULES & closure for p, closure in closures.items()}
+    assert shipped["tiny"] == shipped["baseline"] == set()  # int8, no transform, zlib
+    assert shipped["pr635_cpu"] == {"pgolf.packing.planned", "pgolf.quant.policy", "pgolf.quant.mixed"}  # RTN, zstd
+    assert shipped["pr1291_cpu"] == shipped["pr635_cpu"] | {"pgolf.quant.calibration", "pgolf.artifact.transforms"}
+    assert shipped["sota_cpu"] == PACKING_MODULES  # GPTQ, grouped streams, auto codec
+    assert not any("pgolf.artifact.imported_code" in closure for closure in closures.values())
 
 
 def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:

@@ -73,10 +73,18 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.gptq": lambda c: c.quant.gptq,
     "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
     "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
+    "pgolf.packing.planned": lambda c: c.quant.scheme != "int8",
+    "pgolf.quant.policy": lambda c: c.quant.scheme != "int8",
+    "pgolf.quant.mixed": lambda c: c.quant.scheme != "int8",
+    "pgolf.quant.calibration": lambda c: c.quant.gptq or c.quant.scheme == "fit",
     "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
     "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
+    "pgolf.artifact.streams": lambda c: c.quant.transform in ("grouped", "auto"),
+    "pgolf.artifact.transforms": lambda c: c.quant.transform != "none",
+    "pgolf.artifact.lrzip": lambda c: c.quant.codec in ("lrzip", "auto"),
     "pgolf.artifact.official": _never,
+    "pgolf.artifact.imported_code": _never,  # the raw source count: a run counts its export's bytes
     "pgolf.export": _never,
 }
 
