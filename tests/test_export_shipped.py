@@ -39,6 +39,10 @@ TRAINING_TECHNIQUE_MODULES = {"pgolf.optim.parallel_muon", "pgolf.train.bank_syn
                               "pgolf.optim.averaging", "pgolf.train.averaged_weights", "pgolf.quant.qat",
                               "pgolf.train.late_qat"}
 CPU_PRESETS = ("pr635_cpu", "pr1291_cpu", "proteus_ablation_cpu", "proteus_v16_cpu", "sota_cpu")
+# What packing imports beyond the int8 baseline: the policy schemes' family, payload transforms, multi-stream
+# payloads and the lrzip runner.
+PACKING_MODULES = {"pgolf.packing.planned", "pgolf.quant.policy", "pgolf.quant.mixed", "pgolf.quant.calibration",
+                   "pgolf.artifact.transforms", "pgolf.artifact.streams", "pgolf.artifact.lrzip"}
 # Builds `tiny`, then `sota_cpu`, printing the pgolf modules imported after each (one fresh interpreter).
 _IMPORTS = ("import sys, json, torch; from pgolf.config import load_config; from pgolf.model.gpt import build_model; "
             "import pgolf.pipeline\nfor p in ('tiny', 'sota_cpu'):\n"
@@ -69,6 +73,17 @@ def test_training_techniques_ship_only_with_the_configs_that_use_them() -> None:
     assert not shipped["tiny"] and not shipped["baseline"]
     assert shipped["pr1291_cpu"] == {"pgolf.optim.averaging", "pgolf.train.averaged_weights"}  # EMA only
     assert shipped["proteus_v16_cpu"] == TRAINING_TECHNIQUE_MODULES  # parallel Muon, routes, EMA, late QAT
+
+
+def test_packing_modules_follow_the_quant_config() -> None:
+    closures = {p: set(module_closure(load_config(p, env={}))) for p in ("tiny", "baseline", "pr635_cpu",
+                                                                         "pr1291_cpu", "sota_cpu")}
+    shipped = {p: PACKING_MODULES & closure for p, closure in closures.items()}
+    assert shipped["tiny"] == shipped["baseline"] == set()  # int8, no transform, zlib
+    assert shipped["pr635_cpu"] == {"pgolf.packing.planned", "pgolf.quant.policy", "pgolf.quant.mixed"}  # RTN, zstd
+    assert shipped["pr1291_cpu"] == shipped["pr635_cpu"] | {"pgolf.quant.calibration", "pgolf.artifact.transforms"}
+    assert shipped["sota_cpu"] == PACKING_MODULES  # GPTQ, grouped streams, auto codec
+    assert not any("pgolf.artifact.imported_code" in closure for closure in closures.values())
 
 
 def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:

@@ -81,9 +81,16 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.gptq": lambda c: c.quant.gptq,
     "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
     "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
+    "pgolf.packing.planned": lambda c: c.quant.scheme != "int8",
+    "pgolf.quant.policy": lambda c: c.quant.scheme != "int8",
+    "pgolf.quant.mixed": lambda c: c.quant.scheme != "int8",
+    "pgolf.quant.calibration": lambda c: c.quant.gptq or c.quant.scheme == "fit",
     "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
     "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
+    "pgolf.artifact.streams": lambda c: c.quant.transform in ("grouped", "auto"),
+    "pgolf.artifact.transforms": lambda c: c.quant.transform != "none",
+    "pgolf.artifact.lrzip": lambda c: c.quant.codec in ("lrzip", "auto"),
     "pgolf.artifact.official": _never,
     "pgolf.optim.parallel_muon": _parallel_muon,
     "pgolf.train.bank_sync": _parallel_muon,
@@ -92,6 +99,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.train.averaged_weights": _averages_weights,
     "pgolf.train.late_qat": lambda c: c.train.late_qat_threshold > 0,
     "pgolf.quant.qat": lambda c: c.train.late_qat_threshold > 0 or c.eval.ttt_qat_params != "",
+    "pgolf.artifact.imported_code": _never,  # the raw source count: a run counts its export's bytes
     "pgolf.export": _never,
     # The script builds its config from the table it embeds (`pgolf.config.embedded`): the loader is tooling, and
     # the validator runs only where proxy mode rescales a validated config.

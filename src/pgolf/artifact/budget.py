@@ -3,48 +3,21 @@
 Code is counted as it ships (`pgolf.export.shipped_budget`, what `pgolf train` logs): the single-file
 `train_gpt.py` a run of its config exports, in the config's `quant.code_form` (by default minified
 inside the smallest self-extracting wrapper), holding only the modules that config reaches. A run
-of such an export counts its own file. `measure_budget` is the conservative raw count: every imported
-pgolf source file at its UTF-8 size. Model bytes are the whole artifact file. The cap is decimal:
+of such an export counts its own file. `imported_code.measure_budget` is the conservative raw count: every
+imported pgolf source file at its UTF-8 size. Model bytes are the whole artifact file. The cap is decimal:
 16,000,000 bytes, not 16 MiB.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgolf.artifact.format import artifact_model_bytes
 from pgolf.errors import ArtifactError
 
 BUDGET_BYTES = 16_000_000
-
-
-def code_files(package: str = "pgolf") -> list[Path]:
-    """Sorted `.py` files inside `package`'s folder belonging to currently imported modules.
-
-    A single-file export declares the file it ships in `SHIPPED_CODE`; then that file is the code.
-    """
-    root_module = sys.modules.get(package)
-    if root_module is None or root_module.__file__ is None:
-        raise ArtifactError(f"package {package!r} is not imported, so its code cannot be counted: import it first")
-    shipped = getattr(root_module, "SHIPPED_CODE", ())
-    if shipped:
-        return sorted(Path(p).resolve() for p in shipped)
-    root = Path(root_module.__file__).resolve().parent
-    files: set[Path] = set()
-    for name, module in list(sys.modules.items()):
-        if name != package and not name.startswith(package + "."):
-            continue
-        source = getattr(module, "__file__", None)
-        if source is None or not source.endswith(".py"):
-            continue
-        resolved = Path(source).resolve()
-        if resolved.is_relative_to(root):
-            files.add(resolved)
-    return sorted(files)
 
 
 def count_code_bytes(files: Iterable[str | os.PathLike[str]]) -> int:
@@ -88,12 +61,6 @@ class Budget:
         ]
         lines += [f"  counted: {path}" for path in self.code_files]
         return "\n".join(lines)
-
-
-def measure_budget(artifact: str | os.PathLike[str], package: str = "pgolf", limit: int = BUDGET_BYTES) -> Budget:
-    """Budget of `artifact` plus the imported source of `package`."""
-    files = tuple(code_files(package))
-    return Budget(count_code_bytes(files), artifact_model_bytes(artifact), limit, files)
 
 
 def check_budget(budget: Budget) -> None:

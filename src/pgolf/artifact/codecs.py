@@ -7,21 +7,20 @@ of its own (CHECK_NONE): the artifact header already holds sha256 digests of the
 payloads, so a CRC would only cost bytes.
 
 `lrzip` is the ZPAQ back-end of the Debian `lrzip` tool (`lrzip -z -L 9`, as the SOTA record's per-group
-stream, plus `-T`), run as a subprocess. `-T` skips lrzip's LZ4 compressibility test: without it lrzip
-stores a chunk uncompressed whenever LZ4 finds no repeats, which is the case for int-k codes without
-structure (synthetic weights came out at their raw size), while ZPAQ's context mixing still saves a
-third of them; where the test passes, the output is the same either way. It is optional: `auto` tries
-it only where the tool is installed, so on a machine without it `auto` falls back to the Python codecs.
-An lrzip artifact needs the tool to be read as well; where it is missing, reading refuses with the
-install command (the eval machine must have it: `apt-get install lrzip`, as the record's README asks).
+stream, plus `-T`), run as a subprocess (`pgolf.artifact.lrzip`, imported on first use). `-T` skips
+lrzip's LZ4 compressibility test: without it lrzip stores a chunk uncompressed whenever LZ4 finds no
+repeats, which is the case for int-k codes without structure (synthetic weights came out at their raw
+size), while ZPAQ's context mixing still saves a third of them; where the test passes, the output is
+the same either way. It is optional: `auto` tries it only where the tool is installed, so on a machine
+without it `auto` falls back to the Python codecs. An lrzip artifact needs the tool to be read as well;
+where it is missing, reading refuses with the install command (the eval machine must have it:
+`apt-get install lrzip`, as the record's README asks).
 """
 
 from __future__ import annotations
 
 import lzma
 import shutil
-import subprocess
-import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -66,34 +65,20 @@ def _zstd_decompress(data: bytes) -> bytes:
 LRZIP = "lrzip"
 
 
-class _LrzipError(Exception):
+class LrzipError(Exception):
     """lrzip ran and failed (a corrupt stream when decompressing)."""
 
 
-def _lrzip(args: list[str], data: bytes, suffix: str) -> bytes:
-    """Run `lrzip args -o out in` on `data` in a private temporary folder; return out's bytes."""
-    with tempfile.TemporaryDirectory(prefix="pgolf-lrzip-") as folder:
-        source, target = f"{folder}/in{suffix}", f"{folder}/out"
-        with open(source, "wb") as handle:
-            handle.write(data)
-        try:
-            subprocess.run([LRZIP, *args, "-q", "-f", "-o", target, source], check=True, capture_output=True)
-        except FileNotFoundError:
-            raise ArtifactError("codec lrzip needs the lrzip tool, which is not installed: apt-get install lrzip, "
-                                "or use another codec (auto picks among the installed ones)") from None
-        except subprocess.CalledProcessError as exc:
-            raise _LrzipError(exc.stderr.decode("utf-8", "replace").strip() or f"exit status {exc.returncode}") \
-                from None
-        with open(target, "rb") as handle:
-            return handle.read()
-
-
 def _lrzip_compress(data: bytes, level: int) -> bytes:
-    return _lrzip(["-z", "-T", "-L", str(level)], data, "")
+    from pgolf.artifact.lrzip import run_lrzip  # the tool's runner ships only with runs that can pick lrzip
+
+    return run_lrzip(["-z", "-T", "-L", str(level)], data, "")
 
 
 def _lrzip_decompress(data: bytes) -> bytes:
-    return _lrzip(["-d"], data, ".lrz")
+    from pgolf.artifact.lrzip import run_lrzip
+
+    return run_lrzip(["-d"], data, ".lrz")
 
 
 CODECS: dict[str, Codec] = {
@@ -104,7 +89,7 @@ CODECS: dict[str, Codec] = {
         Codec("lzma", 9, 0, 9, _lzma_compress, lzma.decompress, (lzma.LZMAError, EOFError)),
         Codec("brotli", 11, 0, 11, lambda d, q: brotli.compress(d, quality=q, lgwin=24), brotli.decompress,
               (brotli.error,)),
-        Codec(LRZIP, 9, 1, 9, _lrzip_compress, _lrzip_decompress, (_LrzipError,), tool=LRZIP),
+        Codec(LRZIP, 9, 1, 9, _lrzip_compress, _lrzip_decompress, (LrzipError,), tool=LRZIP),
     )
 }
 CODEC_CHOICES: tuple[str, ...] = (*CODECS, AUTO)

@@ -34,18 +34,20 @@ import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 import brotli
 import torch
 from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
-from pgolf.artifact.streams import Streams, compress_streams, decompress_streams, main_codec, parse_streams
-from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, Scheme, dtype_name
 from pgolf.utils import atomic_write_bytes, sha256_bytes
+
+if TYPE_CHECKING:  # imported where an artifact's payload is transformed or split into streams (not for `none`)
+    from pgolf.artifact.streams import Streams
+    from pgolf.artifact.transforms import Region
 
 MAGIC = b"PGOLF\0"
 FORMAT_VERSION = 3
@@ -54,6 +56,7 @@ SINGLE_STREAM_VERSION = 2  # still written for one-stream payloads, so older rea
 _PACKED_HEADER = 3  # from this version on the header is brotli-compressed
 _PREFIX = struct.Struct("<6sHI32s")
 PREFIX_BYTES = _PREFIX.size
+TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack", "grouped")  # `pgolf.artifact.transforms`
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ def _encode_header(header: dict[str, Any]) -> bytes:
 
 def _regions(table: list[dict[str, Any]]) -> list[Region]:
     """Payload regions of a tensor table, in payload order, with int-k code widths and matrix roles marked."""
+    from pgolf.artifact.transforms import Region
+
     regions = []
     for entry in table:
         for key in ("data", "scale"):
@@ -148,16 +153,25 @@ def _role(name: str) -> str:
     return re.sub(r"^blocks\.\d+\.", "", name)
 
 
-_Encoded = tuple[str, str, bytes, Streams | None]  # codec, transform, payload, stream table (None: one stream)
+# codec, transform, payload, stream table (None: one stream)
+_Encoded: TypeAlias = "tuple[str, str, bytes, Streams | None]"
 
 
-def _encode_payload(raw: bytes, regions: list[Region], codec: str, level: int | None, transform: str) -> _Encoded:
-    coded = apply_transform(raw, regions, transform)
-    if transform == "grouped":
-        from pgolf.artifact.grouping import grouped_segments  # only runs that pack grouped import (and ship) it
+def _encode_payload(raw: bytes, table: list[dict[str, Any]], codec: str, level: int | None,
+                    transform: str) -> _Encoded:
+    if transform == "none":  # the payload as it is: no transform code is imported (or shipped)
+        coded = raw
+    else:
+        from pgolf.artifact.transforms import apply_transform
 
-        streams, payload = compress_streams(coded, grouped_segments(regions), codec, level)
-        return main_codec(streams, "zlib" if codec == AUTO else codec), transform, payload, streams
+        regions = _regions(table)
+        coded = apply_transform(raw, regions, transform)
+        if transform == "grouped":  # one stream per role group: only runs that pack grouped import (and ship) these
+            from pgolf.artifact.grouping import grouped_segments
+            from pgolf.artifact.streams import compress_streams, main_codec
+
+            streams, payload = compress_streams(coded, grouped_segments(regions), codec, level)
+            return main_codec(streams, "zlib" if codec == AUTO else codec), transform, payload, streams
     name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
     return name, transform, payload, None
 
@@ -193,10 +207,9 @@ def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib
     if transform != AUTO and transform not in TRANSFORMS:
         raise ArtifactError(f"unknown payload transform {transform!r}: use one of {', '.join(TRANSFORMS)}, auto")
     table, raw = _serialize(qm)
-    regions = _regions(table)
     best: tuple[bytes, str, str] | None = None
     for t in TRANSFORMS if transform == AUTO else (transform,):
-        encoded = _encode_payload(raw, regions, codec, level, t)
+        encoded = _encode_payload(raw, table, codec, level, t)
         blob = _assemble(table, raw, meta, encoded)
         if best is None or len(blob) < len(best[0]):
             best = (blob, encoded[0], t)
@@ -398,9 +411,18 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[QuantizedModel, dict[st
         raise _bad(path, f"{state} (payload {len(payload)} bytes, header says {header['payload_bytes']})")
     if sha256_bytes(payload) != header["payload_sha256"]:
         raise _bad(path, "payload checksum mismatch")
-    coded = (decompress_streams(payload, parse_streams(header["streams"], len(payload))) if "streams" in header
-             else decompress(payload, header["codec"]))
-    raw = invert_transform(coded, _regions(header["tensors"]), transform)
+    if "streams" in header:  # multi-stream: grouped artifacts only
+        from pgolf.artifact.streams import decompress_streams, parse_streams
+
+        coded = decompress_streams(payload, parse_streams(header["streams"], len(payload)))
+    else:
+        coded = decompress(payload, header["codec"])
+    if transform == "none":  # its length is checked with its digest below
+        raw = coded
+    else:
+        from pgolf.artifact.transforms import invert_transform
+
+        raw = invert_transform(coded, _regions(header["tensors"]), transform)
     if len(raw) != header["raw_payload_bytes"] or sha256_bytes(raw) != header["raw_payload_sha256"]:
         raise _bad(path, "decompressed payload does not match its recorded length/checksum")
     return _build_model(entries, raw), header["meta"]

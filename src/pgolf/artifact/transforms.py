@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pgolf.artifact.format import TRANSFORMS
 from pgolf.errors import ArtifactError
 
-TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack", "grouped")
 _CHUNK = 1 << 20  # codes per bit-packing step, bounding the temporary bit matrix
 
 

@@ -32,8 +32,9 @@ from pgolf.data.resolve import resolve_dataset, train_files
 from pgolf.errors import UserError
 from pgolf.export import CODE_FORMS, shipped_code
 from pgolf.inspect_model import synthetic_weights
-from pgolf.packing import calibration_sequences, load_packed_state, pack_weights
+from pgolf.packing import load_packed_state, pack_weights
 from pgolf.pipeline import run_train
+from pgolf.quant.calibration import calibration_sequences
 from pgolf.rundir import WEIGHTS_NAME
 from pgolf.utils import atomic_write_json
 

@@ -24,14 +24,8 @@ from pgolf.config import Config, ModelConfig, load_config, read_toml_file
 from pgolf.data.resolve import load_eval_data, resolve_dataset, train_files
 from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import build_model
-from pgolf.packing import (
-    Calibration,
-    Packed,
-    calibration_sequences,
-    counted_code,
-    load_packed_state,
-    pack_weights,
-)
+from pgolf.packing import Packed, counted_code, load_packed_state, pack_weights
+from pgolf.quant.calibration import Calibration, calibration_sequences
 from pgolf.quant.container import dequantize
 from pgolf.rundir import WEIGHTS_NAME
 from pgolf.train.distributed import init_distributed, shutdown

@@ -22,14 +22,46 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pgolf.data.loader import TokenStream, TrainLoader
+from pgolf.config import CALIBRATION_SOURCES, Config, resolve_grad_accum
+from pgolf.data.loader import TokenStream, TrainLoader, make_train_loader
 from pgolf.model.gpt import GPT
+from pgolf.precision import autocast_dtype
+
+CALIBRATION_BATCH = 8  # sequences per forward pass (self-generation, GPTQ Hessians)
+TrainFiles = Callable[[], list[Path]]
+Calibration = tuple[Tensor, dict[str, Any]]  # token rows and their record for the artifact's meta
+
+
+def calibration_sequences(cfg: Config, model: GPT, train_files: TrainFiles, world_size: int = 1) -> Calibration:
+    """Calibration token rows (count, seq_len + 1) from `quant.calibration`, and their record for the meta.
+
+    `world_size` is the training run's: `loader` replays rank 0's share of its first batches."""
+    q = cfg.quant
+    seq_len = q.calibration_seq_len or cfg.train.train_seq_len
+    start = time.perf_counter()
+    if q.calibration == "train":
+        sequences = train_sequences(train_files(), q.calibration_seqs, seq_len)
+    elif q.calibration == "loader":
+        loader = make_train_loader(cfg.data.loader, train_files(), 0, world_size)
+        sequences = loader_sequences(loader, q.calibration_seqs, cfg.train.train_batch_tokens, seq_len,
+                                     resolve_grad_accum(cfg, world_size))
+    else:
+        sequences = self_generated_sequences(model, q.calibration_seqs, seq_len, q.calibration_temperature,
+                                             q.calibration_seed, CALIBRATION_BATCH,
+                                             autocast_dtype(cfg, next(model.parameters()).device))
+    meta = {"source": q.calibration, "legality": CALIBRATION_SOURCES[q.calibration], "sequences": q.calibration_seqs,
+            "seq_len": seq_len, "tokens": q.calibration_seqs * seq_len,
+            "seconds": round(time.perf_counter() - start, 3)}
+    return sequences, meta
 
 
 def train_sequences(files: Sequence[str | os.PathLike[str]], count: int, seq_len: int) -> Tensor:

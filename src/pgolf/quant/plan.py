@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor
 
 from pgolf.config import Config
 from pgolf.errors import ConfigError
-from pgolf.quant.policy import Assignment, Policy, TensorFormat, assign_formats, load_policy
+
+if TYPE_CHECKING:  # quant.policy is imported where a scheme uses policies (not int8)
+    from pgolf.quant.policy import Assignment, Policy, TensorFormat
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,8 @@ class QuantPlan:
         scheme = cfg.quant.scheme
         if scheme == "int8":
             return cls(scheme, None, None, cfg.train.qat_bits)
+        from pgolf.quant.policy import assign_formats, load_policy
+
         policy = load_policy(cfg.quant.policy)
         return cls(scheme, policy, assign_formats(policy, state_dict), cfg.train.qat_bits)
 
