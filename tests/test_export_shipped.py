@@ -23,6 +23,7 @@ from pgolf.export import (
     minify,
     module_closure,
     shipped_code,
+    shipped_config,
     wrap,
     write_export,
 )
@@ -32,7 +33,8 @@ from pgolf.train import provenance
 
 TECHNIQUE_MODULES = {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.values", "pgolf.model.xsa",
                      "pgolf.model.init", "pgolf.evaluate.ttt", "pgolf.evaluate.ttt_lora", "pgolf.evaluate.slot",
-                     "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official"}
+                     "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official",
+                     "pgolf.model.documents", "pgolf.model.lanes", "pgolf.model.recurrence"}
 # Optimizer and training-loop techniques, imported where the config uses them: Parallel Muon (optim.muon_impl),
 # PR #1289's repeated AdamW (optim.route_adam_updates), EMA/SWA (train.ema_decay, train.swa_every), late QAT.
 TRAINING_TECHNIQUE_MODULES = {"pgolf.optim.parallel_muon", "pgolf.train.bank_sync", "pgolf.optim.repeated_adam",
@@ -84,6 +86,22 @@ def test_packing_modules_follow_the_quant_config() -> None:
     assert shipped["pr1291_cpu"] == shipped["pr635_cpu"] | {"pgolf.quant.calibration", "pgolf.artifact.transforms"}
     assert shipped["sota_cpu"] == PACKING_MODULES  # GPTQ, grouped streams, auto codec
     assert not any("pgolf.artifact.imported_code" in closure for closure in closures.values())
+
+
+def test_model_parts_kernels_and_tokenizer_families_follow_the_config() -> None:
+    kernels, families = {"pgolf.model.kernels.softcap_ce", "pgolf.model.kernels.leaky_relu2"}, {
+        "pgolf.data.byte260", "pgolf.data.tiktoken_bpe", "pgolf.data.caseops", "pgolf.data.sidecar"}
+    baseline = set(module_closure(load_config("baseline", env={})))
+    assert not {"pgolf.model.documents", "pgolf.model.lanes", "pgolf.model.recurrence"} & baseline
+    assert kernels <= baseline  # fused_kernels = auto: a run on a GPU with Triton uses them
+    assert not kernels & set(module_closure(load_config("baseline", overrides=["model.fused_kernels=off"], env={})))
+    assert {"pgolf.model.lanes", "pgolf.model.recurrence"} <= set(module_closure(load_config("proteus_v16", env={})))
+    assert "pgolf.model.documents" in module_closure(load_config("sota_cpu", env={}))
+    # the baseline's tokenizer is not here, so it may be CaseOps; the shipped sp1024 sample's is plain SentencePiece
+    assert families - baseline == {"pgolf.data.byte260", "pgolf.data.tiktoken_bpe"}
+    assert not families & set(module_closure(shipped_config(load_config("tiny", env={}))))
+    byte = set(module_closure(load_config("tiny", overrides=["data.tokenizer=byte260"], env={})))
+    assert families & byte == {"pgolf.data.byte260", "pgolf.data.sidecar"}
 
 
 def test_minify_drops_function_annotations_and_keeps_class_fields() -> None:

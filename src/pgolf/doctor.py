@@ -11,8 +11,9 @@ from typing import Any
 import torch
 
 from pgolf.config import Config
-from pgolf.model.backend import FLEX_AVAILABLE, attention_backend_name, resolve_doc_kernel
-from pgolf.model.kernels import resolve_fused
+from pgolf.model.backend import attention_backend_name
+from pgolf.model.documents import FLEX_AVAILABLE, resolve_doc_kernel
+from pgolf.model.kernels.dispatch import resolve_fused
 from pgolf.train.distributed import backends_available, choose_device
 from pgolf.train.runtime import autocast_dtype, compile_enabled, cpu_supports_bf16
 

@@ -33,7 +33,8 @@ from pathlib import Path
 import pgolf
 from pgolf.artifact.codecs import compress
 from pgolf.config import Config
-from pgolf.data.resolve import EMBEDDED_PREFIX, resolve_dataset
+from pgolf.data.families import BYTE260, may_be_caseops, spec_family
+from pgolf.data.resolve import EMBEDDED_PREFIX, may_have_val_sidecar, resolve_dataset
 from pgolf.errors import UserError
 from pgolf.evaluate.stages import eval_stages
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
@@ -73,6 +74,12 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.model.gates": lambda c: c.model.attn_gate != "off",
     "pgolf.model.init": lambda c: c.model.ortho_init,
     "pgolf.evaluate.modes": lambda c: len(eval_stages(c)) > 1 or c.train.final_weights == "best_val",
+    "pgolf.model.documents": lambda c: c.model.doc_isolated_attention,
+    "pgolf.model.lanes": lambda c: c.model.parallel_residual != "off",
+    "pgolf.model.recurrence": lambda c: c.model.recur_loops > 0,
+    # the Triton kernels: whenever the config allows them (whether they run depends on the machine)
+    "pgolf.model.kernels.softcap_ce": lambda c: c.model.fused_kernels != "off",
+    "pgolf.model.kernels.leaky_relu2": lambda c: c.model.fused_kernels != "off",
     "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",
     "pgolf.evaluate.ttt": lambda c: c.eval.ttt != "off",
     "pgolf.evaluate.ttt_lora": _lora_ttt,
@@ -87,6 +94,12 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.calibration": lambda c: c.quant.gptq or c.quant.scheme == "fit",
     "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
     "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
+    # tokenizer families beyond SentencePiece, and the byte sidecar: where the config's files cannot be read
+    # here (an export made away from the data), shipped
+    "pgolf.data.byte260": lambda c: spec_family(c.data.tokenizer) in (BYTE260, None),
+    "pgolf.data.tiktoken_bpe": lambda c: spec_family(c.data.tokenizer) in ("tiktoken", None),
+    "pgolf.data.caseops": lambda c: may_be_caseops(c.data.tokenizer),
+    "pgolf.data.sidecar": may_have_val_sidecar,
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.streams": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.transforms": lambda c: c.quant.transform != "none",

@@ -139,7 +139,7 @@ def test_tiktoken_family_when_installed(tmp_path: Path, write_jsonl) -> None:
         ranks[merge] = len(ranks)
     encoding = tiktoken.Encoding(name="tiny_test", pat_str=r"""'s|'t| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+""",
                                  mergeable_ranks=ranks, special_tokens={})
-    from pgolf.data.families import TiktokenTokenizer
+    from pgolf.data.tiktoken_bpe import TiktokenTokenizer
 
     tok = TiktokenTokenizer(encoding)
     assert tok.vocab_size == 4 + len(ranks)

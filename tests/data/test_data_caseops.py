@@ -13,9 +13,9 @@ from pgolf.config import load_config
 from pgolf.data import caseops
 from pgolf.data.build import BuildOptions, build_dataset
 from pgolf.data.families import load_tokenizer
-from pgolf.data.resolve import load_eval_data, resolve_dataset
+from pgolf.data.resolve import eval_byte_counter, load_eval_data, resolve_dataset
 from pgolf.data.shards import list_shards, open_shard
-from pgolf.data.sidecar import SidecarBytes, eval_byte_counter, sidecar_files
+from pgolf.data.sidecar import SidecarBytes, sidecar_files
 from pgolf.errors import DataError
 from pgolf.evaluate.plain import EvalSetup, evaluate_plain
 from pgolf.pipeline import run_train

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from pgolf.config import ModelConfig
-from pgolf.model.backend import resolve_doc_kernel
 from pgolf.model.blocks import Block
 from pgolf.model.documents import (
     DenseDocuments,
@@ -18,6 +17,7 @@ from pgolf.model.documents import (
     document_causal_mask,
     document_cu_seqlens,
     document_ids,
+    resolve_doc_kernel,
     varlen_capacity,
 )
 from pgolf.model.gpt import GPT

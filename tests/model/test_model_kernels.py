@@ -6,14 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pgolf.model.kernels import (
-    TRITON_AVAILABLE,
-    leaky_relu2_fused,
-    leaky_relu2_reference,
-    resolve_fused,
-    softcap_cross_entropy,
-    softcap_cross_entropy_reference,
-)
+from pgolf.model.kernels.dispatch import TRITON_AVAILABLE, resolve_fused, softcap_cross_entropy_reference
+from pgolf.model.kernels.leaky_relu2 import leaky_relu2_fused, leaky_relu2_reference
+from pgolf.model.kernels.softcap_ce import softcap_cross_entropy_fused
 from pgolf.model.mlp import MLP
 
 needs_triton = pytest.mark.skipif(not (TRITON_AVAILABLE and torch.cuda.is_available()), reason="needs Triton on CUDA")
@@ -28,7 +23,7 @@ def test_softcap_reference_is_the_records_loss() -> None:
     torch.testing.assert_close(softcap_cross_entropy_reference(raw, targets, 30.0), expected)
     assert torch.equal(softcap_cross_entropy_reference(raw, targets, 30.0, "mean"),
                        F.cross_entropy(capped.reshape(-1, 40), targets.reshape(-1)))
-    assert torch.equal(softcap_cross_entropy(raw, targets, 30.0, fused=True),
+    assert torch.equal(softcap_cross_entropy_fused(raw, targets, 30.0),
                        softcap_cross_entropy_reference(raw, targets, 30.0))
 
 
@@ -58,7 +53,7 @@ def test_triton_softcap_ce_matches_the_reference(vocab: int) -> None:
     raw = (torch.randn(64, vocab, device="cuda") * 40).to(torch.bfloat16).requires_grad_()
     targets = torch.randint(0, vocab, (64,), device="cuda")
     ref_raw = raw.detach().float().requires_grad_()
-    loss = softcap_cross_entropy(raw, targets, 30.0, fused=True)
+    loss = softcap_cross_entropy_fused(raw, targets, 30.0)
     expected = softcap_cross_entropy_reference(ref_raw, targets, 30.0)
     torch.testing.assert_close(loss, expected, atol=1e-4, rtol=1e-4)
     loss.mean().backward()

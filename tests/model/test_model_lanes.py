@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from modelkit import active_model, blocks, random_ids, small_config
 
-from pgolf.model.blocks import ProteusParallelBlock, SequentialParallelBlock
-from pgolf.model.gpt import count_parameters
+from pgolf.model.gpt import count_parameters, plain_stages
+from pgolf.model.lanes import ProteusParallelBlock, SequentialParallelBlock
 from pgolf.model.mlp import MLP
 from pgolf.model.recurrence import layer_stages
 
@@ -21,6 +21,12 @@ def test_inplace_recurrence_stages_follow_the_physical_unet() -> None:
     assert decoder[0] == [(5, 0), (5, 1)]
     seg_encoder, seg_decoder = layer_stages(11, True, 3, 5, 2, "segment")
     assert len(seg_encoder) == 8 and len(seg_decoder) == 9  # the SOTA's 17 virtual layers, 8 skips
+
+
+def test_recurrence_without_loops_gives_the_plain_stages() -> None:
+    for unet in (True, False):
+        assert plain_stages(11, unet) == layer_stages(11, unet) == layer_stages(11, unet, 4, 5, 0, "inplace")
+    assert plain_stages(5, True) == ([[(0, 0)], [(1, 0)]], [[(2, 0)], [(3, 0)], [(4, 0)]])
 
 
 def test_inplace_recurrence_order_skips_and_untied_mlps() -> None:

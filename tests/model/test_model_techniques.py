@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from modelkit import active_model, blocks, random_ids, small_config
 
 from pgolf.model.attention import apply_partial_rotary, apply_rotary
-from pgolf.model.blocks import Block, ProteusParallelBlock, RecordParallelBlock
+from pgolf.model.blocks import Block
 from pgolf.model.context import ForwardContext
 from pgolf.model.documents import document_causal_mask
 from pgolf.model.embeddings import (
@@ -21,8 +21,8 @@ from pgolf.model.embeddings import (
     trigram_buckets,
 )
 from pgolf.model.gates import build_attention_gate
-from pgolf.model.gpt import build_model, count_parameters
-from pgolf.model.lanes import add_skip
+from pgolf.model.gpt import add_skip, build_model, count_parameters
+from pgolf.model.lanes import ProteusParallelBlock, RecordParallelBlock
 from pgolf.model.layers import CastedLinear
 from pgolf.model.mlp import get_activation
 from pgolf.model.values import ValueEmbedding, ValueResidualMix

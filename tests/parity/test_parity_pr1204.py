@@ -11,9 +11,9 @@ import torch
 from recordkit import assert_close, fp32, import_record
 
 from pgolf.config import load_config
-from pgolf.model.blocks import SequentialParallelBlock
 from pgolf.model.context import ForwardContext
 from pgolf.model.gpt import build_block
+from pgolf.model.lanes import SequentialParallelBlock
 
 DIM, HEADS, KV_HEADS, LAYERS, PARALLEL_START = 128, 4, 2, 11, 7
 

@@ -9,6 +9,9 @@ A tokenizer is named by a spec string: a SentencePiece `.model` path (a model wh
 the four CaseOps operators is loaded as CaseOps), `byte260`, `tiktoken:<encoding>`, or a `.json`
 spec file written by `pgolf data build` (`{"family": "byte260"}` or `{"family": "tiktoken", ...}`).
 TokenMonster vocabularies are refused with the reason (the package cannot run offline).
+
+SentencePiece lives here; the other families each have a module that `load_tokenizer` imports only for
+their spec (`byte260`, `tiktoken_bpe`, `caseops`), so a run ships only the family its tokenizer needs.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ import numpy as np
 import sentencepiece as spm
 import torch
 
-from pgolf.data import caseops
-from pgolf.data.tokenizer import SPACE_PIECE, ByteLUT, load_sentencepiece, lut_arrays
+from pgolf.data.tokenizer import SPACE_PIECE, ByteLUT, load_sentencepiece, lut_arrays, operator_ids
 from pgolf.errors import DataError
 from pgolf.utils import atomic_write_bytes, atomic_write_json, read_json
 
@@ -69,7 +71,7 @@ class Tokenizer(Protocol):
         ...
 
 
-class _TableBytes:
+class TableBytes:
     """`token_bytes` from the §2.2 rule: base[y] + (lead[y] and not boundary[previous])."""
 
     base: np.ndarray
@@ -93,7 +95,7 @@ class _TableBytes:
         return ByteLUT(torch.from_numpy(base), torch.from_numpy(lead), torch.from_numpy(boundary))
 
 
-class SentencePieceTokenizer(_TableBytes):
+class SentencePieceTokenizer(TableBytes):
     """A SentencePiece `.model`; bytes follow the official LUT (or an explicit table, for audits)."""
 
     needs_sidecar = False
@@ -128,146 +130,20 @@ class SentencePieceTokenizer(_TableBytes):
         return target
 
 
-class CaseOpsTokenizer(SentencePieceTokenizer):
-    """SentencePiece trained on CaseOps-transformed text (TECHNIQUES §4.24).
-
-    Operators are credited 0 bytes (an escaped one its own 3), so `token_bytes` counts the bytes of
-    the original text. That count depends on more than the previous token, so evaluation must read a
-    byte sidecar: `byte_lut` refuses (pitfall P3: never mix the LUT with a transformed tokenizer).
-    """
-
-    needs_sidecar = True
-
-    def __init__(self, path: Path, sp: spm.SentencePieceProcessor | None = None) -> None:
-        super().__init__(path, sp)
-        self.variant = f"sp{self.vocab_size}_caseops"
-        self.operator_ids = caseops.operator_ids(self.sp)
-        self.escape_id = self.operator_ids[caseops.ESC]
-        ops = list(self.operator_ids.values())
-        self.base = self.base.copy()
-        self.base[ops] = 0
-        self.escaped_bytes = {i: len(c.encode("utf-8")) for c, i in self.operator_ids.items()}
-
-    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
-        return super().encode_batch([caseops.encode(t) for t in texts], threads)
-
-    def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        return caseops.decode(self.sp.decode([int(i) for i in ids])).encode("utf-8")
-
-    def token_bytes(self, ids: np.ndarray) -> np.ndarray:
-        out = super().token_bytes(ids)
-        ids = np.asarray(ids, dtype=np.int64)
-        escaped = -1
-        for position in np.flatnonzero(ids == self.escape_id):  # rare: only literal operator characters
-            if position == escaped or position + 1 >= ids.size:
-                continue
-            escaped = int(position) + 1
-            out[escaped] = self.escaped_bytes.get(int(ids[escaped]), out[escaped])
-        return out
-
-    def byte_lut(self, vocab_size: int) -> ByteLUT:
-        raise DataError(
-            f"tokenizer {self.name} is a CaseOps tokenizer: its bytes must come from the val byte sidecar "
-            "(fineweb_val_bytes_*.bin), never from the LUT; rebuild the dataset with `pgolf data build --caseops`"
-        )
-
-
-class Byte260Tokenizer(_TableBytes):
-    """The official pure-byte tokenizer: pad 0, BOS 1, EOS 2, unk 3, byte b at id 4 + b."""
-
-    needs_sidecar = False
-    name = variant = BYTE260
-    vocab_size = NUM_SPECIAL + 256
-
-    def __init__(self) -> None:
-        self.base = np.r_[np.zeros(NUM_SPECIAL, np.int64), np.ones(256, np.int64)]
-        self.lead = np.zeros(self.vocab_size, dtype=np.bool_)
-        self.boundary = np.r_[np.ones(NUM_SPECIAL, np.bool_), np.zeros(256, np.bool_)]
-
-    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
-        return [(np.frombuffer(t.encode("utf-8"), dtype=np.uint8).astype(np.int64) + NUM_SPECIAL).tolist()
-                for t in texts]
-
-    def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        return bytes(int(i) - NUM_SPECIAL for i in ids if int(i) >= NUM_SPECIAL)
-
-    def byte_fallback_ids(self) -> dict[int, int]:
-        return {}  # a lone byte token decodes to exactly its byte
-
-    def save(self, folder: Path) -> Path:
-        return _write_spec(folder / f"{BYTE260}.json", {"family": BYTE260})
-
-
-class TiktokenTokenizer(_TableBytes):
-    """A tiktoken byte-level BPE (`tiktoken.Encoding`); ids are shifted up by 4 so 0..3 stay pad/BOS/EOS/unk.
-
-    Each token's bytes are exactly `decode_single_token_bytes`, and no token carries a space marker.
-    Encodings come from tiktoken's own cache (`TIKTOKEN_CACHE_DIR`): tiktoken downloads them on first
-    use and ships none, so offline they must already be there.
-    """
-
-    needs_sidecar = False
-
-    def __init__(self, encoding: Any) -> None:
-        self.encoding = encoding
-        self.encoding_name = encoding.name
-        self.name = f"{TIKTOKEN_PREFIX}{encoding.name}"
-        self.variant = "tiktoken_" + "".join(c if c.isalnum() else "_" for c in encoding.name)
-        ordinary = self.encoding.n_vocab - len(self.encoding.special_tokens_set)
-        self.vocab_size = NUM_SPECIAL + ordinary
-        lengths = [len(self.encoding.decode_single_token_bytes(i)) for i in range(ordinary)]
-        self.base = np.r_[np.zeros(NUM_SPECIAL, np.int64), np.asarray(lengths, np.int64)]
-        self.lead = np.zeros(self.vocab_size, dtype=np.bool_)
-        self.boundary = np.r_[np.ones(NUM_SPECIAL, np.bool_), np.zeros(ordinary, np.bool_)]
-
-    def encode_batch(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
-        batches = self.encoding.encode_ordinary_batch(list(texts), num_threads=max(threads, 1))
-        return [[i + NUM_SPECIAL for i in ids] for ids in batches]
-
-    def decode_bytes(self, ids: Sequence[int]) -> bytes:
-        return self.encoding.decode_bytes([int(i) - NUM_SPECIAL for i in ids if int(i) >= NUM_SPECIAL])
-
-    def byte_fallback_ids(self) -> dict[int, int]:
-        return {}  # tiktoken decodes a lone byte token to its raw byte
-
-    def save(self, folder: Path) -> Path:
-        return _write_spec(folder / f"{self.variant}.json", {"family": "tiktoken", "encoding": self.encoding_name})
-
-
-def _write_spec(path: Path, fields: dict[str, Any]) -> Path:
+def write_spec(path: Path, fields: dict[str, Any]) -> Path:
     atomic_write_json(path, {"format": SPEC_FORMAT, **fields})
     return path
-
-
-def _tiktoken_encoding(name: str) -> Any:
-    try:
-        # tiktoken is optional (not a pgolf dependency), so a type check may run without it
-        import tiktoken  # pyright: ignore[reportMissingImports]
-    except ImportError:
-        raise DataError(
-            f"tokenizer tiktoken:{name} needs the tiktoken package: pip install tiktoken "
-            "(and have the encoding in its cache, TIKTOKEN_CACHE_DIR, since tiktoken downloads encodings)"
-        ) from None
-    try:
-        return tiktoken.get_encoding(name)
-    except ValueError as exc:
-        raise DataError(f"tiktoken has no encoding {name!r} ({exc}): "
-                        f"choose one of {tiktoken.list_encoding_names()}") from None
-    except Exception as exc:  # noqa: BLE001 - tiktoken raises network errors of several types
-        raise DataError(
-            f"tiktoken encoding {name!r} is not available offline ({type(exc).__name__}): tiktoken ships no "
-            "encoding files and downloads them on first use; copy the cached file into TIKTOKEN_CACHE_DIR "
-            "on this machine, or use a SentencePiece tokenizer"
-        ) from None
 
 
 def load_tokenizer(spec: str | os.PathLike[str]) -> Tokenizer:
     """The tokenizer named by `spec` (see the module docstring)."""
     text = os.fspath(spec)
     if text == BYTE260:
+        from pgolf.data.byte260 import Byte260Tokenizer
         return Byte260Tokenizer()
     if text.startswith(TIKTOKEN_PREFIX):
-        return TiktokenTokenizer(_tiktoken_encoding(text[len(TIKTOKEN_PREFIX):]))
+        from pgolf.data.tiktoken_bpe import load_tiktoken
+        return load_tiktoken(text[len(TIKTOKEN_PREFIX):])
     if text.startswith(TOKENMONSTER_PREFIX):
         raise DataError(
             f"{text}: TokenMonster vocabularies are not supported: the tokenmonster package downloads its "
@@ -278,9 +154,33 @@ def load_tokenizer(spec: str | os.PathLike[str]) -> Tokenizer:
     if path.suffix == ".json":
         return _load_spec_file(path)
     sp = load_sentencepiece(path)
-    if caseops.operator_ids(sp, required=False):
+    if operator_ids(sp, required=False):
+        from pgolf.data.caseops import CaseOpsTokenizer
         return CaseOpsTokenizer(path, sp)
     return SentencePieceTokenizer(path, sp)
+
+
+def spec_family(spec: str) -> str | None:
+    """The family `spec` names, from the string alone: byte260, tiktoken, tokenmonster or sentencepiece
+    (CaseOps or not: that is in the model file); None when the string does not say: a `.json` spec file,
+    or the dataset's own tokenizer (`auto`, "", `embedded:…`)."""
+    if spec in ("", "auto") or spec.startswith("embedded:") or spec.endswith(".json"):
+        return None
+    if spec == BYTE260:
+        return BYTE260
+    if spec.startswith((TIKTOKEN_PREFIX, TOKENMONSTER_PREFIX)):
+        return spec.split(":", 1)[0]
+    return "sentencepiece"
+
+
+def may_be_caseops(spec: str) -> bool:
+    """Whether `spec` can load as CaseOps: a SentencePiece model with the operators, or one not readable here."""
+    if spec_family(spec) not in ("sentencepiece", None):
+        return False
+    try:
+        return bool(operator_ids(load_sentencepiece(spec), required=False))
+    except DataError:
+        return True
 
 
 def _load_spec_file(path: Path) -> Tokenizer:
@@ -289,9 +189,11 @@ def _load_spec_file(path: Path) -> Tokenizer:
     fields = read_json(path, "rewrite the tokenizer spec or rebuild the dataset")
     family = fields.get("family") if isinstance(fields, dict) else None
     if family == BYTE260:
+        from pgolf.data.byte260 import Byte260Tokenizer
         return Byte260Tokenizer()
     if family == "tiktoken" and isinstance(fields.get("encoding"), str):
-        return TiktokenTokenizer(_tiktoken_encoding(fields["encoding"]))
+        from pgolf.data.tiktoken_bpe import load_tiktoken
+        return load_tiktoken(fields["encoding"])
     raise DataError(f'tokenizer spec {path} has no known "family" (byte260, tiktoken): rebuild the dataset')
 
 

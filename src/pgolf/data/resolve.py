@@ -8,12 +8,11 @@ from pathlib import Path
 from torch import Tensor
 
 from pgolf.config import Config
-from pgolf.data.families import load_tokenizer
-from pgolf.data.manifest import DatasetPaths
+from pgolf.data.families import Tokenizer, load_tokenizer
+from pgolf.data.manifest import DatasetPaths, has_val_sidecar
 from pgolf.data.shards import list_shards, load_val_tokens
-from pgolf.data.sidecar import eval_byte_counter
 from pgolf.data.tokenizer import ByteCounter, check_vocab_size
-from pgolf.errors import ConfigError, UserError
+from pgolf.errors import ConfigError, DataError, UserError
 
 EMBEDDED_PREFIX = "embedded:"
 
@@ -55,8 +54,28 @@ def train_files(cfg: Config, paths: DatasetPaths) -> list[Path]:
     return files[: cfg.data.train_shards] if cfg.data.train_shards > 0 else files
 
 
+def may_have_val_sidecar(cfg: Config) -> bool:
+    """Whether a run of `cfg` can read a val byte sidecar: its dataset has one, or is not readable here."""
+    dataset = Path(cfg.data.dataset)
+    return not dataset.is_dir() or has_val_sidecar(dataset)
+
+
 def load_eval_data(cfg: Config, paths: DatasetPaths, seq_len: int) -> EvalData:
     tokens = load_val_tokens(paths.dataset_dir, seq_len, cfg.eval.val_max_tokens)
     counter = eval_byte_counter(paths.dataset_dir, load_tokenizer(paths.tokenizer_path), cfg.model.vocab_size,
                                 tokens.numel())
     return EvalData(tokens, counter, paths.tokenizer_path)
+
+
+def eval_byte_counter(dataset_dir: Path, tok: Tokenizer, vocab_size: int, num_tokens: int) -> ByteCounter:
+    """The sidecar when the dataset has (or promises) one, else the tokenizer's LUT."""
+    if has_val_sidecar(dataset_dir):
+        from pgolf.data.sidecar import load_val_sidecar
+        return load_val_sidecar(dataset_dir, num_tokens)
+    if tok.needs_sidecar:
+        raise DataError(
+            f"tokenizer {tok.name} needs a val byte sidecar but {dataset_dir} has none: rebuild the dataset "
+            "with `pgolf data build --caseops` (or retokenize it with this tokenizer)"
+        )
+    return tok.byte_lut(vocab_size)
+

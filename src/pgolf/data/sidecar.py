@@ -3,6 +3,7 @@
 A sidecar holds, for every val token, the source bytes it stands for (CaseOps: bytes of the original,
 untransformed text). When a dataset has one, evaluation uses only the sidecar (pitfall P3: never
 mix); a dataset that promises one but lacks its files is refused rather than scored with the LUT.
+Only runs on a dataset with a sidecar import this module (`resolve.eval_byte_counter`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pgolf.data.families import Tokenizer
-from pgolf.data.manifest import has_val_sidecar
 from pgolf.data.shards import SIDECAR_MARKER, list_shards, open_shard, read_num_tokens
-from pgolf.data.tokenizer import ByteCounter
 from pgolf.errors import DataError
 
 
@@ -56,16 +54,3 @@ def load_val_sidecar(dataset_dir: Path, num_tokens: int) -> SidecarBytes:
         )
     counts = np.concatenate([np.asarray(open_shard(f)) for f in files])[:num_tokens]
     return SidecarBytes(torch.from_numpy(counts.astype(np.int64)))
-
-
-def eval_byte_counter(dataset_dir: Path, tok: Tokenizer, vocab_size: int, num_tokens: int) -> ByteCounter:
-    """The sidecar when the dataset has (or promises) one, else the tokenizer's LUT."""
-    if has_val_sidecar(dataset_dir):
-        return load_val_sidecar(dataset_dir, num_tokens)
-    if tok.needs_sidecar:
-        raise DataError(
-            f"tokenizer {tok.name} needs a val byte sidecar but {dataset_dir} has none: rebuild the dataset "
-            "with `pgolf data build --caseops` (or retokenize it with this tokenizer)"
-        )
-    return tok.byte_lut(vocab_size)
-

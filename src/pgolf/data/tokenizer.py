@@ -23,6 +23,9 @@ from pgolf.errors import DataError
 from pgolf.utils import atomic_write_bytes, atomic_write_text
 
 SPACE_PIECE = "\u2581"  # "▁", SentencePiece's whitespace marker
+# The CaseOps operators (`pgolf.data.caseops`): a model that keeps all four as pieces is a CaseOps tokenizer.
+TITLE, ALLCAPS, CAPNEXT, ESC = "\ue001", "\ue002", "\ue003", "\ue004"
+OPERATORS = (TITLE, ALLCAPS, CAPNEXT, ESC)
 
 # Trainer settings of the official data pipeline (TECHNIQUES §1.2).
 OFFICIAL_TRAINER_SETTINGS: dict[str, Any] = {
@@ -54,6 +57,23 @@ def load_sentencepiece(path: str | os.PathLike[str]) -> spm.SentencePieceProcess
             f"tokenizer {path} could not be parsed as a SentencePiece model ({exc}): re-download or retrain it"
         ) from exc
     return processor
+
+
+def operator_ids(sp: spm.SentencePieceProcessor, required: bool = True) -> dict[str, int]:
+    """{operator: id} when all four operators are pieces `sp` always keeps whole, else {} (or an error).
+
+    User-defined symbols are never merged with neighbours, so each operator must come out of
+    encoding as its own piece between letters and next to another operator.
+    """
+    ids = {op: sp.piece_to_id(op) for op in OPERATORS}
+    if all(i != sp.unk_id() and sp.encode(f"a{op}b{op}{op}").count(i) == 3 for op, i in ids.items()):
+        return ids
+    if required:
+        raise DataError(
+            "tokenizer lacks the CaseOps operators U+E001..U+E004 as user-defined pieces: train it with "
+            "`pgolf data build --caseops`"
+        )
+    return {}
 
 
 def check_vocab_size(sp: spm.SentencePieceProcessor | int, vocab_size: int, *, name: str = "") -> None:

@@ -1,10 +1,7 @@
-"""Transformer blocks: the baseline's serial block and the three published parallel-residual forms.
+"""The baseline's serial transformer block (the parallel-residual forms build on it in `pgolf.model.lanes`).
 
 A block maps a residual state to a new one. The serial state is one tensor; parallel blocks keep
-two lanes (an attention lane and an MLP lane) and accept a single tensor at the first parallel
-layer, which they split into two equal lanes. In forms (E) and PROTEUS attention and MLP read the
-lanes as they were when the block started, so neither sublayer sees the other's output of the same
-layer (TECHNIQUES.md §4.20); in the #1204 form the MLP reads its lane after attention wrote to it.
+two lanes (an attention lane and an MLP lane).
 
 Every block takes an optional `mlp`: depth recurrence with untied MLPs runs a block again with
 another MLP in place of its own (`model.recur_untie_mlp`).
@@ -25,16 +22,18 @@ from pgolf.model.mlp import MLP
 Lanes = tuple[Tensor, Tensor]
 State = Tensor | Lanes
 Norm = Callable[[Tensor], Tensor]
+# The order blocks run in: a stage is (physical layer, pass) runs back to back, `pass` counting the earlier
+# runs of the same layer (0 = first); a U-Net pushes a skip after each encoder stage and pops one before
+# each decoder stage (depth recurrence: `pgolf.model.recurrence`).
+Run = tuple[int, int]
+Stage = list[Run]
+Stages = tuple[list[Stage], list[Stage]]  # (encoder, decoder)
 
 
-def _mix(mix: Tensor, x: Tensor, x0: Tensor) -> Tensor:
+def mix_x0(mix: Tensor, x: Tensor, x0: Tensor) -> Tensor:
     """mix[0]⊙x + mix[1]⊙x0 for a (2, d) parameter."""
     m = mix.to(x.dtype)
     return m[0][None, None, :] * x + m[1][None, None, :] * x0
-
-
-def _lanes(state: State) -> Lanes:
-    return state if isinstance(state, tuple) else (state, state)
 
 
 @declares_controls("attn_scale", "mlp_scale", "resid_mix")
@@ -51,84 +50,6 @@ class Block(nn.Module):
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
 
     def forward(self, x: Tensor, ctx: ForwardContext, mlp: MLP | None = None) -> Tensor:
-        x = _mix(self.resid_mix, x, ctx.x0)
+        x = mix_x0(self.resid_mix, x, ctx.x0)
         x = x + row_scale(self.attn_scale, x) * self.attn(self.norm(x), ctx)
         return x + row_scale(self.mlp_scale, x) * (self.mlp if mlp is None else mlp)(self.norm(x))
-
-
-@declares_controls("parallel_resid", "parallel_post")
-class RecordParallelBlock(Block):
-    """Form (E) of PR #1529/#1530 and the SOTA: two lanes, attention from mix(lane0, x0), MLP from lane1,
-    both outputs written into both lanes:
-
-        lane_k ← ρ[k]·lane_k + π[0, k]·a + π[1, k]·m      ρ = parallel_resid (init 1.1), π = parallel_post (init 1)
-    """
-
-    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
-        super().__init__(attn, mlp, dim, norm)
-        self.parallel_resid = nn.Parameter(torch.full((2,), 1.1, dtype=torch.float32))
-        self.parallel_post = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))  # [sublayer, lane]
-
-    def forward(self, state: State, ctx: ForwardContext, mlp: MLP | None = None) -> Lanes:
-        lane0, lane1 = _lanes(state)
-        a = row_scale(self.attn_scale, lane0) * self.attn(self.norm(_mix(self.resid_mix, lane0, ctx.x0)), ctx)
-        m = row_scale(self.mlp_scale, lane1) * (self.mlp if mlp is None else mlp)(self.norm(lane1))
-        rho = self.parallel_resid.to(lane0.dtype)
-        post = self.parallel_post.to(lane0.dtype)
-        return (rho[0] * lane0 + post[0, 0] * a + post[1, 0] * m,
-                rho[1] * lane1 + post[0, 1] * a + post[1, 1] * m)
-
-
-@declares_controls("resid_mix_mlp", "lane_route")
-class ProteusParallelBlock(Block):
-    """Form (B), PROTEUS (PR #1289 / #1425): attention reads mix(x_attn, x0), the MLP reads mix_mlp(x_mlp, x0)
-    (`resid_mix_mlp`, per dimension, init (1, 0)); a 4-element `lane_route` r (init 1) routes the outputs
-    into the lanes as they entered the block (not the mixed reads):
-
-        x_attn ← x_attn + r0·Δa + r2·Δm      x_mlp ← x_mlp + r1·Δa + r3·Δm
-    """
-
-    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
-        super().__init__(attn, mlp, dim, norm)
-        self.resid_mix_mlp = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
-        self.lane_route = nn.Parameter(torch.ones(4, dtype=torch.float32))
-
-    def forward(self, state: State, ctx: ForwardContext, mlp: MLP | None = None) -> Lanes:
-        x_attn, x_mlp = _lanes(state)
-        attn_in = _mix(self.resid_mix, x_attn, ctx.x0)
-        mlp_in = _mix(self.resid_mix_mlp, x_mlp, ctx.x0)
-        da = row_scale(self.attn_scale, attn_in) * self.attn(self.norm(attn_in), ctx)
-        dm = row_scale(self.mlp_scale, mlp_in) * (self.mlp if mlp is None else mlp)(self.norm(mlp_in))
-        r = self.lane_route.to(attn_in.dtype)
-        return x_attn + r[0] * da + r[2] * dm, x_mlp + r[1] * da + r[3] * dm
-
-
-class SequentialParallelBlock(Block):
-    """The form of PR #1204 (modded-nanogpt #230): each sublayer writes into both lanes in turn, and the MLP
-    reads the MLP lane after attention wrote to it. Both sublayers read through `resid_mix`:
-
-        a = Attn(mix(lane0, x0))      lane_k ← ρ[0]·lane_k + π[0, k]·a
-        m = MLP(mix(lane1, x0))       lane_k ← ρ[1]·lane_k + π[1, k]·m
-
-    ρ = parallel_resid, one per sublayer, init √1.1 (so one block scales a lane by 1.1); π = parallel_post, init 1.
-    """
-
-    def __init__(self, attn: CausalSelfAttention, mlp: MLP, dim: int, norm: Norm = rms_norm) -> None:
-        super().__init__(attn, mlp, dim, norm)
-        self.parallel_resid = nn.Parameter(torch.full((2,), 1.1 ** 0.5, dtype=torch.float32))  # [sublayer]
-        self.parallel_post = nn.Parameter(torch.ones(2, 2, dtype=torch.float32))  # [sublayer, lane]
-
-    def forward(self, state: State, ctx: ForwardContext, mlp: MLP | None = None) -> Lanes:
-        lane0, lane1 = _lanes(state)
-        rho = self.parallel_resid.to(lane0.dtype)
-        post = self.parallel_post.to(lane0.dtype)
-        a = row_scale(self.attn_scale, lane0) * self.attn(self.norm(_mix(self.resid_mix, lane0, ctx.x0)), ctx)
-        lane0, lane1 = rho[0] * lane0 + post[0, 0] * a, rho[0] * lane1 + post[0, 1] * a
-        mlp_in = self.norm(_mix(self.resid_mix, lane1, ctx.x0))
-        m = row_scale(self.mlp_scale, lane1) * (self.mlp if mlp is None else mlp)(mlp_in)
-        return rho[1] * lane0 + post[1, 0] * m, rho[1] * lane1 + post[1, 1] * m
-
-
-PARALLEL_BLOCKS: dict[str, type[Block]] = {
-    "record": RecordParallelBlock, "proteus": ProteusParallelBlock, "pr1204": SequentialParallelBlock,
-}

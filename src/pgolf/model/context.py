@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from torch import Tensor
 
-from pgolf.model.documents import DocumentAttention
+
+class DocumentAttention(Protocol):
+    """One batch's document-isolated attention (its layouts are in `pgolf.model.documents`)."""
+
+    def __call__(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        """(batch, seq, heads, head_dim) q and k/v with ≤ heads (GQA) → (batch, seq, heads, head_dim)."""
+        ...
 
 
 @dataclass

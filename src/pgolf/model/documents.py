@@ -1,5 +1,7 @@
 """Document-isolated causal attention: token i attends j iff j ≤ i and no BOS lies in (j, i].
 
+Imported only by models with `model.doc_isolated_attention` (and `pgolf doctor`), so only their runs ship it.
+
 Three layouts of the same rule, built once per forward from the input ids and shared by every layer:
 
 - `dense`: a (batch, 1, seq, seq) boolean mask for SDPA. Exact everywhere, but a dense mask rules out
@@ -15,15 +17,17 @@ Three layouts of the same rule, built once per forward from the input ids and sh
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from pgolf.errors import ConfigError
-from pgolf.model.backend import FLASH_VARLEN_FN
+from pgolf.model.context import DocumentAttention
 
 if TYPE_CHECKING:
     from torch.nn.attention.flex_attention import BlockMask, flex_attention
@@ -37,10 +41,38 @@ DOC_KERNELS = ("auto", "dense", "flex", "varlen")  # config._CHOICES["model.doc_
 FLEX_BLOCK = 128  # FlexAttention's default tile: the block mask must use a multiple of it on CUDA
 
 
-class DocumentAttention(Protocol):
-    def __call__(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-        """(batch, seq, heads, head_dim) q and k/v with ≤ heads (GQA) → (batch, seq, heads, head_dim)."""
-        ...
+def _load_varlen_kernel() -> Callable[..., Tensor] | None:
+    """FlashAttention 3's varlen entry point, when importable."""
+    try:
+        module = importlib.import_module("flash_attn_interface")
+    except Exception:  # noqa: BLE001 - a broken install must fall back, not crash
+        return None
+    return getattr(module, "flash_attn_varlen_func", None)
+
+
+FLASH_VARLEN_FN = _load_varlen_kernel()
+FLEX_AVAILABLE = flex_attention is not None
+
+
+def resolve_doc_kernel(requested: str, device_type: str) -> tuple[str, str | None]:
+    """(kernel, note): the layout used on `device_type`, and a one-line note when the requested one is
+    unavailable and another is taken instead.
+
+    auto: FA3 varlen on CUDA when installed, else FlexAttention on CUDA, else the dense mask (CPU).
+    """
+    cuda = device_type == "cuda"
+    best = "varlen" if cuda and FLASH_VARLEN_FN is not None else "flex" if cuda and FLEX_AVAILABLE else "dense"
+    if requested == "auto":
+        return best, None
+    if requested == "varlen" and (not cuda or FLASH_VARLEN_FN is None):
+        why = "flash_attn_interface (FlashAttention 3) is not importable" if cuda else "it runs on CUDA only"
+        return best, (f"doc_attention: model.doc_attention_kernel=varlen but {why}; using {best} "
+                      "(install FlashAttention 3 or set model.doc_attention_kernel=auto)")
+    if requested == "flex" and not (cuda and FLEX_AVAILABLE):
+        why = "this torch has no FlexAttention" if cuda else "FlexAttention has no backward pass on CPU"
+        return "dense", (f"doc_attention: model.doc_attention_kernel=flex but {why}; using the dense mask "
+                         "(set model.doc_attention_kernel=auto)")
+    return requested, None
 
 
 def document_ids(input_ids: Tensor, bos_id: int) -> Tensor:

@@ -10,6 +10,7 @@ official baseline: parameter names match `train_gpt.py`'s state dict (its checkp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -19,22 +20,19 @@ from torch import Tensor, nn
 
 from pgolf.config import ModelConfig, parse_layer_list
 from pgolf.model.attention import CausalSelfAttention
-from pgolf.model.backend import resolve_doc_kernel
-from pgolf.model.blocks import PARALLEL_BLOCKS, Block, State
-from pgolf.model.context import ForwardContext
-from pgolf.model.documents import build_document_attention
-from pgolf.model.kernels import resolve_fused, softcap_cross_entropy
-from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, add_skip, mean_of_lanes, single_lane
+from pgolf.model.blocks import Block, Stage, Stages, State
+from pgolf.model.context import DocumentAttention, ForwardContext
+from pgolf.model.kernels.dispatch import resolve_fused, softcap_cross_entropy_reference
 from pgolf.model.layers import (
     CastedLinear,
     control_parameter_names,
     declares_controls,
     restore_fp32_controls,
     rms_norm,
+    row_scale,
     sublayer_norm,
 )
 from pgolf.model.mlp import MLP
-from pgolf.model.recurrence import Stage, layer_stages, repeated_runs
 
 
 def xsa_layers(cfg: ModelConfig) -> range:
@@ -78,8 +76,43 @@ def is_parallel_layer(cfg: ModelConfig, layer: int) -> bool:
 
 def build_block(cfg: ModelConfig, layer: int = 0) -> Block:
     attn = build_attention(cfg, layer)
-    block_cls = PARALLEL_BLOCKS[cfg.parallel_residual] if is_parallel_layer(cfg, layer) else Block
+    block_cls = Block
+    if is_parallel_layer(cfg, layer):
+        from pgolf.model.lanes import PARALLEL_BLOCKS
+        block_cls = PARALLEL_BLOCKS[cfg.parallel_residual]
     return block_cls(attn, build_mlp(cfg), cfg.model_dim, sublayer_norm(layer, cfg.ln_scale))
+
+
+def plain_stages(num_layers: int, unet: bool) -> Stages:
+    """Every physical layer once, in order; with a U-Net the first half are encoder stages."""
+    stages = [[(layer, 0)] for layer in range(num_layers)]
+    half = num_layers // 2 if unet else 0
+    return stages[:half], stages[half:]
+
+
+def looped_stages(cfg: ModelConfig) -> Stages:
+    """The stages with depth recurrence active (the plain ones when the config has none)."""
+    if cfg.recur_loops == 0:
+        return plain_stages(cfg.num_layers, cfg.unet_skips)
+    from pgolf.model.recurrence import layer_stages
+    return layer_stages(cfg.num_layers, cfg.unet_skips, cfg.recur_start, cfg.recur_end, cfg.recur_loops, cfg.recur_form)
+
+
+def add_skip(x: Tensor, skip: Tensor, weight: Tensor, gate: Tensor | None) -> Tensor:
+    """x + w⊙skip (baseline), or with a skip gate lerp(w⊙skip, x, σ(g)) = σ(g)⊙x + (1−σ(g))⊙w⊙skip."""
+    scaled = row_scale(weight, x) * skip
+    if gate is None:
+        return x + scaled
+    return torch.lerp(scaled, x, torch.sigmoid(row_scale(gate, x)))
+
+
+def serial_skip(state: State, combine: Callable[[Tensor], Tensor], parallel_next: bool) -> State:
+    """One lane: the skip joins it (two lanes: `pgolf.model.lanes.SKIP_POLICIES`)."""
+    return combine(cast(Tensor, state))
+
+
+def single_lane(state: State) -> Tensor:
+    return cast(Tensor, state)
 
 
 @dataclass
@@ -102,9 +135,8 @@ class GPT(nn.Module):
         self.logit_softcap = cfg.logit_softcap
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.model_dim)
         self.unet = cfg.unet_skips
-        self._base_stages = layer_stages(cfg.num_layers, self.unet)
-        self._looped_stages = layer_stages(cfg.num_layers, self.unet, cfg.recur_start, cfg.recur_end,
-                                           cfg.recur_loops, cfg.recur_form)
+        self._base_stages = plain_stages(cfg.num_layers, self.unet)
+        self._looped_stages = looped_stages(cfg)
         encoder, decoder = self._looped_stages
         num_skips = min(len(encoder), len(decoder))
         if self.unet:
@@ -145,28 +177,45 @@ class GPT(nn.Module):
             from pgolf.model.values import ValueEmbedding
             self.value_embed = ValueEmbedding(cfg.vocab_size, cfg.value_embed_dim, kv_dim,
                                               zero_proj=not cfg.value_embed_ortho)
+        self._build_lanes(cfg)
+        self.recur_mlps = nn.ModuleDict()  # untied MLPs of the repeated runs, keyed "<layer>_<pass>"
+        if cfg.recur_untie_mlp:
+            from pgolf.model.recurrence import repeated_runs
+            for layer, run in repeated_runs(cfg.num_layers, cfg.recur_start, cfg.recur_end, cfg.recur_loops):
+                self.recur_mlps[f"{layer}_{run}"] = build_mlp(cfg)
+        # Kernel choices per device type, resolved once (constants for torch.compile); the fused ops
+        # dispatch on the tensors' device themselves.
+        self._document_attention: Callable[[Tensor, int, str], DocumentAttention] | None = None
+        if cfg.doc_isolated_attention:
+            from pgolf.model.documents import build_document_attention, resolve_doc_kernel
+            self._document_attention = build_document_attention
+            self._doc_kernels = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev)[0] for dev in ("cpu", "cuda")}
+        self._cross_entropy = softcap_cross_entropy_reference
+        if resolve_fused(cfg.fused_kernels, "cuda")[0]:
+            from pgolf.model.kernels.softcap_ce import softcap_cross_entropy_fused
+            self._cross_entropy = softcap_cross_entropy_fused
+        if cfg.ortho_init:
+            from pgolf.model.init import orthogonal_init
+            orthogonal_init(self)
+
+    def _build_lanes(self, cfg: ModelConfig) -> None:
+        """How skips enter the residual state and how the final state becomes one tensor."""
+        if cfg.parallel_residual == "off":
+            self._skip_policy, self._final_merge = serial_skip, single_lane
+            return
+        from pgolf.model.lanes import SKIP_POLICIES, LaneMerge, mean_of_lanes
         self._skip_policy = SKIP_POLICIES[cfg.skip_lanes]
         if cfg.parallel_residual == "proteus":
             self.lane_merge = LaneMerge(cfg.lane_merge, cfg.lane_merge_init)
             self._final_merge = self.lane_merge.forward  # a bound method: the module is registered once
         else:
-            self._final_merge = single_lane if cfg.parallel_residual == "off" else mean_of_lanes
-        self.recur_mlps = nn.ModuleDict()  # untied MLPs of the repeated runs, keyed "<layer>_<pass>"
-        if cfg.recur_untie_mlp:
-            for layer, run in repeated_runs(cfg.num_layers, cfg.recur_start, cfg.recur_end, cfg.recur_loops):
-                self.recur_mlps[f"{layer}_{run}"] = build_mlp(cfg)
-        # Kernel choices per device type, resolved once (constants for torch.compile); the fused ops
-        # dispatch on the tensors' device themselves.
-        self._doc_kernels = {dev: resolve_doc_kernel(cfg.doc_attention_kernel, dev)[0] for dev in ("cpu", "cuda")}
-        self._fused = resolve_fused(cfg.fused_kernels, "cuda")[0]
-        if cfg.ortho_init:
-            from pgolf.model.init import orthogonal_init
-            orthogonal_init(self)
+            self._final_merge = mean_of_lanes
 
     def kernel_notes(self, device_type: str) -> list[str]:
         """One line per requested kernel that cannot run on `device_type`, naming the one used instead."""
         notes = [resolve_fused(self.cfg.fused_kernels, device_type)[1]]
         if self.cfg.doc_isolated_attention:
+            from pgolf.model.documents import resolve_doc_kernel
             notes.append(resolve_doc_kernel(self.cfg.doc_attention_kernel, device_type)[1])
         return [note for note in notes if note]
 
@@ -188,9 +237,9 @@ class GPT(nn.Module):
     # ---- forward --------------------------------------------------------------------------------
     def _context(self, x0: Tensor, input_ids: Tensor) -> ForwardContext:
         ctx = ForwardContext(x0=x0)
-        if self.cfg.doc_isolated_attention:
+        if self._document_attention is not None:
             kernel = self._doc_kernels.get(input_ids.device.type, "dense")
-            ctx.documents = build_document_attention(input_ids, self.cfg.bos_id, kernel)
+            ctx.documents = self._document_attention(input_ids, self.cfg.bos_id, kernel)
         if self.value_embed is not None:
             ctx.value_embed = self.value_embed(input_ids, x0.dtype)
         return ctx
@@ -236,12 +285,12 @@ class GPT(nn.Module):
     def token_losses(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Per-token cross-entropy in nats (float32, shape of `target_ids`) of the softcapped logits."""
         raw = self.raw_logits(self.hidden(input_ids))
-        return softcap_cross_entropy(raw, target_ids, self.logit_softcap, self._fused)
+        return self._cross_entropy(raw, target_ids, self.logit_softcap)
 
     def forward(self, input_ids: Tensor, target_ids: Tensor) -> Tensor:
         """Mean cross-entropy, as the training loss."""
         raw = self.raw_logits(self.hidden(input_ids))
-        return softcap_cross_entropy(raw, target_ids, self.logit_softcap, self._fused, reduction="mean")
+        return self._cross_entropy(raw, target_ids, self.logit_softcap, reduction="mean")
 
     # ---- optimizer partition --------------------------------------------------------------------
     def optimizer_groups(self) -> ParamGroups:

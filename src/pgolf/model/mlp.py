@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pgolf.model.kernels import leaky_relu2_fused
 from pgolf.model.layers import CastedLinear
 
 Activation = Callable[[Tensor], Tensor]
@@ -35,6 +34,7 @@ ACTIVATIONS: dict[str, Callable[[float], Activation]] = {
 def get_activation(name: str, leaky_slope: float = 0.5, fused: bool = False) -> Activation:
     """`fused`: the Triton LeakyReLU² op on CUDA tensors (relu² is its slope-0 case); the reference elsewhere."""
     if fused and name in ACTIVATIONS:
+        from pgolf.model.kernels.leaky_relu2 import leaky_relu2_fused
         return partial(leaky_relu2_fused, slope=leaky_slope if name == "leaky_relu2" else 0.0)
     try:
         return ACTIVATIONS[name](leaky_slope)

@@ -12,12 +12,12 @@ A stage is a list of (physical layer, pass) run back to back: the encoder pushes
 stage, the decoder pops one before each. `pass` counts the earlier runs of the same layer (0 = first);
 untied recurrence MLPs are chosen by it. The structure lives here and in `GPT`; when it switches on is
 the training schedule's business (`train.recurrence_start_step` / `train.recurrence_start_frac`).
+Imported only by models with `model.recur_loops` > 0, so only their runs ship it.
 """
 
 from __future__ import annotations
 
-Run = tuple[int, int]  # (physical layer, pass)
-Stage = list[Run]
+from pgolf.model.blocks import Run, Stages
 
 
 def virtual_layers(num_layers: int, start: int, end: int, loops: int) -> list[int]:
@@ -38,7 +38,7 @@ def _numbered(order: list[int]) -> list[Run]:
 
 
 def layer_stages(num_layers: int, unet: bool, start: int = 0, end: int = 0, loops: int = 0,
-                 form: str = "segment") -> tuple[list[Stage], list[Stage]]:
+                 form: str = "segment") -> Stages:
     """(encoder stages, decoder stages); without a U-Net every stage is in the decoder and no skip is made."""
     if form == "inplace":
         stages = [[(i, k) for k in range(1 + (loops if start <= i <= end else 0))] for i in range(num_layers)]

@@ -1,6 +1,6 @@
 """Softcapped cross-entropy: loss = logsumexp(z) − z[target] with z = c·tanh(x/c), fused in one pass.
 
-The reference materialises the softcapped fp32 logits and their log-softmax (several (tokens, vocab)
+The reference (`dispatch`) materialises the softcapped fp32 logits and their log-softmax (several (tokens, vocab)
 tensors); the kernel reads the raw logits once per row in the forward and once in the backward,
 keeping only the per-row logsumexp. Rows are one Triton program each, the whole vocabulary in one block
 (vocabularies here are ≤ 65,536).
@@ -11,22 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from pgolf.model.kernels.dispatch import TRITON_AVAILABLE
-
-
-def softcap_cross_entropy_reference(raw: Tensor, targets: Tensor, softcap: float, reduction: str = "none") -> Tensor:
-    """Per-token losses (float32, shape of `targets`) from raw (…, vocab) logits, or their mean.
-
-    The cap is applied in the logits' dtype and the loss taken in fp32, as the record scripts do (the
-    kernel computes the cap in fp32: equal to rounding).
-    """
-    z = (softcap * torch.tanh(raw / softcap)).float()
-    losses = F.cross_entropy(z.reshape(-1, z.size(-1)), targets.reshape(-1), reduction=reduction)
-    return losses if reduction == "mean" else losses.view(targets.shape)
-
+from pgolf.model.kernels.dispatch import TRITON_AVAILABLE, softcap_cross_entropy_reference
 
 if TRITON_AVAILABLE:
     # Triton is a CUDA-only optional dependency, absent from CPU environments where pyright may run.
@@ -92,9 +79,10 @@ class _SoftcapCE(torch.autograd.Function):
         return out.view(ctx.shape), None, None
 
 
-def softcap_cross_entropy(raw: Tensor, targets: Tensor, softcap: float, fused: bool, reduction: str = "none") -> Tensor:
-    """Softcapped cross-entropy ("none": per token, "mean"); the Triton kernel when `fused` and `raw` is on CUDA."""
-    if fused and TRITON_AVAILABLE and raw.is_cuda:
+def softcap_cross_entropy_fused(raw: Tensor, targets: Tensor, softcap: float, reduction: str = "none") -> Tensor:
+    """Softcapped cross-entropy ("none": per token, "mean"): the Triton kernel when `raw` is on CUDA and Triton
+    is importable, else the reference."""
+    if TRITON_AVAILABLE and raw.is_cuda:
         losses = _SoftcapCE.apply(raw, targets, softcap)
         return losses.mean() if reduction == "mean" else losses
     return softcap_cross_entropy_reference(raw, targets, softcap, reduction)
