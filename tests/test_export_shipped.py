@@ -235,3 +235,9 @@ def test_compact_renames_only_the_globals_nothing_else_names() -> None:
     scope: dict = {}
     exec(renamed, scope)
     assert scope["public_entry"](1) == 2 * 2 + 10
+
+
+def test_checkpoints_ship_only_with_periodic_checkpoints() -> None:
+    assert "pgolf.train.checkpoint" not in module_closure(load_config("sota_cpu", env={}))
+    periodic = load_config("tiny", env={}, overrides=["train.checkpoint_every=5"])
+    assert "pgolf.train.checkpoint" in module_closure(periodic)

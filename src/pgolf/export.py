@@ -114,6 +114,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.qat": lambda c: c.train.late_qat_threshold > 0 or c.eval.ttt_qat_params != "",
     "pgolf.artifact.imported_code": _never,  # the raw source count: a run counts its export's bytes
     "pgolf.export": _never,
+    "pgolf.train.checkpoint": lambda c: c.train.checkpoint_every > 0,  # written only then; read only on resume
     # The script builds its config from the table it embeds (`pgolf.config.embedded`): the loader is tooling, and
     # the validator runs only where proxy mode rescales a validated config.
     "pgolf.config.loader": _never,

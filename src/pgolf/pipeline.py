@@ -22,7 +22,6 @@ from pgolf.evaluate.orchestrate import score_run, selection_score
 from pgolf.packing import calibration_budget, float_weights, load_packed_state, pack_state_dict
 from pgolf.rundir import PackResult, RunDir, Summary, TrainResult
 from pgolf.train import provenance
-from pgolf.train.checkpoint import load_checkpoint, weights_sha256
 from pgolf.train.distributed import DistContext, barrier, init_distributed, shutdown
 from pgolf.train.metrics import RunLogger
 from pgolf.train.phases import PhaseClock
@@ -52,7 +51,7 @@ def run_train(cfg: Config, resume_dir: Path | None = None) -> dict[str, Any]:
             cfg, run, logger, setup = _start(cfg, ctx, resume_dir, clock)
         trained, averaged = _train(setup, run, resume_dir is not None, clock, logger, _selection(cfg, setup, ctx))
         state_dict = {k: v.detach().cpu() for k, v in setup.model.state_dict().items()}
-        sha = weights_sha256(state_dict)
+        sha = provenance.weights_sha256(state_dict)
         with clock.phase("pack"):
             pack = _pack(state_dict, sha, cfg, ctx, run, setup, logger)
         calibration, line = calibration_budget(cfg, trained.wallclock_s, pack) if pack is not None else ({}, None)
@@ -88,6 +87,8 @@ def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock, l
     """Resume or prime, run the loop, then leave the model holding the applied weight average (if any)."""
     trainer = setup.trainer
     if resume:
+        from pgolf.train.checkpoint import load_checkpoint  # an exported script never resumes
+
         trainer.restore(load_checkpoint(run.checkpoint))
         logger.log(f"resumed_at_step:{trainer.state.step}")
     else:

@@ -1,4 +1,4 @@
-"""Atomic checkpoints for exact resume, and the fingerprint of final weights.
+"""Atomic checkpoints for exact resume.
 
 Checkpoints hold only tensors and plain Python values, so they load with
 `torch.load(weights_only=True)`: nothing in them can execute code.
@@ -6,7 +6,6 @@ Checkpoints hold only tensors and plain Python values, so they load with
 
 from __future__ import annotations
 
-import hashlib
 import io
 import random
 from pathlib import Path
@@ -14,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from pgolf.errors import UserError
 from pgolf.utils import atomic_write_bytes
@@ -59,13 +57,3 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any decoding failure means an unusable file
         raise UserError(f"checkpoint {path} cannot be read ({exc}): it is corrupt; "
                         "delete it to restart the run") from None
-
-
-def weights_sha256(state_dict: dict[str, Tensor]) -> str:
-    """sha256 over (name, dtype, shape, raw bytes) of every tensor, in name order."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()

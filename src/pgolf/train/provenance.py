@@ -1,4 +1,5 @@
-"""The run manifest: what code, config, data and machine produced a result."""
+"""The run manifest: what code, config, data and machine produced a result, and the fingerprint of the
+weights it ended with."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 import pgolf
 from pgolf.data.shards import list_shards
@@ -90,3 +92,13 @@ def environment(device: torch.device, world_size: int) -> dict[str, Any]:
         "attention_backend": attention_backend_name(device),
         "pgolf": pgolf.__version__,
     }
+
+
+def weights_sha256(state_dict: dict[str, Tensor]) -> str:
+    """sha256 over (name, dtype, shape, raw bytes) of every tensor, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -30,7 +30,6 @@ from pgolf.evaluate.bpb import BPBResult
 from pgolf.optim.factory import set_learning_rates, set_muon_weight_decay
 from pgolf.optim.schedule import Schedule, StepValues, SwitchTensors
 from pgolf.rundir import TrainResult
-from pgolf.train.checkpoint import capture_rng, restore_rng, save_checkpoint
 from pgolf.train.distributed import DistContext, any_rank, average_across_ranks
 from pgolf.train.grad_sync import GradSync
 from pgolf.train.metrics import Progress, RunLogger
@@ -223,7 +222,11 @@ class Trainer:
             self.p.recompiles.mark_warm()
         self._warm = True
 
+    # Checkpoints are written only with train.checkpoint_every > 0 and read only on resume: the runs that do
+    # neither do not import (or ship) pgolf.train.checkpoint.
     def checkpoint_payload(self) -> dict[str, Any]:
+        from pgolf.train.checkpoint import capture_rng
+
         s = self.state
         return {
             "step": s.step, "training_time_ms": s.training_time_ms, "train_tokens": s.train_tokens,
@@ -235,6 +238,8 @@ class Trainer:
         }
 
     def restore(self, payload: dict[str, Any]) -> None:
+        from pgolf.train.checkpoint import restore_rng
+
         self.p.model.load_state_dict(payload["model"], strict=True)
         for opt, state in zip(self.p.optimizers, payload["optimizers"], strict=True):
             opt.load_state_dict(state)
@@ -248,6 +253,8 @@ class Trainer:
     def _save_checkpoint(self) -> None:
         if self.p.checkpoint_path is None:
             return
+        from pgolf.train.checkpoint import save_checkpoint
+
         with self.p.clock.phase("checkpoint"):
             payload = self.checkpoint_payload()
             if self.p.ctx.is_main:
