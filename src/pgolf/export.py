@@ -65,25 +65,42 @@ def _averages_weights(cfg: Config) -> bool:
 
 
 # Modules a run imports only when its config uses them (the code imports each one where that use is).
-# Everything else `pgolf.pipeline` can import is shipped. Modules mapped to `_never` are tooling a training
-# run does not execute: the official-format reader and this exporter (an exported run counts its own file).
+# Everything else the script's `main` can import is shipped. Modules mapped to `_never` are tooling a training
+# run does not execute (an exported run counts its own file; it never resumes, so never reads a checkpoint).
 CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
+    # the config: the script builds its config from the table it embeds (`pgolf.config.embedded`); the validator
+    # runs only where proxy mode rescales a validated config
+    "pgolf.config.validate": lambda c: c.train.proxy_world_size > 0,
+    # the model's techniques and kernels (the Triton kernels whenever the config allows them: whether they run
+    # depends on the machine)
     "pgolf.model.embeddings": lambda c: c.model.bigram_vocab > 0 or c.model.smear_gate != "off",
     "pgolf.model.values": lambda c: bool(c.model.value_embed_layers) or c.model.value_residual,
     "pgolf.model.xsa": lambda c: c.model.xsa_last_n != 0,
     "pgolf.model.gates": lambda c: c.model.attn_gate != "off",
     "pgolf.model.init": lambda c: c.model.ortho_init,
-    "pgolf.evaluate.modes": lambda c: len(eval_stages(c)) > 1 or c.train.final_weights == "best_val",
     "pgolf.model.documents": lambda c: c.model.doc_isolated_attention,
     "pgolf.model.lanes": lambda c: c.model.parallel_residual != "off",
     "pgolf.model.recurrence": lambda c: c.model.recur_loops > 0,
-    # the Triton kernels: whenever the config allows them (whether they run depends on the machine)
     "pgolf.model.kernels.softcap_ce": lambda c: c.model.fused_kernels != "off",
     "pgolf.model.kernels.leaky_relu2": lambda c: c.model.fused_kernels != "off",
-    "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",
-    "pgolf.evaluate.ttt": lambda c: c.eval.ttt != "off",
-    "pgolf.evaluate.ttt_lora": _lora_ttt,
-    "pgolf.evaluate.lora": _lora_ttt,
+    # data: tokenizer families beyond SentencePiece and the byte sidecar are shipped where the config's files
+    # cannot be read here (an export made away from the data)
+    "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
+    "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
+    "pgolf.data.byte260": lambda c: spec_family(c.data.tokenizer) in (BYTE260, None),
+    "pgolf.data.tiktoken_bpe": lambda c: spec_family(c.data.tokenizer) in ("tiktoken", None),
+    "pgolf.data.caseops": lambda c: may_be_caseops(c.data.tokenizer),
+    "pgolf.data.sidecar": may_have_val_sidecar,
+    # optimizers and the training loop
+    "pgolf.optim.parallel_muon": _parallel_muon,
+    "pgolf.train.bank_sync": _parallel_muon,
+    "pgolf.optim.repeated_adam": lambda c: c.optim.route_adam_updates > 1,
+    "pgolf.optim.averaging": _averages_weights,
+    "pgolf.train.averaged_weights": _averages_weights,
+    "pgolf.train.late_qat": lambda c: c.train.late_qat_threshold > 0,
+    "pgolf.quant.qat": lambda c: c.train.late_qat_threshold > 0 or c.eval.ttt_qat_params != "",
+    "pgolf.train.checkpoint": lambda c: c.train.checkpoint_every > 0,  # written only then; read only on resume
+    # quantization, packing and the artifact's layout
     "pgolf.quant.int8": lambda c: c.quant.scheme == "int8",
     "pgolf.quant.gptq": lambda c: c.quant.gptq,
     "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
@@ -92,33 +109,21 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.policy": lambda c: c.quant.scheme != "int8",
     "pgolf.quant.mixed": lambda c: c.quant.scheme != "int8",
     "pgolf.quant.calibration": lambda c: c.quant.gptq or c.quant.scheme == "fit",
-    "pgolf.data.build": lambda c: c.data.dataset.startswith(EMBEDDED_PREFIX),  # only to build the shipped corpus
-    "pgolf.data.coprime": lambda c: c.data.loader == "coprime",
-    # tokenizer families beyond SentencePiece, and the byte sidecar: where the config's files cannot be read
-    # here (an export made away from the data), shipped
-    "pgolf.data.byte260": lambda c: spec_family(c.data.tokenizer) in (BYTE260, None),
-    "pgolf.data.tiktoken_bpe": lambda c: spec_family(c.data.tokenizer) in ("tiktoken", None),
-    "pgolf.data.caseops": lambda c: may_be_caseops(c.data.tokenizer),
-    "pgolf.data.sidecar": may_have_val_sidecar,
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.streams": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.transforms": lambda c: c.quant.transform != "none",
     "pgolf.artifact.lrzip": lambda c: c.quant.codec in ("lrzip", "auto"),
+    # evaluation stages
+    "pgolf.evaluate.modes": lambda c: len(eval_stages(c)) > 1 or c.train.final_weights == "best_val",
+    "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",
+    "pgolf.evaluate.ttt": lambda c: c.eval.ttt != "off",
+    "pgolf.evaluate.ttt_lora": _lora_ttt,
+    "pgolf.evaluate.lora": _lora_ttt,
+    # tooling a training run does not execute
+    "pgolf.config.loader": _never,
     "pgolf.artifact.official": _never,
-    "pgolf.optim.parallel_muon": _parallel_muon,
-    "pgolf.train.bank_sync": _parallel_muon,
-    "pgolf.optim.repeated_adam": lambda c: c.optim.route_adam_updates > 1,
-    "pgolf.optim.averaging": _averages_weights,
-    "pgolf.train.averaged_weights": _averages_weights,
-    "pgolf.train.late_qat": lambda c: c.train.late_qat_threshold > 0,
-    "pgolf.quant.qat": lambda c: c.train.late_qat_threshold > 0 or c.eval.ttt_qat_params != "",
     "pgolf.artifact.imported_code": _never,  # the raw source count: a run counts its export's bytes
     "pgolf.export": _never,
-    "pgolf.train.checkpoint": lambda c: c.train.checkpoint_every > 0,  # written only then; read only on resume
-    # The script builds its config from the table it embeds (`pgolf.config.embedded`): the loader is tooling, and
-    # the validator runs only where proxy mode rescales a validated config.
-    "pgolf.config.loader": _never,
-    "pgolf.config.validate": lambda c: c.train.proxy_world_size > 0,
 }
 
 _TEMPLATE = '''#!/usr/bin/env python3
