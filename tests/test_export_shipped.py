@@ -20,6 +20,7 @@ from pgolf.export import (
     WRAPPER_ENCODINGS,
     _latin1_literal,
     compact,
+    embedded_sources,
     minify,
     module_closure,
     shipped_code,
@@ -241,3 +242,10 @@ def test_checkpoints_ship_only_with_periodic_checkpoints() -> None:
     assert "pgolf.train.checkpoint" not in module_closure(load_config("sota_cpu", env={}))
     periodic = load_config("tiny", env={}, overrides=["train.checkpoint_every=5"])
     assert "pgolf.train.checkpoint" in module_closure(periodic)
+
+
+def test_class_annotations_are_shortened_unless_something_embedded_reads_them() -> None:
+    plain = embedded_sources(module_closure(load_config("sota_cpu", env={})))
+    proxy = embedded_sources(module_closure(load_config("tiny", env={}, overrides=["train.proxy_world_size=8"])))
+    assert "Literal[" not in plain["pgolf.config.schema"] and "vocab_size:int=1024" in plain["pgolf.config.schema"]
+    assert "Literal[" in proxy["pgolf.config.schema"]  # the validator reads the choices through get_type_hints

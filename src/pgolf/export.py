@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import copy
 import dataclasses
 import re
 from collections.abc import Callable
@@ -46,6 +47,10 @@ CODE_FORMS = ("plain", "minified", "compressed", "compressed_ascii")
 WRAPPER_CODECS = ("lzma", "brotli", "zstd")  # self-extracting forms; the smallest is shipped
 WRAPPER_ENCODINGS = ("base85", "latin1")  # how the compressed stream is written in the file
 KEEP_ANNOTATIONS = frozenset({"jit", "autotune", "heuristics"})  # decorators that read the annotations
+# Names through which code reads class annotations at run time (the config validator's `get_type_hints`): while
+# none is embedded, a class-level annotation only has to be there (dataclasses), not to say anything.
+ANNOTATION_READERS = frozenset({"get_type_hints", "get_annotations", "__annotations__"})
+DATACLASS_MARKERS = ("ClassVar", "InitVar", "KW_ONLY")  # annotations that change what a dataclass does
 
 
 def _never(cfg: Config) -> bool:
@@ -272,8 +277,9 @@ def module_closure(cfg: Config | None = None) -> dict[str, Path]:
 class _Minifier(ast.NodeTransformer):
     """Drops docstrings, function annotations and annotation-only statements outside class bodies.
 
-    Class-level annotations stay: dataclasses and `get_type_hints` read them; so do the annotations of
-    functions decorated with `KEEP_ANNOTATIONS` (`triton.jit` reads them).
+    Class-level annotations stay: dataclasses and `get_type_hints` read them (`shrink` shortens them where
+    nothing embedded reads what they say); so do the annotations of functions decorated with
+    `KEEP_ANNOTATIONS` (`triton.jit` reads them).
     """
 
     def _strip_docstring(self, node: ast.AST) -> None:
@@ -334,17 +340,33 @@ def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """The sources the minified forms embed, of the modules `sources` (name, source), in three passes:
 
     `minify` each module; `shake` out the definitions nothing reaches from the script's `main`, across
-    the modules (the modules that are then neither imported nor keep a definition are left out); and
+    the modules (the modules that are then neither imported nor keep a definition are left out), and,
+    where no embedded code reads annotations (`ANNOTATION_READERS`), shorten class-level ones to `int`; and
     `compact` each module (local names and the globals no other module names shortened, whitespace squeezed).
     """
     shaken = shake({name: _minified_tree(source) for name, source in sources}, _entry_names())
     embedded = _embedded(shaken)
+    if not any(ANNOTATION_READERS.intersection(references(shaken[name])) for name in embedded):
+        shaken = {name: _erase_class_annotations(shaken[name]) for name in embedded}
     seen_in: dict[str, set[str]] = {}  # name → the modules that mention it (as a name, attribute or word)
     for name in embedded:
         for word in references(shaken[name]):
             seen_in.setdefault(word, set()).add(name)
     return {name: compact(ast.unparse(shaken[name]) + "\n", frozenset(
         word for word, modules in seen_in.items() if modules != {name}) | _entry_names()) for name in embedded}
+
+
+def _erase_class_annotations(tree: ast.Module) -> ast.Module:
+    """A copy of `tree` whose class-level annotations all read `int`, except those a dataclass treats apart
+    (`DATACLASS_MARKERS`): for modules that nothing reads annotations of at run time, only their presence counts."""
+    tree = copy.deepcopy(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for stmt in node.body:
+                if isinstance(stmt, ast.AnnAssign) and not any(marker in ast.unparse(stmt.annotation)
+                                                               for marker in DATACLASS_MARKERS):
+                    stmt.annotation = ast.Name("int", ast.Load())
+    return tree
 
 
 def _template_tree() -> ast.Module:
