@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import copy
 import dataclasses
 import re
 from collections.abc import Callable
@@ -293,11 +292,21 @@ class _Minifier(ast.NodeTransformer):
         self._strip_docstring(node)
         return node
 
+    def __init__(self, shorten_class_annotations: bool = False) -> None:
+        self.shorten_class_annotations = shorten_class_annotations
+
     def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
         self._strip_docstring(node)
-        node.body = [stmt if isinstance(stmt, ast.AnnAssign) else self.visit(stmt) for stmt in node.body]
+        node.body = [self._field(stmt) if isinstance(stmt, ast.AnnAssign) else self.visit(stmt) for stmt in node.body]
         node.decorator_list = [self.visit(d) for d in node.decorator_list]
         return node
+
+    def _field(self, stmt: ast.AnnAssign) -> ast.AnnAssign:
+        """A class-level annotation: as written, or `int` when shortening (a dataclass needs it present; only
+        `DATACLASS_MARKERS` change what it does)."""
+        if self.shorten_class_annotations and not any(m in ast.unparse(stmt.annotation) for m in DATACLASS_MARKERS):
+            stmt.annotation = ast.Name("int", ast.Load())
+        return stmt
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> ast.AST:
         self.generic_visit(node)
@@ -330,43 +339,48 @@ def minify(source: str) -> str:
     return ast.unparse(_minified_tree(source)) + "\n"
 
 
-@lru_cache(maxsize=256)
-def _minified_tree(source: str) -> ast.Module:
-    return _Minifier().visit(ast.parse(source))  # cached: callers must not change it
+@lru_cache(maxsize=512)
+def _minified_tree(source: str, shorten_class_annotations: bool = False) -> ast.Module:
+    return _Minifier(shorten_class_annotations).visit(ast.parse(source))  # cached: callers must not change it
 
 
 @lru_cache(maxsize=8)
 def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
     """The sources the minified forms embed, of the modules `sources` (name, source), in three passes:
 
-    `minify` each module; `shake` out the definitions nothing reaches from the script's `main`, across
-    the modules (the modules that are then neither imported nor keep a definition are left out), and,
-    where no embedded code reads annotations (`ANNOTATION_READERS`), shorten class-level ones to `int`; and
-    `compact` each module (local names and the globals no other module names shortened, whitespace squeezed).
+    `minify` each module, shortening class-level annotations to `int` where no module reads annotations
+    (`ANNOTATION_READERS`); `shake` out the definitions nothing reaches from the script's `main`, across the
+    modules (the modules that are then neither imported nor keep a definition are left out); and `compact`
+    each module (local names and the globals no other module can name shortened, whitespace squeezed).
     """
-    shaken = shake({name: _minified_tree(source) for name, source in sources}, _entry_names())
+    shorten = not any(_reads_annotations(source) for _, source in sources)
+    shaken = shake({name: _minified_tree(source, shorten) for name, source in sources}, _entry_names())
     embedded = _embedded(shaken)
-    if not any(ANNOTATION_READERS.intersection(references(shaken[name])) for name in embedded):
-        shaken = {name: _erase_class_annotations(shaken[name]) for name in embedded}
-    seen_in: dict[str, set[str]] = {}  # name → the modules that mention it (as a name, attribute or word)
-    for name in embedded:
-        for word in references(shaken[name]):
+    return {name: compact(ast.unparse(shaken[name]) + "\n", _shared_words(name) & frozenset(references(shaken[name])))
+            for name in embedded}
+
+
+@lru_cache(maxsize=512)
+def _shared_words(module: str) -> frozenset[str]:
+    """The words (names, attributes, string words) any other module the script can embed mentions, and the
+    script's own: the globals of `module` that keep their names. Independent of the config, so a module's
+    compacted form is cached across configs."""
+    return frozenset(word for word, modules in _mentions().items() if modules - {module}) | _entry_names()
+
+
+@lru_cache(maxsize=1)
+def _mentions() -> dict[str, frozenset[str]]:
+    """Word → the modules of the whole closure (every config's) that mention it."""
+    seen_in: dict[str, set[str]] = {}
+    for name, path in module_closure().items():
+        for word in references(_minified_tree(path.read_text(encoding="utf-8"))):
             seen_in.setdefault(word, set()).add(name)
-    return {name: compact(ast.unparse(shaken[name]) + "\n", frozenset(
-        word for word, modules in seen_in.items() if modules != {name}) | _entry_names()) for name in embedded}
+    return {word: frozenset(modules) for word, modules in seen_in.items()}
 
 
-def _erase_class_annotations(tree: ast.Module) -> ast.Module:
-    """A copy of `tree` whose class-level annotations all read `int`, except those a dataclass treats apart
-    (`DATACLASS_MARKERS`): for modules that nothing reads annotations of at run time, only their presence counts."""
-    tree = copy.deepcopy(tree)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef):
-            for stmt in node.body:
-                if isinstance(stmt, ast.AnnAssign) and not any(marker in ast.unparse(stmt.annotation)
-                                                               for marker in DATACLASS_MARKERS):
-                    stmt.annotation = ast.Name("int", ast.Load())
-    return tree
+@lru_cache(maxsize=512)
+def _reads_annotations(source: str) -> bool:
+    return bool(ANNOTATION_READERS.intersection(references(_minified_tree(source))))
 
 
 def _template_tree() -> ast.Module:
