@@ -38,7 +38,7 @@ from pgolf.data.resolve import EMBEDDED_PREFIX, may_have_val_sidecar, resolve_da
 from pgolf.errors import UserError
 from pgolf.evaluate.stages import eval_stages
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
-from pgolf.shake import callee, references, runtime_body, shake
+from pgolf.shake import WORD, callee, references, runtime_body, shake
 from pgolf.train import provenance
 from pgolf.utils import atomic_write_bytes, sha256_bytes
 
@@ -356,8 +356,10 @@ def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
     shorten = not any(_reads_annotations(source) for _, source in sources)
     shaken = shake({name: _minified_tree(source, shorten) for name, source in sources}, _entry_names())
     embedded = _embedded(shaken)
-    return {name: compact(ast.unparse(shaken[name]) + "\n", _shared_words(name) & frozenset(references(shaken[name])))
-            for name in embedded}
+    texts = {name: ast.unparse(shaken[name]) + "\n" for name in embedded}
+    # the shared words a module's text contains (definitions included) decide its renaming, and key its cache
+    return {name: compact(text, _shared_words(name) & frozenset(WORD.findall(text)))
+            for name, text in texts.items()}
 
 
 @lru_cache(maxsize=512)

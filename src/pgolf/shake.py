@@ -36,7 +36,7 @@ PURE_DECORATORS = frozenset({
     "staticmethod", "classmethod", "cached_property", "declares_controls", "jit", "compile",
 })
 LAZY_TABLE = "_EXPORTS"  # a lazy package's name → submodule table (`pgolf.lazy`): only its live entries are kept
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Statements at the top of a module that only bind names (their blocks too): importing such a module has no
 # effect beyond its names, so an unused import of it can go.
 _BINDING = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign,
@@ -63,7 +63,7 @@ def references(node: ast.AST) -> Iterator[str]:
         elif isinstance(sub, ast.alias):
             yield from sub.name.split(".")
         elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
-            yield from _WORD.findall(sub.value)
+            yield from WORD.findall(sub.value)
         elif isinstance(sub, (ast.Global, ast.Nonlocal)):
             yield from sub.names
 
