@@ -193,6 +193,7 @@ def test_compressed_export_of_every_cpu_preset_reproduces_its_run(preset: str, s
         "model.model_dim": 64, "train.train_seq_len": 64, "train.train_batch_tokens": 512, "train.iterations": 2,
         "train.max_wallclock_seconds": 0, "train.dtype": "fp32", "train.device": "cpu", "train.train_log_every": 0,
         "train.threads": 1, "eval.val_batch_size": 4096, "eval.val_max_tokens": 4096, "quant.calibration_seqs": 4,
+        "eval.ttt_lora_rank": 8, "eval.ttt_lora_docs": 8,  # LoRA TTT's cost on one CPU thread is in these sizes
         "run.out_dir": tmp_path / "runs", "run.run_id": "original",
     }
     cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
@@ -249,3 +250,48 @@ def test_class_annotations_are_shortened_unless_something_embedded_reads_them() 
     proxy = embedded_sources(module_closure(load_config("tiny", env={}, overrides=["train.proxy_world_size=8"])))
     assert "Literal[" not in plain["pgolf.config.schema"] and "vocab_size:int=1024" in plain["pgolf.config.schema"]
     assert "Literal[" in proxy["pgolf.config.schema"]  # the validator reads the choices through get_type_hints
+
+
+def test_shrink_results_are_kept_on_disk_and_recomputed_when_damaged(tmp_path: Path, monkeypatch) -> None:
+    from pgolf import export
+
+    monkeypatch.setenv("PGOLF_CACHE", str(tmp_path))
+    # a module the script imports, so that something is embedded
+    sources = (("pgolf.pipeline", "def _helper(x):\n    '''Doc.'''\n    return x + 1\ndef run_train(cfg):\n"
+                                  "    return _helper(cfg)\n"),)
+    expected = export.shrink(sources)
+    assert expected["pgolf.pipeline"]
+    assert export._stored_shrink.__wrapped__(sources) == expected
+    (entry,) = (tmp_path / export.SHRINK_CACHE).iterdir()
+    entry.write_text(json.dumps({"pgolf.pipeline": "stored = 1\n"}))  # what is stored is what is read back
+    assert export._stored_shrink.__wrapped__(sources) == {"pgolf.pipeline": "stored = 1\n"}
+    for damaged in ("{not json", "[1, 2]", '{"pgolf.pipeline": 3}'):
+        entry.write_text(damaged)
+        assert export._stored_shrink.__wrapped__(sources) == expected
+        assert json.loads(entry.read_text()) == expected  # and written again
+    other = (("pgolf.pipeline", sources[0][1].replace("x + 1", "x + 2")),)
+    assert export._stored_shrink.__wrapped__(other) != expected  # another source is another entry
+    assert len(list((tmp_path / export.SHRINK_CACHE).iterdir())) == 2
+
+
+def test_an_unwritable_shrink_cache_is_skipped(tmp_path: Path, monkeypatch) -> None:
+    from pgolf import export
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("PGOLF_CACHE", str(blocker))  # the cache folder cannot be created under a file
+    sources = (("pgolf.pipeline", "def run_train(cfg):\n    return cfg\n"),)
+    assert export._stored_shrink.__wrapped__(sources) == export.shrink(sources)
+
+
+def test_a_pgolf_module_the_export_left_out_is_refused_by_name() -> None:
+    from pgolf.export import render_script
+
+    script, modules = render_script(load_config("tiny", env={}), "t", "0" * 64, minified=True)
+    scope: dict = {"__name__": "exported", "__file__": "train_gpt.py"}
+    exec(compile(script, "train_gpt.py", "exec"), scope)  # defines the finder; `main` does not run
+    finder = scope["_EmbeddedModules"]()
+    assert "pgolf.data.caseops" not in modules and finder.find_spec("pgolf.pipeline") is not None
+    with pytest.raises(ImportError, match=r"pgolf\.data\.caseops is not in this script: .* export that config"):
+        finder.find_spec("pgolf.data.caseops")  # e.g. TOKENIZER_PATH names a CaseOps tokenizer
+    assert finder.find_spec("numpy") is None  # everything else is imported as usual

@@ -23,16 +23,28 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import dataclasses
+import hashlib
+import json
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from importlib.metadata import version
 from pathlib import Path
 
 import pgolf
 from pgolf.artifact.codecs import compress
 from pgolf.config import Config
+from pgolf.config.parsing import (
+    LORA_TTT_MODES,
+    averages_weights,
+    uses_late_qat,
+    uses_parallel_muon,
+    writes_checkpoints,
+)
 from pgolf.data.families import BYTE260, may_be_caseops, spec_family
 from pgolf.data.resolve import EMBEDDED_PREFIX, may_have_val_sidecar, resolve_dataset
 from pgolf.errors import UserError
@@ -40,7 +52,7 @@ from pgolf.evaluate.stages import eval_stages
 from pgolf.quant.policy import POLICY_FOLDER, shipped_policy_text
 from pgolf.shake import WORD, callee, references, runtime_body, shake
 from pgolf.train import provenance
-from pgolf.utils import atomic_write_bytes, sha256_bytes
+from pgolf.utils import atomic_write_bytes, default_cache_dir, sha256_bytes
 
 CODE_FORMS = ("plain", "minified", "compressed", "compressed_ascii")
 WRAPPER_CODECS = ("lzma", "brotli", "zstd")  # self-extracting forms; the smallest is shipped
@@ -50,6 +62,8 @@ KEEP_ANNOTATIONS = frozenset({"jit", "autotune", "heuristics"})  # decorators th
 # none is embedded, a class-level annotation only has to be there (dataclasses), not to say anything.
 ANNOTATION_READERS = frozenset({"get_type_hints", "get_annotations", "__annotations__"})
 DATACLASS_MARKERS = ("ClassVar", "InitVar", "KW_ONLY")  # annotations that change what a dataclass does
+SHRINK_CACHE = "export"  # folder of `shrink` results under the pgolf cache (`_stored_shrink`)
+SHRINK_CACHE_ENTRIES = 64
 
 
 def _never(cfg: Config) -> bool:
@@ -57,15 +71,7 @@ def _never(cfg: Config) -> bool:
 
 
 def _lora_ttt(cfg: Config) -> bool:
-    return cfg.eval.ttt in ("lora", "phased")
-
-
-def _parallel_muon(cfg: Config) -> bool:
-    return cfg.optim.muon_impl == "parallel"
-
-
-def _averages_weights(cfg: Config) -> bool:
-    return cfg.train.ema_decay > 0 or cfg.train.swa_every > 0
+    return cfg.eval.ttt in LORA_TTT_MODES
 
 
 # Modules a run imports only when its config uses them (the code imports each one where that use is).
@@ -96,14 +102,14 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.data.caseops": lambda c: may_be_caseops(c.data.tokenizer),
     "pgolf.data.sidecar": may_have_val_sidecar,
     # optimizers and the training loop
-    "pgolf.optim.parallel_muon": _parallel_muon,
-    "pgolf.train.bank_sync": _parallel_muon,
+    "pgolf.optim.parallel_muon": uses_parallel_muon,
+    "pgolf.train.bank_sync": uses_parallel_muon,
     "pgolf.optim.repeated_adam": lambda c: c.optim.route_adam_updates > 1,
-    "pgolf.optim.averaging": _averages_weights,
-    "pgolf.train.averaged_weights": _averages_weights,
-    "pgolf.train.late_qat": lambda c: c.train.late_qat_threshold > 0,
-    "pgolf.quant.qat": lambda c: c.train.late_qat_threshold > 0 or c.eval.ttt_qat_params != "",
-    "pgolf.train.checkpoint": lambda c: c.train.checkpoint_every > 0,  # written only then; read only on resume
+    "pgolf.optim.averaging": averages_weights,
+    "pgolf.train.averaged_weights": averages_weights,
+    "pgolf.train.late_qat": uses_late_qat,
+    "pgolf.quant.qat": lambda c: uses_late_qat(c) or c.eval.ttt_qat_params != "",
+    "pgolf.train.checkpoint": writes_checkpoints,  # written only then; read only on resume
     # quantization, packing and the artifact's layout
     "pgolf.quant.int8": lambda c: c.quant.scheme == "int8",
     "pgolf.quant.gptq": lambda c: c.quant.gptq,
@@ -159,6 +165,9 @@ DATA = {data}
 class _EmbeddedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, name, path=None, target=None):
         if name not in MODULES:
+            if name.startswith("pgolf."):  # never an installed pgolf: its code did not train
+                raise ImportError(f"{{name}} is not in this script: its config, with the environment's overrides, "
+                                  "uses a part the export left out; export that config again")
             return None
         is_package = MODULES[name][0]
         origin = os.path.join(os.path.abspath(__file__), *name.split(".")) + ("/__init__.py" if is_package else ".py")
@@ -493,7 +502,38 @@ def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = Fa
 def embedded_sources(modules: dict[str, Path], minified: bool = True) -> dict[str, str]:
     """The source the script embeds for each module it embeds, of `modules` (a `module_closure`)."""
     sources = tuple((name, path.read_text(encoding="utf-8")) for name, path in modules.items())
-    return shrink(sources) if minified else dict(sources)
+    return _stored_shrink(sources) if minified else dict(sources)
+
+
+@lru_cache(maxsize=8)
+def _stored_shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    """`shrink` through a file cache (`SHRINK_CACHE` under the pgolf cache folder): it takes seconds per config
+    on 2 cores, and every `pgolf train` measures its code. An entry is keyed by all it depends on: the sources,
+    the whole package (the words other modules mention decide the renaming, and the exporter is part of it),
+    python-minifier's version and Python's (`ast.unparse`). A missing, unreadable or malformed entry is
+    computed again; a cache that cannot be written is skipped."""
+    digest = hashlib.sha256()
+    for part in (provenance.code_hash(), version("python-minifier"), sys.version, *map(repr, sources)):
+        digest.update(part.encode("utf-8") + b"\0")
+    path = default_cache_dir() / SHRINK_CACHE / f"{digest.hexdigest()}.json"
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = None
+    if isinstance(stored, dict) and all(isinstance(text, str) for text in stored.values()):
+        return stored
+    shrunk = shrink(sources)
+    with contextlib.suppress(OSError, UserError):
+        atomic_write_bytes(path, json.dumps(shrunk).encode("utf-8"))
+        _prune(path.parent, SHRINK_CACHE_ENTRIES)
+    return shrunk
+
+
+def _prune(folder: Path, keep: int) -> None:
+    """Keep the `keep` most recently written entries of `folder`."""
+    entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in entries[keep:]:
+        stale.unlink(missing_ok=True)
 
 
 def _changed_fields(cfg: Config) -> dict[str, dict[str, object]]:

@@ -15,6 +15,12 @@ from typing import IO, Any
 from pgolf.errors import UserError
 
 
+def default_cache_dir() -> Path:
+    """Where pgolf keeps what it can rebuild (the embedded dataset, minified exports): $PGOLF_CACHE or
+    ~/.cache/pgolf."""
+    return Path(os.environ.get("PGOLF_CACHE") or Path.home() / ".cache" / "pgolf")
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside `path`; rename it over `path` only if the block succeeds.

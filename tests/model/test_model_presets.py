@@ -88,6 +88,7 @@ def test_cpu_preset_trains_packs_and_scores(preset: str, small_dataset, tmp_path
         "model.model_dim": 64, "train.train_seq_len": 64, "train.train_batch_tokens": 512, "train.iterations": 3,
         "train.max_wallclock_seconds": 0, "train.dtype": "fp32", "train.device": "cpu", "train.train_log_every": 0,
         "eval.val_batch_size": 4096, "eval.val_max_tokens": 4096, "run.out_dir": tmp_path, "run.run_id": preset,
+        "eval.ttt_lora_rank": 8, "eval.ttt_lora_docs": 8,  # LoRA TTT's cost on CPU is in these sizes
     }
     cfg = load_config(preset, env={}, overrides=[f"{k}={v}" for k, v in overrides.items()])
     summary = run_train(cfg)

@@ -40,3 +40,25 @@ def eval_context(cfg: Config) -> int:
 def reads_train_calibration(cfg: Config) -> bool:
     """Whether packing reads training data (GPTQ or fit calibrated on training shards)."""
     return cfg.quant.calibration in ("train", "loader") and (cfg.quant.gptq or cfg.quant.scheme == "fit")
+
+
+# What a config uses, where the code's choice to import a technique module and the export's choice to ship it
+# (`pgolf.export.CONFIG_MODULES`) must agree: both read these.
+LORA_TTT_MODES = ("lora", "phased")  # eval.ttt values that adapt LoRA factors (pgolf.evaluate.ttt_lora)
+
+
+def averages_weights(cfg: Config) -> bool:
+    """EMA and/or SWA of the weights (pgolf.optim.averaging)."""
+    return cfg.train.ema_decay > 0 or cfg.train.swa_every > 0
+
+
+def uses_late_qat(cfg: Config) -> bool:
+    return cfg.train.late_qat_threshold > 0
+
+
+def uses_parallel_muon(cfg: Config) -> bool:
+    return cfg.optim.muon_impl == "parallel"
+
+
+def writes_checkpoints(cfg: Config) -> bool:
+    return cfg.train.checkpoint_every > 0

@@ -30,7 +30,7 @@ from pgolf.data.manifest import DATASET_FORMAT, MANIFEST_NAME, DatasetPaths
 from pgolf.data.tokenizer import check_vocab_size, load_sentencepiece, train_sentencepiece
 from pgolf.data.writer import SplitWriter, encode_documents, shard_records, split_records, staging_dir
 from pgolf.errors import DataError
-from pgolf.utils import atomic_write_json, sha256_file
+from pgolf.utils import atomic_write_json, default_cache_dir, sha256_file
 
 __all__ = ["BOS_ID", "BuildOptions", "DatasetPaths", "build_dataset", "embedded_dataset", "read_documents"]
 
@@ -222,10 +222,6 @@ def _corpus_name(files: list[Path]) -> str:
 def embedded_corpus_files() -> tuple[list[Path], list[Path]]:
     """The shipped FineWeb sample: (train files, val files), sorted."""
     return sorted(SAMPLE_DIR.glob("train-*.jsonl")), sorted(SAMPLE_DIR.glob("val-*.jsonl"))
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("PGOLF_CACHE") or Path.home() / ".cache" / "pgolf")
 
 
 def embedded_dataset(variant: str = "sp1024", cache_dir: PathInput | None = None) -> DatasetPaths:

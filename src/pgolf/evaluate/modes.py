@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pgolf.config import Config, eval_context
+from pgolf.config.parsing import LORA_TTT_MODES
 from pgolf.data.tokenizer import ByteCounter
 from pgolf.errors import UserError
 from pgolf.evaluate.context import ScoringContext
@@ -103,7 +104,7 @@ def run_mode(model: GPT, mode: Mode, cfg: Config, scoring: ScoringContext) -> Le
         settings = FullTTTSettings(context, stride_of(cfg), cfg.eval.ttt_chunk_tokens, cfg.eval.ttt_lr,
                                    cfg.eval.ttt_freeze_blocks, _sgd(cfg, cfg.eval.ttt_epochs))
         return evaluate_ttt_full(model, scoring, settings, make_scorer)
-    if mode.ttt in ("lora", "phased"):
+    if mode.ttt in LORA_TTT_MODES:
         from pgolf.evaluate.ttt_lora import evaluate_ttt_lora
 
         return evaluate_ttt_lora(model, scoring, lora_settings(cfg, phased=mode.ttt == "phased"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgolf.config import Config
+from pgolf.config.parsing import LORA_TTT_MODES
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class Mode:
 
     @property
     def name(self) -> str:
-        if self.ttt in ("lora", "phased"):
+        if self.ttt in LORA_TTT_MODES:
             return f"ttt-{self.ttt}"
         parts = ["plain" if self.windows == "blocks" else "sliding"]
         parts += [f"ttt-{self.ttt}"] if self.ttt != "off" else []

@@ -70,20 +70,25 @@ def _average_gradients(params: list[nn.Parameter]) -> None:
     sum_across_group(*(param.grad for param in params if param.grad is not None))
 
 
-def _step_loss(model: GPT, x: Tensor, y: Tensor, share: float, settings: SGDSettings) -> Tensor:
-    """This rank's mean loss × its share of the step's sequences (the step's loss is the mean over all ranks'),
-    with `settings.qat_params` seen at their int-k grid values with the 1/qmax step floor."""
+def _training_loss(model: GPT, settings: SGDSettings) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss the SGD pass trains on: the model's, or (with `settings.qat_params`) the model's with those
+    parameters seen at their int-k grid values with the 1/qmax step floor."""
     if not settings.qat_params:
-        return model(x, y) * share
+        return model
     from pgolf.quant.qat import fake_quant_ste  # only runs with eval.ttt_qat_params import (and ship) QAT
 
     params = dict(model.named_parameters())
     unknown = [name for name in settings.qat_params if name not in params]
     if unknown:
         raise UserError(f"eval.ttt_qat_params names {', '.join(unknown)}, not parameters of this model")
-    one = torch.ones((), device=x.device)
-    swapped = {name: fake_quant_ste(params[name], settings.qat_bits, one, "floored") for name in settings.qat_params}
-    return functional_call(model, swapped, (x, y)) * share
+
+    def quantized_loss(x: Tensor, y: Tensor) -> Tensor:
+        one = torch.ones((), device=x.device)
+        swapped = {name: fake_quant_ste(params[name], settings.qat_bits, one, "floored")
+                   for name in settings.qat_params}
+        return functional_call(model, swapped, (x, y))
+
+    return quantized_loss
 
 
 def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.Parameter], segment: Tensor,
@@ -100,6 +105,7 @@ def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.
         return
     for group in optimizer.param_groups:
         group["lr"] = lr
+    loss_of = _training_loss(model, settings)
     global_batch = settings.batch_seqs * ctx.world_size
     for _ in range(settings.epochs):
         for step_seqs in batched(range(n_seqs), global_batch):
@@ -111,7 +117,8 @@ def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.
                 x = segment[index].to(scoring.device)
                 y = segment[index + 1].to(scoring.device)
                 with scoring.autocast():
-                    loss = _step_loss(model, x, y, len(mine) / len(step_seqs), settings)
+                    # this rank's mean × its share of the step's sequences: the step's loss is the global mean
+                    loss = loss_of(x, y) * (len(mine) / len(step_seqs))
                 loss.backward()
             _average_gradients(params)
             if settings.grad_clip > 0:

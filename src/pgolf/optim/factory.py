@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.config import Config
+from pgolf.config.parsing import uses_parallel_muon
 from pgolf.model.gpt import GPT
 from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
 from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
@@ -87,7 +88,7 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
         weight_decay=spec.weight_decay, orthogonalize=orthogonalize)
     matrices: list[Tensor] = list(spec.params)
     muon: MuonLike
-    if o.muon_impl == "parallel":
+    if uses_parallel_muon(cfg):
         from pgolf.optim.parallel_muon import ParallelMuon
 
         comm = torch.bfloat16 if o.muon_comm_dtype == "bf16" else None
@@ -103,7 +104,7 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
 
 def orthogonalizer_for(cfg: Config) -> Orthogonalizer:
     """Newton–Schulz in the operation order of the records that use this Muon flavour."""
-    return banked_newton_schulz if cfg.optim.muon_impl == "parallel" else newton_schulz
+    return banked_newton_schulz if uses_parallel_muon(cfg) else newton_schulz
 
 
 def momentum_dtype(cfg: Config) -> torch.dtype:

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pgolf.config import Config, reads_train_calibration, resolve_grad_accum
+from pgolf.config.parsing import averages_weights, uses_late_qat, writes_checkpoints
 from pgolf.data.loader import make_train_loader
 from pgolf.data.manifest import DatasetPaths, check_dataset
 from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset, train_files
@@ -152,10 +153,11 @@ def _configure_runtime(cfg: Config, ctx: DistContext) -> None:
 
 def _averagers(model: GPT, cfg: Config) -> Averagers | None:
     """EMA and/or SWA of the weights, or None when the config averages neither."""
-    t = cfg.train
-    if t.ema_decay <= 0 and t.swa_every <= 0:
+    if not averages_weights(cfg):
         return None
     from pgolf.optim.averaging import Averagers
+
+    t = cfg.train
 
     return Averagers.for_model(model, t.ema_decay, t.ema_start_step, t.swa_every, t.swa_max_lr_scale, t.swa_source)
 
@@ -164,7 +166,7 @@ def _wrap_for_training(model: GPT, plan: QuantPlan, muon: MuonLike, cfg: Config,
                        logger: RunLogger, switches: SwitchTensors) -> _Forward:
     """The training loss function: [late-QAT fake quantization] → [torch.compile] → [DDP], and its GradSync."""
     module: nn.Module = model
-    if cfg.train.late_qat_threshold > 0:
+    if uses_late_qat(cfg):
         from pgolf.train.late_qat import late_qat_forward
 
         module = late_qat_forward(model, plan, cfg, logger, switches)
@@ -223,7 +225,7 @@ def prepare_training(cfg: Config, ctx: DistContext, run_dir: RunDir | None, logg
         muon=muon, make_loader=lambda: make_train_loader(cfg.data.loader, files, ctx.rank, ctx.world_size, ctx.device),
         grad_accum_steps=accum, autocast_dtype=dtype, evaluate=lambda: evaluate_model(model, eval_data, cfg, ctx)[0],
         logger=logger, clock=clock,
-        checkpoint_path=run_dir.checkpoint if run_dir is not None and t.checkpoint_every > 0 else None,
+        checkpoint_path=run_dir.checkpoint if run_dir is not None and writes_checkpoints(cfg) else None,
         switches=switches, averagers=averagers,
         recompiles=RecompileCounter(t.max_recompiles) if wrapped.compiled else None,
     )
