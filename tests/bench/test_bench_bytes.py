@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pgolf.bench.bytes import RECORD_OF_PRESET, record_code_bytes, stack_config
+from pgolf.bench.bytes import RECORD_OF_PRESET, export_seconds, record_code_bytes, record_model_bytes, stack_config
 from pgolf.config import load_config
 from pgolf.errors import UserError
 
@@ -23,6 +23,22 @@ def test_record_code_bytes_are_what_each_record_counted() -> None:
                                       "train_gpt.py file size (the record states no count)")
 
 
+@pytest.mark.skipif(not RECORDS.is_dir(), reason="the shared record folders are not checked out")
+def test_record_model_bytes_are_the_largest_packed_model_each_record_logged() -> None:
+    packed = {preset: record_model_bytes(RECORDS / folder) for preset, folder in RECORD_OF_PRESET.items()}
+    assert packed["sota"] == (15_875_551, "quantized+pergroup")  # seed 1234's, of 15,865,260 / 15,868,948 / that
+    assert packed["pr635"] == (15_905_723, "int6+zstd")
+    assert packed["baseline"] == (15_815_847, "int8+zlib")
+    assert packed["proteus_v16"] is None  # the record ships no log
+
+
+def test_an_unpacked_model_size_is_not_taken_for_the_packed_one(tmp_path: Path) -> None:
+    (tmp_path / "train.log").write_text("Serialized model: 67224983 bytes\nCode size: 47642 bytes\n")
+    assert record_model_bytes(tmp_path) is None
+    (tmp_path / "b.log").write_text("Serialized model int8+zlib: 15815847 bytes (payload:17178912)\n")
+    assert record_model_bytes(tmp_path) == (15_815_847, "int8+zlib")
+
+
 def test_stack_labels_set_codec_lqer_and_layout() -> None:
     cfg = load_config("sota_cpu", env={})
     plain, record = stack_config(cfg, "brotli"), stack_config(cfg, "lrzip+lqer+grouped")
@@ -31,3 +47,9 @@ def test_stack_labels_set_codec_lqer_and_layout() -> None:
     assert stack_config(cfg, "auto+lqer+grouped").quant.codec == "auto"
     with pytest.raises(UserError, match=r"<codec>\[\+lqer\]\[\+grouped\]"):
         stack_config(cfg, "brotli+magic")
+
+
+def test_export_seconds_time_a_fresh_process_without_then_with_the_shrink_cache() -> None:
+    seconds = export_seconds("baseline")
+    assert set(seconds) == {"cold", "cached"}
+    assert 0 < seconds["cached"] < seconds["cold"]  # the second process reads what the first one shrank

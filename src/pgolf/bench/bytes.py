@@ -5,6 +5,11 @@ Per record preset:
 * code: the `train_gpt.py` a run of the preset ships (plain, minified, compressed: the form counted by
   default) against the code bytes the record itself counted (its submission.json, else its logs'
   "Code size" line, the compressed one where the record logs both, else its train_gpt.py's size);
+* the record's own packed model (the largest its logs report) plus that shipped code: the total a pgolf
+  submission would count where its model packs no larger than the record's (for `sota`,
+  tests/parity/test_parity_sota_bytes.py shows pgolf's per-group streams no larger on equal tensors);
+* export time: seconds a fresh process takes to measure that code (what every `pgolf train` does), with an
+  empty minified-export cache (the first run of a code version) and with the entry that run left;
 * model: a short training run of the preset's `_cpu` counterpart on the embedded sample, packed under
   each codec stack (each installed codec alone, + LQER, + LQER + the grouped layout), with the preset's
   policy (and its transform where the stack does not say grouped).
@@ -18,7 +23,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +50,7 @@ RECORD_OF_PRESET = {"baseline": "baseline", "pr635": "pr635", "pr1291": "pr1291"
                     "sota": "sota_1855"}
 STACK_CODECS = ("brotli", "lzma", "zstd", "lrzip")
 _CODE_SIZE = re.compile(r"Code size(?: \((compressed|uncompressed)\))?: (\d+) bytes")
+_MODEL_SIZE = re.compile(r"^Serialized model (\S+): (\d+) bytes", re.MULTILINE)  # the packed one has a label
 
 
 def record_code_bytes(folder: Path) -> tuple[int, str] | None:
@@ -61,6 +70,38 @@ def record_code_bytes(folder: Path) -> tuple[int, str] | None:
             return max(found[kind]), f"logs 'Code size{' (compressed)' if kind == 'compressed' else ''}' (largest)"
     script = folder / "train_gpt.py"
     return (script.stat().st_size, "train_gpt.py file size (the record states no count)") if script.is_file() else None
+
+
+def record_model_bytes(folder: Path) -> tuple[int, str] | None:
+    """(bytes, format label) of the largest packed model a record's logs report (its worst seed); None when
+    they report none."""
+    found = [(int(size), label) for log in sorted(folder.glob("*.log"))
+             for label, size in _MODEL_SIZE.findall(log.read_text(encoding="utf-8", errors="replace"))]
+    return max(found) if found else None
+
+
+_TIMED_EXPORT = ("import sys, time\n"
+                 "from pgolf.config import load_config\n"
+                 "from pgolf.export import shipped_code\n"
+                 "cfg = load_config(sys.argv[1], env={})\n"
+                 "start = time.perf_counter()\n"
+                 "shipped_code(cfg)\n"
+                 "print(time.perf_counter() - start)\n")
+
+
+def export_seconds(preset: str) -> dict[str, float]:
+    """Seconds `shipped_code` takes for `preset` in a fresh process: `cold` with an empty pgolf cache (shrink
+    runs), `cached` in a second process that finds the entry the first one wrote."""
+    with tempfile.TemporaryDirectory(prefix="pgolf-bench-export-") as cache:
+        env = {**os.environ, "PGOLF_CACHE": cache}
+        seconds = {}
+        for label in ("cold", "cached"):
+            done = subprocess.run([sys.executable, "-c", _TIMED_EXPORT, preset], env=env, capture_output=True,
+                                  text=True, check=False)
+            if done.returncode != 0:
+                raise UserError(f"timing the export of {preset} failed: {done.stderr.strip().splitlines()[-1:]}")
+            seconds[label] = round(float(done.stdout.split()[-1]), 2)
+        return seconds
 
 
 def stack_config(cfg: Config, label: str) -> Config:
@@ -172,7 +213,13 @@ def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PR
                 "shipped_bytes": counted.bytes, "shipped_form": counted.form, "modules": len(counted.modules),
                 "record_code_bytes": own[0] if own else None, "record_code_source": own[1] if own else None,
                 "code_within_record": own is not None and counted.bytes <= own[0],
+                "export_seconds": export_seconds(preset),
             }
+            packed = record_model_bytes(records / record)
+            if packed is not None:
+                total = packed[0] + counted.bytes
+                row["with_record_model"] = {"model_bytes": packed[0], "format": packed[1], "total": total,
+                                            "fits": total <= cfg.quant.budget_bytes}
             if preset != "baseline" and steps > 0:
                 row["cpu_run"] = _cpu_run(f"{preset}_cpu", steps, Path(tmp), codecs)
             result["presets"][preset] = row
@@ -187,8 +234,15 @@ def report(result: dict[str, Any]) -> str:
     for preset, row in result["presets"].items():
         counted = row["shipped_bytes"]
         own = f"{row['record_code_bytes']:,}" if row["record_code_bytes"] else "-"
+        seconds = row["export_seconds"]
         lines.append(f"{preset:<12} {counted:>12,} {own:>9}  {'yes' if row['code_within_record'] else 'NO':<6}  "
-                     f"{row['shipped_form']} ({row['modules']} modules)")
+                     f"{row['shipped_form']} ({row['modules']} modules; measured in {seconds['cold']} s, "
+                     f"{seconds['cached']} s cached)")
+        if "with_record_model" in row:
+            own_model = row["with_record_model"]
+            lines.append(f"{'':<12} with the record's packed model ({own_model['format']}, "
+                         f"{own_model['model_bytes']:,}): {own_model['total']:,} "
+                         f"({'fits' if own_model['fits'] else 'OVER'})")
         if "error" in row.get("cpu_run", {}):
             lines.append(f"{'':<12} {row['cpu_run']['preset']} did not run: {row['cpu_run']['error']}")
         elif "cpu_run" in row:

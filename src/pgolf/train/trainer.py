@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from pgolf.config import Config
+from pgolf.config.parsing import writes_checkpoints
 from pgolf.data.loader import TrainLoader
 from pgolf.errors import NonFiniteLossError
 from pgolf.evaluate.bpb import BPBResult
@@ -222,8 +223,8 @@ class Trainer:
             self.p.recompiles.mark_warm()
         self._warm = True
 
-    # Checkpoints are written only with train.checkpoint_every > 0 and read only on resume: the runs that do
-    # neither do not import (or ship) pgolf.train.checkpoint.
+    # Checkpoints are written only where `writes_checkpoints` (train.checkpoint_every > 0) and read only on
+    # resume: the runs that do neither do not import (or ship) pgolf.train.checkpoint.
     def checkpoint_payload(self) -> dict[str, Any]:
         from pgolf.train.checkpoint import capture_rng
 
@@ -291,7 +292,8 @@ class Trainer:
                     self._start_timer()
                 values = self.schedule.at(s.step, self._elapsed_ms())
                 self._log_switch_changes(values)
-                checkpoint = t.checkpoint_every > 0 and (s.step + 1) % t.checkpoint_every == 0 and s.step + 1 < step_cap
+                checkpoint = (writes_checkpoints(cfg) and (s.step + 1) % t.checkpoint_every == 0
+                              and s.step + 1 < step_cap)
                 synced = self._is_log_step(s.step + 1) or checkpoint or s.step + 1 >= step_cap
                 loss = self._step(s.step, values, read=synced)
                 if self.p.averagers is not None:
