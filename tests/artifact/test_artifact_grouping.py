@@ -31,10 +31,18 @@ def layered_model() -> QuantizedModel:
 
 
 @pytest.mark.skipif(not SOTA_RECORD.is_file(), reason="the shared record scripts are not checked out")
-def test_row_order_is_the_records_similarity_sort() -> None:
-    matrix = np.random.default_rng(0).integers(-31, 32, size=(40, 12)).astype(np.int8)
+@pytest.mark.parametrize(("shape", "low", "high"), [((40, 12), -31, 32), ((300, 4), -1, 2), ((256, 128), -31, 32)])
+def test_row_order_is_the_records_similarity_sort(shape: tuple[int, int], low: int, high: int) -> None:
+    """Random codes, and codes of three values in four columns, where most steps have tied nearest rows."""
+    matrix = np.random.default_rng(0).integers(low, high, size=shape).astype(np.int8)
     record = record_functions("_similarity_sort_l1")["_similarity_sort_l1"](matrix)
     assert np.array_equal(similarity_order(matrix), record)
+
+
+def test_tied_rows_are_taken_in_index_order() -> None:
+    matrix = np.zeros((9, 5), dtype=np.int8)
+    matrix[4] = 3  # farthest: taken last
+    assert similarity_order(matrix).tolist() == [0, 1, 2, 3, 5, 6, 7, 8, 4]
 
 
 def test_layout_groups_roles_transposes_and_stores_orders() -> None:

@@ -5,10 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from pgolf.bench.bytes import RECORD_OF_PRESET, export_seconds, record_code_bytes, record_model_bytes, stack_config
+from pgolf.bench.bytes import (
+    RECORD_OF_PRESET,
+    codes_entropy_bytes,
+    export_seconds,
+    record_code_bytes,
+    record_model_bytes,
+    stack_config,
+)
 from pgolf.config import load_config
 from pgolf.errors import UserError
+from pgolf.quant.container import QuantizedModel, QuantizedTensor
 
 RECORDS = Path(__file__).parents[3] / "shared" / "records"
 
@@ -53,3 +62,13 @@ def test_export_seconds_time_a_fresh_process_without_then_with_the_shrink_cache(
     seconds = export_seconds("baseline")
     assert set(seconds) == {"cold", "cached"}
     assert 0 < seconds["cached"] < seconds["cold"]  # the second process reads what the first one shrank
+
+
+def test_codes_entropy_counts_each_tensors_integer_codes_only() -> None:
+    four_values = (torch.arange(64) % 4 - 2).to(torch.int8).reshape(8, 8)  # 2 bits a code: 16 bytes
+    constant = torch.full((4, 4), 3, dtype=torch.int8)  # 0 bits
+    halves = torch.tensor([[-31] * 8, [31] * 8], dtype=torch.int8)  # 1 bit a code: 2 bytes
+    tensors = {name: QuantizedTensor(name, "per_row", 6, codes, torch.ones(codes.shape[0]), torch.float32)
+               for name, codes in (("a", four_values), ("b", constant), ("c", halves))}
+    tensors["gain"] = QuantizedTensor("gain", "passthrough", None, torch.randn(64), None, torch.float32)
+    assert codes_entropy_bytes(QuantizedModel(tensors)) == 18

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from pgolf.errors import ArtifactError
 
@@ -27,16 +28,28 @@ _ORDER_DTYPE = np.uint16
 
 
 def similarity_order(matrix: np.ndarray) -> np.ndarray:
-    """Greedy nearest-neighbour row order by L1 distance, from row 0 (the record's `_similarity_sort_l1`)."""
-    rows = matrix.astype(np.int32)
-    remaining = np.arange(1, rows.shape[0])
+    """Greedy nearest-neighbour row order by L1 distance, from row 0 (the record's `_similarity_sort_l1`).
+
+    The unused rows live at the front of one float32 buffer (exact: L1 sums of int8 codes stay far below
+    2**24); a chosen row's slot takes the last unused row, so each step reads only the rows still unused and
+    allocates nothing. That reorders the candidates, so a tie goes to the lowest original index explicitly.
+    """
+    pool = torch.from_numpy(matrix.astype(np.float32))
+    ids = torch.arange(pool.shape[0])
+    scratch, dist = torch.empty_like(pool), torch.empty(pool.shape[0])
     order = [0]
-    current = rows[0]
-    while remaining.size:
-        k = int(np.argmin(np.abs(rows[remaining] - current).sum(axis=1)))
-        order.append(int(remaining[k]))
-        current = rows[remaining[k]]
-        remaining = np.delete(remaining, k)
+    current = pool[0].clone()
+    unused = pool.shape[0] - 1
+    pool[0], ids[0] = pool[unused], ids[unused]
+    while unused:
+        live, d = pool[:unused], dist[:unused]
+        torch.sum(torch.sub(live, current, out=scratch[:unused]).abs_(), 1, out=d)
+        nearest = (d == d.min()).nonzero()[:, 0]
+        k = int(nearest[ids[nearest].argmin()])
+        order.append(int(ids[k]))
+        current.copy_(live[k])
+        unused -= 1
+        pool[k], ids[k] = pool[unused], ids[unused]
     return np.asarray(order, dtype=_ORDER_DTYPE)
 
 

@@ -16,13 +16,16 @@ Per record preset:
 
 And the projection of `sota` at full size (synthetic weights, as `pgolf inspect` projects; the sdclip
 policy with the int8 gate rule, round-to-nearest) under each stack, plus its shipped code: the total the
-record's policy would count. Slow stacks can be left out (`--projection`, `--codecs`; an empty list skips).
+record's policy would count, and the order-0 entropy of its integer codes: the least any coder of independent
+symbols needs for them, so that the gap to the packed bytes is the scales, the other tensors and the format. Slow
+stacks can be left out (`--projection`, `--codecs`; an empty list skips).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import subprocess
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, CODECS
 from pgolf.config import Config, load_config
@@ -43,6 +47,7 @@ from pgolf.inspect_model import synthetic_weights
 from pgolf.packing import load_packed_state, pack_weights
 from pgolf.pipeline import run_train
 from pgolf.quant.calibration import calibration_sequences
+from pgolf.quant.container import QuantizedModel
 from pgolf.rundir import WEIGHTS_NAME
 from pgolf.utils import atomic_write_json
 
@@ -174,6 +179,19 @@ def _cpu_run(preset: str, steps: int, folder: Path, codecs: tuple[str, ...]) -> 
         return {"preset": preset, "steps": steps, "error": str(exc)}
 
 
+def _entropy_bits(codes: Tensor) -> float:
+    counts = torch.bincount(codes.flatten().long() - int(codes.min())).double()
+    p = counts[counts > 0] / codes.numel()
+    return float(-(p * p.log2()).sum()) * codes.numel()
+
+
+def codes_entropy_bytes(quantized: QuantizedModel) -> int:
+    """The order-0 entropy of each tensor's integer codes (per tensor), summed, in bytes."""
+    bits = sum(_entropy_bits(qt.data) for qt in quantized.values()
+               if not qt.data.is_floating_point() and qt.data.numel() > 0)
+    return math.ceil(bits / 8)
+
+
 def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     """Full-size `sota`: projected model bytes per stack (synthetic weights, RTN) plus its shipped code."""
     cfg = load_config("sota", env={})
@@ -186,10 +204,12 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
         if not _runs_here(stack.quant.codec):
             continue
         start = time.perf_counter()
-        model_bytes = len(pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list).blob)
+        packed = pack_weights(state, stack, {"config": stack.to_dict()}, torch.device("cpu"), list)
+        model_bytes = len(packed.blob)
         out["stacks"][label] = {"model_bytes": model_bytes, "total": model_bytes + code,
                                 "fits": model_bytes + code <= cfg.quant.budget_bytes,
-                                "pack_seconds": round(time.perf_counter() - start, 1)}
+                                "pack_seconds": round(time.perf_counter() - start, 1),
+                                "codes_entropy_bytes": codes_entropy_bytes(packed.quantized)}
     return out
 
 
@@ -251,6 +271,6 @@ def report(result: dict[str, Any]) -> str:
     sota = result["sota_full_projection"]
     for label, stack in sota["stacks"].items():
         lines.append(f"sota full-size projection, {label}: model {stack['model_bytes']:,} "
-                     f"+ code {sota['code_bytes']:,} "
+                     f"(its codes' entropy {stack['codes_entropy_bytes']:,}) + code {sota['code_bytes']:,} "
                      f"= {stack['total']:,} ({'fits' if stack['fits'] else 'OVER'})")
     return "\n".join(lines)
