@@ -13,6 +13,7 @@ from pgolf.bench.bytes import (
     export_seconds,
     record_code_bytes,
     record_model_bytes,
+    similarity_sort_speed,
     stack_config,
 )
 from pgolf.config import load_config
@@ -46,6 +47,13 @@ def test_an_unpacked_model_size_is_not_taken_for_the_packed_one(tmp_path: Path) 
     assert record_model_bytes(tmp_path) is None
     (tmp_path / "b.log").write_text("Serialized model int8+zlib: 15815847 bytes (payload:17178912)\n")
     assert record_model_bytes(tmp_path) == (15_815_847, "int8+zlib")
+
+
+@pytest.mark.skipif(not RECORDS.is_dir(), reason="the shared record folders are not checked out")
+def test_the_similarity_sort_is_timed_against_the_records_on_the_same_codes() -> None:
+    result = similarity_sort_speed(RECORDS, rows=96, cols=16)
+    assert (result["rows"], result["cols"], result["same_order"]) == (96, 16, True)
+    assert result["speedup"] > 0
 
 
 def test_stack_labels_set_codec_lqer_and_layout() -> None:

@@ -16,9 +16,12 @@ Per record preset:
 
 And the projection of `sota` at full size (synthetic weights, as `pgolf inspect` projects; the sdclip
 policy with the int8 gate rule, round-to-nearest) under each stack, plus its shipped code: the total the
-record's policy would count, and the order-0 entropy of its integer codes: the least any coder of independent
-symbols needs for them, so that the gap to the packed bytes is the scales, the other tensors and the format. Slow
-stacks can be left out (`--projection`, `--codecs`; an empty list skips).
+record's policy would count, and the order-0 entropy of its integer codes: the least a coder of independent
+symbols needs for them (the grouped layout's sorted, transposed streams can go below it). Slow stacks can be
+left out (`--projection`, `--codecs`; an empty list skips).
+
+And the similarity sort of the grouped layout against the record's own `_similarity_sort_l1`, timed in the
+same run on the int7 codes of an embedding of `sota`'s shape: seconds each, and whether the orders agree.
 """
 
 from __future__ import annotations
@@ -39,15 +42,18 @@ import torch
 from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, CODECS
+from pgolf.artifact.grouping import similarity_order
 from pgolf.config import Config, load_config
 from pgolf.data.resolve import resolve_dataset, train_files
 from pgolf.errors import UserError
 from pgolf.export import CODE_FORMS, shipped_code
 from pgolf.inspect_model import synthetic_weights
+from pgolf.interop.records import import_record
 from pgolf.packing import load_packed_state, pack_weights
 from pgolf.pipeline import run_train
 from pgolf.quant.calibration import calibration_sequences
 from pgolf.quant.container import QuantizedModel
+from pgolf.quant.intk import ClipRule, quantize_rows
 from pgolf.rundir import WEIGHTS_NAME
 from pgolf.utils import atomic_write_json
 
@@ -104,7 +110,8 @@ def export_seconds(preset: str) -> dict[str, float]:
             done = subprocess.run([sys.executable, "-c", _TIMED_EXPORT, preset], env=env, capture_output=True,
                                   text=True, check=False)
             if done.returncode != 0:
-                raise UserError(f"timing the export of {preset} failed: {done.stderr.strip().splitlines()[-1:]}")
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                raise UserError(f"timing the export of {preset} failed: {last}")
             seconds[label] = round(float(done.stdout.split()[-1]), 2)
         return seconds
 
@@ -213,6 +220,23 @@ def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def similarity_sort_speed(records: Path, rows: int = 8192, cols: int = 512) -> dict[str, Any]:
+    """pgolf's `similarity_order` against the SOTA record's `_similarity_sort_l1` on the same int7 codes (the
+    `sdclip` policy's embedding: k = 14 standard deviations)."""
+    record_sort = import_record(RECORD_OF_PRESET["sota"], root=records)._similarity_sort_l1
+    codes, _ = quantize_rows(torch.randn(rows, cols, generator=torch.Generator().manual_seed(0)), 7,
+                             ClipRule("sd", 14.0))
+    matrix = codes.numpy()
+    seconds, orders = {}, {}
+    for label, sort in (("record", record_sort), ("pgolf", similarity_order)):
+        start = time.perf_counter()
+        orders[label] = sort(matrix)
+        seconds[label] = time.perf_counter() - start
+    return {"rows": rows, "cols": cols, "record_seconds": round(seconds["record"], 2),
+            "pgolf_seconds": round(seconds["pgolf"], 2), "speedup": round(seconds["record"] / seconds["pgolf"], 2),
+            "same_order": bool((orders["record"] == orders["pgolf"]).all())}
+
+
 # plain, + LQER, the record's whole stack (every stream lrzip), the `sota` preset's (auto: the smallest per stream)
 PROJECTION_STACKS = ("brotli", "brotli+lqer", "lrzip+lqer+grouped", "auto+lqer+grouped")
 
@@ -244,6 +268,7 @@ def bench_bytes(records: Path, steps: int = 20, projection: tuple[str, ...] = PR
                 row["cpu_run"] = _cpu_run(f"{preset}_cpu", steps, Path(tmp), codecs)
             result["presets"][preset] = row
     result["sota_full_projection"] = sota_projection(projection)
+    result["similarity_sort"] = similarity_sort_speed(records)
     if out is not None:
         atomic_write_json(out, result)
     return result
@@ -273,4 +298,8 @@ def report(result: dict[str, Any]) -> str:
         lines.append(f"sota full-size projection, {label}: model {stack['model_bytes']:,} "
                      f"(its codes' entropy {stack['codes_entropy_bytes']:,}) + code {sota['code_bytes']:,} "
                      f"= {stack['total']:,} ({'fits' if stack['fits'] else 'OVER'})")
+    sort = result["similarity_sort"]
+    lines.append(f"similarity sort of a {sort['rows']} x {sort['cols']} int7 matrix: "
+                 f"record {sort['record_seconds']} s, pgolf {sort['pgolf_seconds']} s ({sort['speedup']}x, "
+                 f"{'same order' if sort['same_order'] else 'ORDERS DIFFER'})")
     return "\n".join(lines)
