@@ -624,7 +624,8 @@ BENCH_COMMANDS: tuple[Command, ...] = (
         opt("--presets", help="comma-separated presets (default: every one with a record format)"),
         opt("--records", type=Path, help="records folder (default ../shared/records beside the repository)"),
         OUT_JSON, json_opt("print one JSON object"))),
-    Command("bench bytes", cmd_bench_bytes, "shipped code bytes vs the records' own; model bytes per codec stack", (
+    Command("bench bytes", cmd_bench_bytes, "shipped code bytes vs the records' own (and with their packed "
+            "models), export seconds; model bytes per codec stack; similarity sort vs the record's", (
         opt("--records", type=Path, default=Path("../shared/records"), help="the records folder"),
         opt("--steps", type=int, default=20, help="training steps of each _cpu run (0: no _cpu runs)"),
         opt("--projection", default="brotli,brotli+lqer,lrzip+lqer+grouped,auto+lqer+grouped",

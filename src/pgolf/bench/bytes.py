@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from pgolf.artifact.codecs import AUTO, CODECS
 from pgolf.artifact.grouping import similarity_order
@@ -54,6 +53,7 @@ from pgolf.pipeline import run_train
 from pgolf.quant.calibration import calibration_sequences
 from pgolf.quant.container import QuantizedModel
 from pgolf.quant.intk import ClipRule, quantize_rows
+from pgolf.quant.report import order0_bytes
 from pgolf.rundir import WEIGHTS_NAME
 from pgolf.utils import atomic_write_json
 
@@ -186,17 +186,9 @@ def _cpu_run(preset: str, steps: int, folder: Path, codecs: tuple[str, ...]) -> 
         return {"preset": preset, "steps": steps, "error": str(exc)}
 
 
-def _entropy_bits(codes: Tensor) -> float:
-    counts = torch.bincount(codes.flatten().long() - int(codes.min())).double()
-    p = counts[counts > 0] / codes.numel()
-    return float(-(p * p.log2()).sum()) * codes.numel()
-
-
 def codes_entropy_bytes(quantized: QuantizedModel) -> int:
-    """The order-0 entropy of each tensor's integer codes (per tensor), summed, in bytes."""
-    bits = sum(_entropy_bits(qt.data) for qt in quantized.values()
-               if not qt.data.is_floating_point() and qt.data.numel() > 0)
-    return math.ceil(bits / 8)
+    """The order-0 entropy of each tensor's integer codes (per tensor; one byte a code), summed, in bytes."""
+    return math.ceil(sum(order0_bytes(qt.data) for qt in quantized.values() if not qt.data.is_floating_point()))
 
 
 def sota_projection(stacks: tuple[str, ...]) -> dict[str, Any]:
