@@ -6,12 +6,18 @@ official `train_gpt.py` export so the tests can compare pgolf against it.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import struct
 import zlib
 from typing import Any
 
+import brotli
 import torch
 from torch import Tensor
+
+from pgolf.artifact.format import PREFIX_BYTES
 
 OFFICIAL_KEEP_FP32 = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
                       "q_gain", "skip_weight", "skip_weights")
@@ -91,3 +97,22 @@ def official_ptz_bytes(obj: object) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return zlib.compress(buf.getvalue(), level=9)
+
+
+def artifact_header(blob: bytes) -> dict[str, Any]:
+    """The parsed header of an artifact's bytes (brotli-compressed from format version 3)."""
+    _, version, length, _ = struct.unpack_from("<6sHI32s", blob)
+    text = blob[PREFIX_BYTES : PREFIX_BYTES + length]
+    return json.loads(brotli.decompress(text) if version >= 3 else text)
+
+
+def sealed(header: dict[str, Any], payload: bytes, version: int = 3) -> bytes:
+    """An artifact of `header` and `payload` with a valid header digest (a forgery, or an older version's file)."""
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if version >= 3:
+        text = brotli.compress(text)
+    return struct.pack("<6sHI32s", b"PGOLF\0", version, len(text), hashlib.sha256(text).digest()) + text + payload
+
+
+def artifact_payload(blob: bytes) -> bytes:
+    return blob[PREFIX_BYTES + struct.unpack_from("<6sHI32s", blob)[2] :]

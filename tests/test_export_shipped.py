@@ -82,9 +82,12 @@ def test_packing_modules_follow_the_quant_config() -> None:
     closures = {p: set(module_closure(load_config(p, env={}))) for p in ("tiny", "baseline", "pr635_cpu",
                                                                          "pr1291_cpu", "sota_cpu")}
     shipped = {p: PACKING_MODULES & closure for p, closure in closures.items()}
-    assert shipped["tiny"] == shipped["baseline"] == set()  # int8, no transform, zlib
-    assert shipped["pr635_cpu"] == {"pgolf.packing.planned", "pgolf.quant.policy", "pgolf.quant.mixed"}  # RTN, zstd
-    assert shipped["pr1291_cpu"] == shipped["pr635_cpu"] | {"pgolf.quant.calibration", "pgolf.artifact.transforms"}
+    assert shipped["tiny"] == shipped["baseline"] == {"pgolf.artifact.transforms"}  # int8, bykind, zlib
+    untransformed = load_config("baseline", env={}, overrides=["quant.transform=none"])
+    assert not PACKING_MODULES & set(module_closure(untransformed))
+    assert shipped["pr635_cpu"] == {"pgolf.packing.planned", "pgolf.quant.policy", "pgolf.quant.mixed",
+                                    "pgolf.artifact.transforms"}  # RTN, bykind, zstd
+    assert shipped["pr1291_cpu"] == shipped["pr635_cpu"] | {"pgolf.quant.calibration"}
     assert shipped["sota_cpu"] == PACKING_MODULES  # GPTQ, grouped streams, auto codec
     assert not any("pgolf.artifact.imported_code" in closure for closure in closures.values())
 

@@ -10,11 +10,12 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import brotli
 import pytest
 import torch
 
 import pgolf.artifact.format as fmt
-from artifact_fixtures import baseline_state_dict
+from artifact_fixtures import artifact_header, artifact_payload, baseline_state_dict, sealed
 from pgolf.artifact.codecs import CODECS
 from pgolf.artifact.format import MAGIC, PREFIX_BYTES, artifact_model_bytes, read_artifact, write_artifact
 from pgolf.errors import ArtifactError
@@ -82,9 +83,12 @@ def test_output_is_deterministic_and_header_is_documented(tmp_path: Path, model:
     assert a.sha256 == b.sha256
     blob = (tmp_path / "a.pgolf").read_bytes()
     magic, version, header_len, digest = struct.unpack_from("<6sHI32s", blob)
-    assert (magic, version) == (b"PGOLF\0", 2)
-    header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
-    assert hashlib.sha256(blob[PREFIX_BYTES : PREFIX_BYTES + header_len]).digest() == digest
+    assert (magic, version) == (b"PGOLF\0", 3)  # one stream too: the header is compressed in every artifact
+    packed = blob[PREFIX_BYTES : PREFIX_BYTES + header_len]
+    assert hashlib.sha256(packed).digest() == digest
+    text = brotli.decompress(packed)
+    assert len(packed) < len(text) / 4  # the JSON tensor table repeats keys and names
+    header = json.loads(text)
     assert header["codec"] == "zlib" and header["transform"] == "none"
     assert header["payload_bytes"] == len(blob) - PREFIX_BYTES - header_len
     first = header["tensors"][0]
@@ -175,8 +179,11 @@ def test_flipped_byte_in_header_json(tmp_path: Path, good_blob: bytes, build_cal
 def test_digit_changed_in_header_keeps_valid_json_but_is_refused(
     tmp_path: Path, good_blob: bytes, build_calls: list[int]
 ) -> None:
-    blob = good_blob.replace(b'"shape":[1100,', b'"shape":[1000,', 1)
-    assert blob != good_blob
+    text = json.dumps(artifact_header(good_blob), separators=(",", ":")).encode()
+    changed = brotli.compress(text.replace(b'"shape":[1100,', b'"shape":[1000,', 1))
+    assert changed != brotli.compress(text)
+    digest = good_blob[12:PREFIX_BYTES]  # the original header's
+    blob = struct.pack("<6sHI", MAGIC, 3, len(changed)) + digest + changed + artifact_payload(good_blob)
     refuse(tmp_path, blob, "header checksum mismatch", build_calls)
 
 
@@ -214,11 +221,9 @@ def test_official_ptz_is_named(tmp_path: Path, build_calls: list[int]) -> None:
 
 def reseal(blob: bytes, edit: Any) -> bytes:
     """Apply `edit` to the parsed header and rewrite it with a valid digest (a deliberate forgery)."""
-    hl = header_len(blob)
-    header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + hl])
+    header = artifact_header(blob)
     edit(header)
-    raw = json.dumps(header).encode()
-    return struct.pack("<6sHI32s", MAGIC, 1, len(raw), hashlib.sha256(raw).digest()) + raw + blob[PREFIX_BYTES + hl :]
+    return sealed(header, artifact_payload(blob))
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import brotli
 import pytest
 import torch
 
+from artifact_fixtures import sealed
 from pgolf.artifact.codecs import CODECS, compress, compress_auto
 from pgolf.artifact.format import (
     PREFIX_BYTES,
@@ -87,9 +88,7 @@ def test_version_2_single_stream_grouped_artifacts_still_load(tmp_path: Path) ->
     payload = compress(apply_transform(raw, _regions(table), "grouped"), "zlib")
     del header["streams"]
     header.update(format_version=2, payload_bytes=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
-    new_header = json.dumps(header, separators=(",", ":")).encode()
-    prefix = struct.pack("<6sHI32s", b"PGOLF\0", 2, len(new_header), hashlib.sha256(new_header).digest())
-    (tmp_path / "v2.pgolf").write_bytes(prefix + new_header + payload)
+    (tmp_path / "v2.pgolf").write_bytes(sealed(header, payload, version=2))
     loaded, _ = read_artifact(tmp_path / "v2.pgolf")
     assert all(torch.equal(loaded[n].data, model[n].data) for n in model)
 

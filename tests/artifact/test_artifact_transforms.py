@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-import struct
 from pathlib import Path
 
 import pytest
 import torch
 
+from artifact_fixtures import artifact_header, artifact_payload, sealed
 from pgolf.artifact.codecs import CODECS
-from pgolf.artifact.format import PREFIX_BYTES, encode_artifact, read_artifact, write_artifact
+from pgolf.artifact.format import encode_artifact, read_artifact, write_artifact
 from pgolf.artifact.transforms import TRANSFORMS, Region, apply_transform, invert_transform
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
@@ -60,6 +58,18 @@ def test_bitpack_stores_k_bits_per_code() -> None:
         invert_transform(packed[:-1], regions, "bitpack")
 
 
+def test_bykind_puts_every_code_region_first_and_floats_in_byte_planes() -> None:
+    """Codes of two tensors around a float region: the codes come out side by side, then the floats' planes."""
+    first, scale, second, gain = b"\x01\x02\x03", b"\x10\x11\x12\x13", b"\x04\x05", b"\x20\x21"
+    regions = [Region(1, 3, 6), Region(2, 2), Region(1, 2, 6), Region(2, 1)]
+    raw = first + scale + second + gain
+    coded = apply_transform(raw, regions, "bykind")
+    assert coded == first + second + b"\x10\x12\x11\x13" + gain
+    assert invert_transform(coded, regions, "bykind") == raw
+    with pytest.raises(ArtifactError, match="tensor table needs"):
+        invert_transform(coded[:-1], regions, "bykind")
+
+
 def test_auto_keeps_the_smallest_codec_and_transform() -> None:
     model = int_k_model()
     sizes = {(c, t): len(encode_artifact(model, {}, codec=c, transform=t)[0])
@@ -73,13 +83,10 @@ def test_auto_keeps_the_smallest_codec_and_transform() -> None:
 def test_version_1_artifacts_without_a_transform_still_load(tmp_path: Path) -> None:
     model = int_k_model()
     blob, _, _ = encode_artifact(model, {"v": 1})
-    header_len = struct.unpack_from("<6sHI32s", blob)[2]
-    header = json.loads(blob[PREFIX_BYTES : PREFIX_BYTES + header_len])
+    header = artifact_header(blob)
     del header["transform"]
     header["format_version"] = 1
-    new_header = json.dumps(header, separators=(",", ":")).encode()
-    prefix = struct.pack("<6sHI32s", b"PGOLF\0", 1, len(new_header), hashlib.sha256(new_header).digest())
-    (tmp_path / "v1.pgolf").write_bytes(prefix + new_header + blob[PREFIX_BYTES + header_len :])
+    (tmp_path / "v1.pgolf").write_bytes(sealed(header, artifact_payload(blob), version=1))
     loaded, meta = read_artifact(tmp_path / "v1.pgolf")
     assert same(loaded, model) and meta == {"v": 1}
 

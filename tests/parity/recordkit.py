@@ -19,6 +19,7 @@ from pgolf.interop.records import cheap_init, import_record as _import_record, m
 
 if TYPE_CHECKING:
     from pgolf.model.gpt import GPT
+    from pgolf.quant.container import QuantizedModel
 
 M = TypeVar("M", bound=torch.nn.Module)
 
@@ -196,7 +197,17 @@ def assert_payloads(preset: str, cfg, state: Mapping[str, Tensor], codes: Mappin
     names = name_map(preset, cfg.model)
     ours, _ = quantize_mixed({names[n]: t for n, t in state.items()}, {names[n]: formats[names[n]] for n in state},
                              TensorQuantizer({}))
-    assert {names[n] for n in codes} == {n for n, t in ours.tensors.items() if t.scheme == "per_row"}
+    assert_same_tensors(preset, cfg, ours, codes, floats)
+
+
+def assert_same_tensors(preset: str, cfg, ours: QuantizedModel, codes: Mapping[str, tuple[Tensor, Tensor]],
+                        floats: Mapping[str, Tensor]) -> None:
+    """`ours` (pgolf names) holds exactly the record's integer `codes` and scales and its stored `floats` (record
+    names), and no other integer tensor."""
+    from pgolf.interop.convert import name_map
+
+    names = name_map(preset, cfg.model)
+    assert {names[n] for n in codes} == {n for n, t in ours.tensors.items() if t.scheme != "passthrough"}
     for name, (q, scale) in codes.items():
         mine = ours.tensors[names[name]]
         assert mine.bits is not None and int(q.abs().max()) <= (1 << (mine.bits - 1)) - 1, f"{name}: int width"

@@ -7,7 +7,7 @@ Layout (all integers little-endian)::
     header length         u32
     sha256(header)        32 bytes
     header                UTF-8 JSON (codec, transform, tensor table, meta, payload lengths and digests);
-                          from version 3 brotli-compressed (the JSON tensor table alone is ~25 KB at SOTA size)
+                          from version 3 brotli-compressed (raw, the JSON tensor table is 24-41 KB at record size)
     payload               codec(transform(concatenation of every tensor's raw little-endian bytes))
                           — or, with a `streams` table (version 3), the parts of the transformed
                           payload each compressed as its own stream (`pgolf.artifact.streams`)
@@ -16,8 +16,8 @@ Each tensor contributes its `data` bytes then its `scale` bytes, in model order;
 dtype, shape, offset and length of each region in the raw payload. `transform` (version 2 onward;
 version 1 files have none) is a reversible per-region rewrite applied before the codec
 (`pgolf.artifact.transforms`); the `grouped` transform is written as one stream per role group
-(version 3 onward; a version 2 grouped payload is one stream). Version 3 is written for multi-stream
-payloads only, so every other artifact stays readable by version-2 readers. Reading verifies magic,
+(version 3 onward; a version 2 grouped payload is one stream). Every artifact is written as version 3: its
+compressed header is bytes of the budget that a raw one would waste. Reading verifies magic,
 version, header digest, header schema, payload length and digest, the transformed length, and the raw
 length and digest before a single tensor is built, so a damaged or foreign file never reaches torch.
 The whole file counts as model bytes.
@@ -52,11 +52,10 @@ if TYPE_CHECKING:  # imported where an artifact's payload is transformed or spli
 MAGIC = b"PGOLF\0"
 FORMAT_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)  # version 1: no payload transform; 2: one stream
-SINGLE_STREAM_VERSION = 2  # still written for one-stream payloads, so older readers read them
 _PACKED_HEADER = 3  # from this version on the header is brotli-compressed
 _PREFIX = struct.Struct("<6sHI32s")
 PREFIX_BYTES = _PREFIX.size
-TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack", "grouped")  # `pgolf.artifact.transforms`
+TRANSFORMS: tuple[str, ...] = ("none", "byteplane", "bitpack", "bykind", "grouped")  # `pgolf.artifact.transforms`
 
 
 @dataclass(frozen=True)
@@ -179,9 +178,8 @@ def _encode_payload(raw: bytes, table: list[dict[str, Any]], codec: str, level: 
 def _assemble(table: list[dict[str, Any]], raw: bytes, meta: dict[str, Any], encoded: _Encoded) -> bytes:
     """Prefix, header and payload of one encoding."""
     codec, transform, payload, streams = encoded
-    version = SINGLE_STREAM_VERSION if streams is None else FORMAT_VERSION
     header = _encode_header({
-        "format_version": version,
+        "format_version": FORMAT_VERSION,
         "codec": codec,
         "transform": transform,
         "raw_payload_bytes": len(raw),
@@ -192,9 +190,8 @@ def _assemble(table: list[dict[str, Any]], raw: bytes, meta: dict[str, Any], enc
         "tensors": table,
         "meta": meta,
     })
-    if version >= _PACKED_HEADER:
-        header = brotli.compress(header, quality=11)
-    return _PREFIX.pack(MAGIC, version, len(header), hashlib.sha256(header).digest()) + header + payload
+    header = brotli.compress(header, quality=11)
+    return _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header), hashlib.sha256(header).digest()) + header + payload
 
 
 def encode_artifact(qm: QuantizedModel, meta: dict[str, Any], codec: str = "zlib", level: int | None = None,

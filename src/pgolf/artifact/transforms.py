@@ -8,6 +8,9 @@ each region independently, so the tensor table alone says how to undo it:
   all second bytes, …): the "byte shuffle" that helps fp16/fp32 data compress.
 * ``bitpack``   — as ``byteplane``, and int-k codes with k < 8 are packed densely, k bits per code
   (code + 2^(k−1) as an unsigned k-bit number, little-endian bit order).
+* ``bykind``    — as ``byteplane``, with every int-k code region first (in model order), then the scales and
+  float tensors: the order of the records' ``torch.save`` dicts (codes, scales, passthrough), which
+  compresses better than codes interleaved with floats (#635's tensors under zstd-22: 1% below its file).
 * ``grouped``   — the SOTA record's per-group layout (`pgolf.artifact.grouping`): code matrices of one
   role across layers side by side, transposed, some with similarity-sorted rows; the rest byte planes.
 
@@ -16,6 +19,7 @@ Whether a transform helps depends on the codec; `auto` (in `format`) tries them 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -127,7 +131,19 @@ def apply_transform(raw: bytes, regions: Sequence[Region], transform: str) -> by
             return _pack_codes(chunk, bits)
         return _planes(chunk, region.itemsize) if region.itemsize > 1 else chunk
 
+    if transform == "bykind":
+        chunks = _split(raw, [r.nbytes for r in regions])
+        return b"".join(_planes_of(chunks[i], regions[i].itemsize) for i in _kind_order(regions))
     return _map_regions(raw, regions, [r.nbytes for r in regions], one)
+
+
+def _kind_order(regions: Sequence[Region]) -> list[int]:
+    """Region indices with the int-k code regions first, each kind in payload order."""
+    return sorted(range(len(regions)), key=lambda i: regions[i].code_bits is None)
+
+
+def _split(data: bytes, sizes: Sequence[int]) -> list[bytes]:
+    return [data[a:b] for a, b in itertools.pairwise(itertools.accumulate(sizes, initial=0))]
 
 
 def invert_transform(coded: bytes, regions: Sequence[Region], transform: str) -> bytes:
@@ -143,6 +159,10 @@ def invert_transform(coded: bytes, regions: Sequence[Region], transform: str) ->
                             "the file is damaged; re-create it with `pgolf pack`")
     if transform == "none":
         return coded
+    if transform == "bykind":
+        order = _kind_order(regions)
+        chunks = dict(zip(order, _split(coded, [sizes[i] for i in order]), strict=True))
+        return b"".join(_unplanes_of(chunks[i], regions[i].itemsize) for i in range(len(regions)))
 
     def one(chunk: bytes, region: Region) -> bytes:
         bits = region.packed_bits

@@ -221,8 +221,9 @@ class QuantConfig:
     # of the installed ones)
     codec: Literal["zlib", "zstd", "lzma", "brotli", "lrzip", "auto"] = "zlib"
     codec_level: int = -1  # -1 = the codec's default (zlib 9, as the baseline)
-    # payload transform before the codec: none | byteplane | bitpack | grouped | auto
-    transform: Literal["none", "byteplane", "bitpack", "grouped", "auto"] = "none"
+    # payload transform before the codec: none | byteplane | bitpack | bykind | grouped | auto; bykind (codes first,
+    # floats in byte planes) packs the records' tensors below their own torch.save files
+    transform: Literal["none", "byteplane", "bitpack", "bykind", "grouped", "auto"] = "bykind"
     budget_bytes: int = 16_000_000  # the cap: code + artifact bytes
     budget_margin: int = 0  # scheme fit aims at budget_bytes − budget_margin
     # LQER: rank of the low-rank correction of the worst-quantized int-k matrices (0 = off; record: 4)
