@@ -11,7 +11,7 @@ from pgolf.errors import ConfigError
 def test_defaults_are_the_baseline_export() -> None:
     q = Config().quant
     settings = (q.scheme, q.codec, q.codec_level, q.transform, q.gptq, q.prune_fraction)
-    assert settings == ("int8", "zlib", -1, "none", False, 0.0)
+    assert settings == ("int8", "zlib", -1, "bykind", False, 0.0)  # the baseline's tensors and codec, codes first
     assert q.budget_bytes == 16_000_000 and q.calibration == "ar"
     assert set(CALIBRATION_SOURCES) == {"ar", "train", "loader"}
     assert "inside the training time budget" in CALIBRATION_SOURCES["train"]

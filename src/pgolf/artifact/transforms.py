@@ -10,7 +10,7 @@ each region independently, so the tensor table alone says how to undo it:
   (code + 2^(k−1) as an unsigned k-bit number, little-endian bit order).
 * ``bykind``    — as ``byteplane``, with every int-k code region first (in model order), then the scales and
   float tensors: the order of the records' ``torch.save`` dicts (codes, scales, passthrough), which
-  compresses better than codes interleaved with floats (#635's tensors under zstd-22: 1% below its file).
+  compresses better than codes interleaved with floats (#635's tensors under zstd-22: 1.9% below its file).
 * ``grouped``   — the SOTA record's per-group layout (`pgolf.artifact.grouping`): code matrices of one
   role across layers side by side, transposed, some with similarity-sorted rows; the rest byte planes.
 
