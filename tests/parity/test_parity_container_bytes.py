@@ -75,7 +75,7 @@ CASES = {
     "baseline": Case("baseline", "baseline", _baseline,
                      ["model.model_dim=256", "model.num_heads=4", "model.num_kv_heads=2"]),
     "pr635": Case("pr635", "pr635", _pr635,
-                  ["model.model_dim=256", "model.num_heads=4", "model.num_kv_heads=2", "model.bigram_dim=64",
+                  ["model.model_dim=192", "model.num_heads=4", "model.num_kv_heads=2", "model.bigram_dim=64",
                    "model.value_embed_dim=64"]),
     "pr1291": Case("pr1291", "pr1291", _pr1291,
                    ["model.model_dim=128", "model.num_heads=4", "model.num_kv_heads=2", "model.mlp_mult=4.5",
