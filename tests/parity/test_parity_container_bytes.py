@@ -23,6 +23,7 @@ import torch
 from recordkit import assert_same_tensors, import_record
 from torch import Tensor
 
+from pgolf.artifact.format import read_artifact
 from pgolf.config import Config, load_config
 from pgolf.inspect_model import synthetic_weights
 from pgolf.interop.convert import name_map
@@ -102,8 +103,6 @@ def test_pgolf_artifact_of_the_records_tensors_is_no_larger_than_the_records_fil
 
     packed = pack_state_dict(state, cfg, tmp_path / "artifact.pgolf",
                              {"weights_sha256": weights_sha256(state), "run_id": "20261203-000000-parity"})
-    from pgolf.artifact.format import read_artifact
-
     ours, meta = read_artifact(tmp_path / "artifact.pgolf")
     assert meta["config"] == cfg.to_dict()  # the header carries what a run's does
     assert_same_tensors(case.preset, cfg, ours, codes, floats)
