@@ -11,7 +11,7 @@ import brotli
 import pytest
 import torch
 
-from artifact_fixtures import sealed
+from artifact_fixtures import artifact_header, sealed
 from pgolf.artifact.codecs import CODECS, compress, compress_auto
 from pgolf.artifact.format import (
     PREFIX_BYTES,
@@ -43,12 +43,6 @@ def layered_model(layers: int = 2, rows: int = 64, cols: int = 96) -> QuantizedM
     return QuantizedModel(tensors)
 
 
-def header_of(blob: bytes) -> dict:
-    """The header of a version-3 artifact (brotli-compressed JSON)."""
-    header_len = struct.unpack_from("<6sHI32s", blob)[2]
-    return json.loads(brotli.decompress(blob[PREFIX_BYTES : PREFIX_BYTES + header_len]))
-
-
 def test_small_parts_join_the_stream_before_them() -> None:
     big = MIN_STREAM
     assert stream_sizes([big, 10, big, 0, big]) == [big + 10, big, big]
@@ -66,7 +60,7 @@ def test_grouped_payload_is_one_stream_per_role_each_with_its_smallest_codec(tmp
     sizes = stream_sizes(grouped_segments(regions))
     assert len(sizes) == len(ROLES)  # one per role; the gate, the row orders and the rest are small: they join
     blob, codec, transform = encode_artifact(model, {}, codec="auto", transform="grouped")
-    header = header_of(blob)
+    header = artifact_header(blob)
     assert struct.unpack_from("<6sHI32s", blob)[1] == 3 and transform == "grouped"
     cursor, expected = 0, []
     for size in sizes:
@@ -75,7 +69,7 @@ def test_grouped_payload_is_one_stream_per_role_each_with_its_smallest_codec(tmp
         cursor += size
     assert header["streams"] == expected and codec == max(expected, key=lambda s: s[1])[0]
     write_artifact(tmp_path / "g.pgolf", model, {}, codec="lzma", transform="grouped")
-    assert {c for c, _ in header_of((tmp_path / "g.pgolf").read_bytes())["streams"]} == {"lzma"}
+    assert {c for c, _ in artifact_header((tmp_path / "g.pgolf").read_bytes())["streams"]} == {"lzma"}
     loaded, _ = read_artifact(tmp_path / "g.pgolf")
     assert all(torch.equal(loaded[n].data, model[n].data) for n in model)
 
@@ -83,7 +77,7 @@ def test_grouped_payload_is_one_stream_per_role_each_with_its_smallest_codec(tmp
 def test_version_2_single_stream_grouped_artifacts_still_load(tmp_path: Path) -> None:
     model = layered_model()
     blob, _, _ = encode_artifact(model, {}, codec="zlib", transform="grouped")
-    header = header_of(blob)
+    header = artifact_header(blob)
     table, raw = _serialize(model)
     payload = compress(apply_transform(raw, _regions(table), "grouped"), "zlib")
     del header["streams"]
@@ -95,7 +89,7 @@ def test_version_2_single_stream_grouped_artifacts_still_load(tmp_path: Path) ->
 
 def test_a_stream_table_that_misses_the_payload_is_refused(tmp_path: Path) -> None:
     blob, _, _ = encode_artifact(layered_model(), {}, codec="zlib", transform="grouped")
-    header = header_of(blob)
+    header = artifact_header(blob)
     header["streams"][0][1] += 1
     new_header = brotli.compress(json.dumps(header, separators=(",", ":")).encode())
     prefix = struct.pack("<6sHI32s", b"PGOLF\0", 3, len(new_header), hashlib.sha256(new_header).digest())
