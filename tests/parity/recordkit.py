@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from pgolf.quant.container import QuantizedModel
 
 M = TypeVar("M", bound=torch.nn.Module)
+Payload = tuple[dict[str, tuple[Tensor, Tensor]], dict[str, Tensor]]  # ({name: (codes, scales)}, {name: float})
 
 __all__ = ["cheap_init", "max_rel_diff", "perturbed"]
 
@@ -216,6 +217,43 @@ def assert_same_tensors(preset: str, cfg, ours: QuantizedModel, codes: Mapping[s
     for name, kept in floats.items():
         mine = ours.tensors[names[name]]
         assert mine.data.dtype == kept.dtype and torch.equal(mine.data, kept), f"{name}: stored float differs"
+
+
+def mixed_payload(result: Mapping[str, Tensor], meta: Mapping[str, object]) -> Payload:
+    """The payload of a `{"w": result, "m": meta}` export (#1291's `mixed_quantize_int6`, PROTEUS's inline loop):
+    a dict entry of `meta` is a quantized tensor stored as `name.q` and `name.scale`, a string one a stored float."""
+    codes = {name: (result[f"{name}.q"], result[f"{name}.scale"]) for name, info in meta.items()
+             if isinstance(info, dict)}
+    return codes, {name: result[name] for name, info in meta.items() if not isinstance(info, dict)}
+
+
+def proteus_v16_export(rec: types.ModuleType, state: Mapping[str, Tensor], num_layers: int = 11,
+                       n_int6_mlp: int = 6) -> tuple[dict[str, Tensor], dict[str, object]]:
+    """(result, meta) as PROTEUS v1.6's main() builds them inline (lines 2531-2570) before its `torch.save` and
+    brotli-11: float tensors of ≤ 65,536 elements fp16, larger control tensors fp32, attention and the
+    `n_int6_mlp // 2` edge MLP layers each side int6, other MLPs and the untied `recur_mlp` ones int5 (both
+    GPTQ-lite, one percentile per matrix), the rest the baseline's int8."""
+    half = n_int6_mlp // 2
+    result: dict[str, Tensor] = {}
+    meta: dict[str, object] = {}
+    for name, t in state.items():
+        cat = "mlp" if "recur_mlp" in name else rec._classify_param(name)
+        edge = "blocks." in name and not half <= int(name.split(".")[1]) < num_layers - half
+        if t.numel() <= 65536:
+            result[name], meta[name] = t.to(torch.float16), "passthrough"
+            continue
+        if any(pattern in name for pattern in rec.CONTROL_TENSOR_NAME_PATTERNS):
+            result[name], meta[name] = t.float(), "passthrough_ctrl"
+            continue
+        if cat == "attn" or (cat == "mlp" and edge):
+            quantize, kind = rec.quantize_int6_per_row, "int6"
+        elif cat == "mlp":
+            quantize, kind = rec.quantize_int4_per_row, "int5"  # clip range 15
+        else:
+            quantize, kind = rec.quantize_float_tensor, "int8"
+        result[f"{name}.q"], result[f"{name}.scale"] = quantize(t)
+        meta[name] = {"type": kind}
+    return result, meta
 
 
 def sample_weights(preset: str, cfg, pgolf_names: tuple[str, ...], seed: int) -> dict[str, Tensor]:

@@ -1,4 +1,5 @@
-"""Container parity with the records whose export is one compressed `torch.save` (baseline, #635, #1291): on the
+"""Container parity with the records whose export is one compressed `torch.save` (baseline, #635, #1291, PROTEUS
+v1.6): on the
 same weights, each record's own quantizer and serializer against the artifact a pgolf run writes (its resolved
 config, quant record and provenance in the header). The tensors must be identical, and pgolf's artifact no
 larger: so a pgolf submission of a record's weights counts no more model bytes than the record's own file (what
@@ -18,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import brotli
 import pytest
 import torch
-from recordkit import assert_same_tensors, import_record
+from recordkit import Payload, assert_same_tensors, import_format_record, mixed_payload, proteus_v16_export
 from torch import Tensor
 
 from pgolf.artifact.format import read_artifact
@@ -29,8 +31,6 @@ from pgolf.inspect_model import synthetic_weights
 from pgolf.interop.convert import name_map
 from pgolf.packing import pack_state_dict
 from pgolf.train.provenance import weights_sha256
-
-Payload = tuple[dict[str, tuple[Tensor, Tensor]], dict[str, Tensor]]  # ({name: (codes, scales)}, {name: float})
 
 
 def _saved(obj: object) -> bytes:
@@ -58,29 +58,34 @@ def _pr635(rec: types.ModuleType, state: dict[str, Tensor]) -> tuple[bytes, Payl
 def _pr1291(rec: types.ModuleType, state: dict[str, Tensor]) -> tuple[bytes, Payload]:
     """Its `serialize` without GPTQ: `mixed_quantize_int6`, then `{"w", "m"}` byte-shuffled and brotli-11."""
     result, meta = rec.mixed_quantize_int6(state, {"mlp", "attn"})
-    codes = {name: (result[f"{name}.q"], result[f"{name}.scale"]) for name, info in meta.items()
-             if isinstance(info, dict)}
-    floats = {name: result[name] for name, info in meta.items() if info == "passthrough"}
-    return rec._compress(_saved({"w": result, "m": meta}), "brotli"), (codes, floats)
+    return rec._compress(_saved({"w": result, "m": meta}), "brotli"), mixed_payload(result, meta)
+
+
+def _proteus_v16(rec: types.ModuleType, state: dict[str, Tensor]) -> tuple[bytes, Payload]:
+    """Its main()'s export: the inline int5/int6/int8 loop, then `{"w", "m"}` brotli-11 (brotli is on its pod)."""
+    result, meta = proteus_v16_export(rec, state)
+    return brotli.compress(_saved({"w": result, "m": meta}), quality=11), mixed_payload(result, meta)
 
 
 @dataclass(frozen=True)
 class Case:
     preset: str
-    record: str
     export: Callable[[types.ModuleType, dict[str, Tensor]], tuple[bytes, Payload]]
     width: list[str]  # overrides: a narrower model, every tensor kept (brotli-11 packs ~0.2 MB/s on 2 cores)
 
 
 CASES = {
-    "baseline": Case("baseline", "baseline", _baseline,
+    "baseline": Case("baseline", _baseline,
                      ["model.model_dim=256", "model.num_heads=4", "model.num_kv_heads=2"]),
-    "pr635": Case("pr635", "pr635", _pr635,
+    "pr635": Case("pr635", _pr635,
                   ["model.model_dim=192", "model.num_heads=4", "model.num_kv_heads=2", "model.bigram_dim=64",
                    "model.value_embed_dim=64"]),
-    "pr1291": Case("pr1291", "pr1291", _pr1291,
+    "pr1291": Case("pr1291", _pr1291,
                    ["model.model_dim=128", "model.num_heads=4", "model.num_kv_heads=2", "model.mlp_mult=4.5",
                     "model.value_embed_dim=64"]),
+    "proteus_v16": Case("proteus_v16", _proteus_v16,
+                        ["model.model_dim=192", "model.num_heads=4", "model.num_kv_heads=2", "model.bigram_dim=64",
+                         "model.value_embed_dim=64"]),
 }
 
 
@@ -98,7 +103,7 @@ def test_pgolf_artifact_of_the_records_tensors_is_no_larger_than_the_records_fil
     state = synthetic_weights(cfg, seed=1)
     record_of = {ours: theirs for theirs, ours in name_map(case.preset, cfg.model).items()}
     assert set(record_of) == set(state)
-    blob, (codes, floats) = case.export(import_record(case.record), {record_of[n]: t for n, t in state.items()})
+    blob, (codes, floats) = case.export(import_format_record(case.preset), {record_of[n]: t for n, t in state.items()})
     assert codes, "the width keeps no matrix above the records' fp16 threshold"
 
     packed = pack_state_dict(state, cfg, tmp_path / "artifact.pgolf",

@@ -19,6 +19,8 @@ from recordkit import (
     build_record,
     fp32,
     import_format_record,
+    mixed_payload,
+    proteus_v16_export,
     record_adamw,
     sample_weights,
 )
@@ -128,26 +130,6 @@ def test_one_optimizer_step_small() -> None:
     step_case(rec, cfg, pair(lambda: fp32(build_record(PRESET, rec)), PRESET, cfg, SEED), seq_len=32)
 
 
-def record_export(rec, state: dict[str, torch.Tensor], num_layers: int = 11, n_int6_mlp: int = 6):
-    """({name: (codes, scales)}, {name: stored float}) as the record's main() exports (lines 2531-2570, inline):
-    float tensors of ≤ 65,536 elements fp16, attention and the 3 edge MLP layers each side int6, other MLPs and the
-    untied `recur_mlp` ones int5 (both GPTQ-lite, one percentile per matrix), the rest the baseline's int8."""
-    half = n_int6_mlp // 2
-    codes, floats = {}, {}
-    for name, t in state.items():
-        cat = "mlp" if "recur_mlp" in name else rec._classify_param(name)
-        edge = "blocks." in name and not half <= int(name.split(".")[1]) < num_layers - half
-        if t.numel() <= 65536:
-            floats[name] = t.to(torch.float16)
-        elif cat == "attn" or (cat == "mlp" and edge):
-            codes[name] = rec.quantize_int6_per_row(t)
-        elif cat == "mlp":
-            codes[name] = rec.quantize_int4_per_row(t)  # INT5, clip range 15
-        else:
-            codes[name] = rec.quantize_float_tensor(t)
-    return codes, floats
-
-
 # one tensor of each kind the export distinguishes (the records' fp16 control tensors are fp32 in pgolf: left out)
 QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.4.mlp.proj.weight", "blocks.8.mlp.fc.weight",
                 "recur_mlps.4_1.fc.weight", "tok_emb.weight", "bigram.proj.weight", "blocks.7.lane_route")
@@ -156,7 +138,7 @@ QUANT_SAMPLE = ("blocks.0.attn.c_q.weight", "blocks.4.mlp.proj.weight", "blocks.
 def test_quantizer_payloads(rec, cfg) -> None:
     """Policy `proteus` stores the record's int5/int6/int8 codes and fp16 scales and its fp16 tensors exactly."""
     sample = sample_weights(PRESET, cfg, QUANT_SAMPLE, SEED)
-    assert_payloads(PRESET, cfg, sample, *record_export(rec, sample))
+    assert_payloads(PRESET, cfg, sample, *mixed_payload(*proteus_v16_export(rec, sample)))
 
 
 def test_late_qat_reaches_only_the_projections_small(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,10 +20,13 @@ where it is missing, reading refuses with the install command (the eval machine 
 from __future__ import annotations
 
 import lzma
+import os
 import shutil
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import brotli
 import zstandard
@@ -31,6 +34,8 @@ import zstandard
 from pgolf.errors import ArtifactError
 
 AUTO = "auto"
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -125,20 +130,34 @@ def compress(data: bytes, codec: str = "zlib", level: int | None = None) -> byte
     return spec.compress_fn(data, resolve_level(spec, level))
 
 
+def in_threads(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """`[fn(item) for item in items]` in up to one thread per CPU: the Python codecs release the GIL while they
+    compress, and lrzip runs as a subprocess."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+        return list(pool.map(fn, items))
+
+
 def compress_auto(data: bytes, candidates: Iterable[str] | None = None) -> tuple[str, bytes]:
     """Try every candidate (default: every codec whose tool is installed) at its default level; return
     (winner, bytes) of the smallest output.
 
     Ties go to the earlier candidate, so the choice is deterministic.
     """
-    best: tuple[str, bytes] | None = None
-    for name in candidates if candidates is not None else [n for n, c in CODECS.items() if c.available]:
-        out = compress(data, name)
-        if best is None or len(out) < len(best[1]):
-            best = (name, out)
-    if best is None:
+    return compress_auto_each([data], candidates)[0]
+
+
+def compress_auto_each(parts: Sequence[bytes], candidates: Iterable[str] | None = None) -> list[tuple[str, bytes]]:
+    """`compress_auto` of every part. The trials (each part under each codec) run in parallel threads, the
+    largest parts first, so the slowest codec on the largest part, not a part's whole chain of codecs, bounds the
+    time where there are enough CPUs."""
+    names = list(candidates) if candidates is not None else [n for n, c in CODECS.items() if c.available]
+    if not names:
         raise ArtifactError("codec 'auto' got no candidate codecs: pass at least one of " + ", ".join(CODECS))
-    return best
+    trials = sorted(((i, name) for i in range(len(parts)) for name in names), key=lambda t: -len(parts[t[0]]))
+    outputs = dict(zip(trials, in_threads(lambda t: compress(parts[t[0]], t[1]), trials), strict=True))
+    return [min(((name, outputs[i, name]) for name in names), key=lambda r: len(r[1])) for i in range(len(parts))]
 
 
 def decompress(data: bytes, codec: str) -> bytes:

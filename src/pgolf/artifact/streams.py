@@ -6,25 +6,22 @@ transform (`grouping.grouped_segments` names the parts): every stream uses the c
 `auto` the smallest of the installed codecs for that stream alone (so lrzip for the code groups and a
 Python codec for the small ones, where lrzip is installed). A part under `MIN_STREAM` bytes joins the
 stream before it, as a stream of its own would cost more in framing than it saves. The streams are
-compressed in parallel threads (lrzip runs as a subprocess, the Python codecs release the GIL).
+compressed in parallel threads (lrzip runs as a subprocess, the Python codecs release the GIL); with `auto`,
+each stream under each codec is a trial of its own (`codecs.compress_auto_each`).
 
 The header lists each stream as `[codec, compressed bytes]`; the payload is their concatenation.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
+from pgolf.artifact.codecs import AUTO, compress, compress_auto_each, decompress, get_codec, in_threads
 from pgolf.errors import ArtifactError
 
 MIN_STREAM = 4096
 Streams = list[tuple[str, int]]
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 def stream_sizes(parts: Sequence[int]) -> list[int]:
@@ -37,13 +34,6 @@ def stream_sizes(parts: Sequence[int]) -> list[int]:
         else:
             sizes.append(size)
     return [s for s in sizes if s]
-
-
-def _parallel(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
-        return list(pool.map(fn, items))
 
 
 def _split(data: bytes, sizes: Sequence[int]) -> list[bytes]:
@@ -59,10 +49,9 @@ def compress_streams(coded: bytes, parts: Sequence[int], codec: str, level: int 
     if sum(parts) != len(coded):
         raise ArtifactError(f"payload parts cover {sum(parts)} bytes of {len(coded)}: a pgolf bug, please report it")
 
-    def one(part: bytes) -> tuple[str, bytes]:
-        return compress_auto(part) if codec == AUTO else (codec, compress(part, codec, level))
-
-    results = _parallel(one, _split(coded, stream_sizes(parts)))
+    pieces = _split(coded, stream_sizes(parts))
+    results = compress_auto_each(pieces) if codec == AUTO else \
+        in_threads(lambda part: (codec, compress(part, codec, level)), pieces)
     return [(name, len(out)) for name, out in results], b"".join(out for _, out in results)
 
 
@@ -70,7 +59,7 @@ def decompress_streams(payload: bytes, streams: Streams) -> bytes:
     """Inverse of `compress_streams`: the concatenated decompressed streams."""
     codecs = [name for name, _ in streams]
     pieces = list(zip(codecs, _split(payload, [size for _, size in streams]), strict=True))
-    return b"".join(_parallel(lambda item: decompress(item[1], item[0]), pieces))
+    return b"".join(in_threads(lambda item: decompress(item[1], item[0]), pieces))
 
 
 def parse_streams(obj: Any, payload_bytes: int) -> Streams:
