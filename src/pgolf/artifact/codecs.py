@@ -34,6 +34,10 @@ import zstandard
 from pgolf.errors import ArtifactError
 
 AUTO = "auto"
+# Compressions at once: enough that `auto` at sota's full size is bound by its longest trial (its ~280 s of trials
+# over 8 threads, against ~41 s for lrzip on the largest group, on one 2-core machine's timings), few enough to
+# bound the memory (lzma -9e alone takes ~0.7 GB a compressor).
+MAX_THREADS = 8
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -131,11 +135,11 @@ def compress(data: bytes, codec: str = "zlib", level: int | None = None) -> byte
 
 
 def in_threads(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """`[fn(item) for item in items]` in up to one thread per CPU: the Python codecs release the GIL while they
-    compress, and lrzip runs as a subprocess."""
+    """`[fn(item) for item in items]` in up to one thread per CPU and at most `MAX_THREADS`: the Python codecs
+    release the GIL while they compress, and lrzip runs as a subprocess."""
     if len(items) <= 1:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1, MAX_THREADS)) as pool:
         return list(pool.map(fn, items))
 
 
