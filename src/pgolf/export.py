@@ -123,6 +123,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.artifact.streams": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.transforms": lambda c: c.quant.transform != "none",
     "pgolf.artifact.lrzip": lambda c: c.quant.codec in ("lrzip", "auto"),
+    "pgolf.artifact.auto": lambda c: c.quant.codec == "auto",
     # evaluation stages
     "pgolf.evaluate.modes": lambda c: len(eval_stages(c)) > 1 or c.train.final_weights == "best_val",
     "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",

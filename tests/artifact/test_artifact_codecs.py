@@ -1,17 +1,17 @@
-"""Compressors: exact roundtrip, levels, `auto`, and clear errors."""
+"""Compressors: exact roundtrip, levels, and clear errors."""
 
 from __future__ import annotations
 
 import lzma
 import os
-import struct
 import zlib
 
 import brotli
 import pytest
 import zstandard
 
-from pgolf.artifact.codecs import CODEC_CHOICES, CODECS, compress, compress_auto, compress_auto_each, decompress
+from pgolf.artifact.auto import compress_auto
+from pgolf.artifact.codecs import CODEC_CHOICES, CODECS, compress, decompress
 from pgolf.errors import ArtifactError
 
 SAMPLES = [b"", b"x", bytes(range(256)) * 40 + os.urandom(3000)]
@@ -48,33 +48,9 @@ def test_defaults_are_the_strongest_documented_levels() -> None:
     assert CODEC_CHOICES == ("zlib", "zstd", "lzma", "brotli", "lrzip", "auto")
 
 
-def test_auto_is_never_larger_than_the_best_single_codec() -> None:
-    data = bytes(range(256)) * 200 + os.urandom(5000)
-    winner, out = compress_auto(data)
-    sizes = {name: len(compress(data, name)) for name in RUNNABLE}
-    assert len(out) == min(sizes.values())
-    assert sizes[winner] == len(out)
-    assert decompress(out, winner) == data
-
-
-def test_auto_of_many_parts_is_auto_of_each_part_in_order() -> None:
-    """The parallel trials pick per part what one `compress_auto` picks, in the parts' order, whatever finishes
-    first: text (brotli wins), int32 counts (lzma wins), noise, and an empty part."""
-    parts = [b"the quick brown fox jumps over the lazy dog. " * 300, struct.pack("<20000i", *range(20000)),
-             os.urandom(3000), b""]
-    names = [name for name in RUNNABLE if name != "lrzip"]
-    each = compress_auto_each(parts, names)
-    assert each == [compress_auto(part, names) for part in parts]
-    for part, (name, out) in zip(parts, each, strict=True):
-        assert len(out) == min(len(compress(part, n)) for n in names) and decompress(out, name) == part
-    assert len({name for name, _ in each}) > 1
-
-
 def test_auto_needs_compress_auto() -> None:
     with pytest.raises(ArtifactError, match="compress_auto"):
         compress(b"abc", "auto")
-    with pytest.raises(ArtifactError, match="no candidate"):
-        compress_auto(b"abc", candidates=())
 
 
 def test_unknown_codec_lists_the_valid_ones() -> None:

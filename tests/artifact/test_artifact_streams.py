@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 import torch
 
 from artifact_fixtures import artifact_header, sealed
-from pgolf.artifact.codecs import CODECS, compress, compress_auto
+from pgolf.artifact.auto import compress_auto
+from pgolf.artifact.codecs import CODECS, compress, decompress
 from pgolf.artifact.format import (
     PREFIX_BYTES,
     _regions,
@@ -22,7 +24,7 @@ from pgolf.artifact.format import (
     write_artifact,
 )
 from pgolf.artifact.grouping import grouped_segments
-from pgolf.artifact.streams import MIN_STREAM, stream_sizes
+from pgolf.artifact.streams import MIN_STREAM, compress_auto_each, stream_sizes
 from pgolf.artifact.transforms import apply_transform
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import QuantizedModel, QuantizedTensor
@@ -48,6 +50,19 @@ def test_small_parts_join_the_stream_before_them() -> None:
     assert stream_sizes([big, 10, big, 0, big]) == [big + 10, big, big]
     assert stream_sizes([10, big, big]) == [10 + big, big]
     assert stream_sizes([0, 0]) == []
+
+
+def test_auto_of_many_parts_is_auto_of_each_part_in_order() -> None:
+    """The parallel trials pick per part what one `compress_auto` picks, in the parts' order, whatever finishes
+    first: text (brotli wins), int32 counts (lzma wins), noise, and an empty part."""
+    parts = [b"the quick brown fox jumps over the lazy dog. " * 300, struct.pack("<20000i", *range(20000)),
+             os.urandom(3000), b""]
+    names = ["zlib", "zstd", "lzma", "brotli"]
+    each = compress_auto_each(parts, names)
+    assert each == [compress_auto(part, names) for part in parts]
+    for part, (name, out) in zip(parts, each, strict=True):
+        assert len(out) == min(len(compress(part, n)) for n in names) and decompress(out, name) == part
+    assert len({name for name, _ in each}) > 1
 
 
 def test_grouped_payload_is_one_stream_per_role_each_with_its_smallest_codec(tmp_path: Path,

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from pgolf.lazy import lazy_exports
 
 if TYPE_CHECKING:  # the static view of the lazy names below
+    from pgolf.artifact.auto import compress_auto
     from pgolf.artifact.budget import BUDGET_BYTES, Budget, check_budget, count_code_bytes
-    from pgolf.artifact.codecs import CODEC_CHOICES, CODECS, compress, compress_auto, decompress
+    from pgolf.artifact.codecs import CODEC_CHOICES, CODECS, compress, decompress
     from pgolf.artifact.format import ArtifactInfo, artifact_model_bytes, read_artifact, write_artifact
     from pgolf.artifact.imported_code import code_files, measure_budget
     from pgolf.artifact.official import load_official_checkpoint, official_quant_to_model, read_official_int8
@@ -18,7 +19,8 @@ if TYPE_CHECKING:  # the static view of the lazy names below
 _EXPORTS = {
     **dict.fromkeys(("BUDGET_BYTES", "Budget", "check_budget", "count_code_bytes"), "budget"),
     **dict.fromkeys(("code_files", "measure_budget"), "imported_code"),
-    **dict.fromkeys(("CODEC_CHOICES", "CODECS", "compress", "compress_auto", "decompress"), "codecs"),
+    **dict.fromkeys(("CODEC_CHOICES", "CODECS", "compress", "decompress"), "codecs"),
+    "compress_auto": "auto",
     **dict.fromkeys(("ArtifactInfo", "artifact_model_bytes", "read_artifact", "write_artifact"), "format"),
     **dict.fromkeys(("load_official_checkpoint", "official_quant_to_model", "read_official_int8"), "official"),
 }

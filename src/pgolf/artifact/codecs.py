@@ -20,13 +20,10 @@ where it is missing, reading refuses with the install command (the eval machine 
 from __future__ import annotations
 
 import lzma
-import os
 import shutil
 import zlib
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import brotli
 import zstandard
@@ -34,12 +31,6 @@ import zstandard
 from pgolf.errors import ArtifactError
 
 AUTO = "auto"
-# Compressions at once: enough that `auto` at sota's full size is bound by its longest trial (its ~280 s of trials
-# over 8 threads, against ~41 s for lrzip on the largest group, on one 2-core machine's timings), few enough to
-# bound the memory (lzma -9e alone takes ~0.7 GB a compressor).
-MAX_THREADS = 8
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -126,42 +117,13 @@ def resolve_level(codec: Codec, level: int | None) -> int:
 def compress(data: bytes, codec: str = "zlib", level: int | None = None) -> bytes:
     """Compress with one named codec (its default level when `level` is None).
 
-    `auto` is not accepted here because its caller must learn which codec won: use `compress_auto`.
+    `auto` is not accepted here because its caller must learn which codec won: use `auto.compress_auto`.
     """
     if codec == AUTO:
-        raise ArtifactError("codec 'auto' needs compress_auto(), which also returns the winning codec")
+        raise ArtifactError("codec 'auto' needs compress_auto() (pgolf.artifact.auto), which also returns the "
+                            "winning codec")
     spec = get_codec(codec)
     return spec.compress_fn(data, resolve_level(spec, level))
-
-
-def in_threads(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
-    """`[fn(item) for item in items]` in up to one thread per CPU and at most `MAX_THREADS`: the Python codecs
-    release the GIL while they compress, and lrzip runs as a subprocess."""
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1, MAX_THREADS)) as pool:
-        return list(pool.map(fn, items))
-
-
-def compress_auto(data: bytes, candidates: Iterable[str] | None = None) -> tuple[str, bytes]:
-    """Try every candidate (default: every codec whose tool is installed) at its default level; return
-    (winner, bytes) of the smallest output.
-
-    Ties go to the earlier candidate, so the choice is deterministic.
-    """
-    return compress_auto_each([data], candidates)[0]
-
-
-def compress_auto_each(parts: Sequence[bytes], candidates: Iterable[str] | None = None) -> list[tuple[str, bytes]]:
-    """`compress_auto` of every part. The trials (each part under each codec) run in parallel threads, the
-    largest parts first, so the slowest codec on the largest part, not a part's whole chain of codecs, bounds the
-    time where there are enough CPUs."""
-    names = list(candidates) if candidates is not None else [n for n, c in CODECS.items() if c.available]
-    if not names:
-        raise ArtifactError("codec 'auto' got no candidate codecs: pass at least one of " + ", ".join(CODECS))
-    trials = sorted(((i, name) for i in range(len(parts)) for name in names), key=lambda t: -len(parts[t[0]]))
-    outputs = dict(zip(trials, in_threads(lambda t: compress(parts[t[0]], t[1]), trials), strict=True))
-    return [min(((name, outputs[i, name]) for name in names), key=lambda r: len(r[1])) for i in range(len(parts))]
 
 
 def decompress(data: bytes, codec: str) -> bytes:

@@ -40,7 +40,7 @@ import brotli
 import torch
 from torch import Tensor
 
-from pgolf.artifact.codecs import AUTO, compress, compress_auto, decompress, get_codec
+from pgolf.artifact.codecs import AUTO, compress, decompress, get_codec
 from pgolf.errors import ArtifactError
 from pgolf.quant.container import DTYPES, SCHEMES, QuantizedModel, QuantizedTensor, Scheme, dtype_name
 from pgolf.utils import atomic_write_bytes, sha256_bytes
@@ -171,7 +171,11 @@ def _encode_payload(raw: bytes, table: list[dict[str, Any]], codec: str, level: 
 
             streams, payload = compress_streams(coded, grouped_segments(regions), codec, level)
             return main_codec(streams, "zlib" if codec == AUTO else codec), transform, payload, streams
-    name, payload = compress_auto(coded) if codec == AUTO else (codec, compress(coded, codec, level))
+    if codec != AUTO:
+        return codec, transform, compress(coded, codec, level), None
+    from pgolf.artifact.auto import compress_auto  # only runs that pick their codec import (and ship) it
+
+    name, payload = compress_auto(coded)
     return name, transform, payload, None
 
 

@@ -7,21 +7,29 @@ transform (`grouping.grouped_segments` names the parts): every stream uses the c
 Python codec for the small ones, where lrzip is installed). A part under `MIN_STREAM` bytes joins the
 stream before it, as a stream of its own would cost more in framing than it saves. The streams are
 compressed in parallel threads (lrzip runs as a subprocess, the Python codecs release the GIL); with `auto`,
-each stream under each codec is a trial of its own (`codecs.compress_auto_each`).
+each stream under each codec is a trial of its own (`compress_auto_each`).
 
 The header lists each stream as `[codec, compressed bytes]`; the payload is their concatenation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from pgolf.artifact.codecs import AUTO, compress, compress_auto_each, decompress, get_codec, in_threads
+from pgolf.artifact.codecs import AUTO, compress, decompress, get_codec
 from pgolf.errors import ArtifactError
 
 MIN_STREAM = 4096
+# Compressions at once: enough that `auto` at sota's full size is bound by its longest trial (its ~280 s of trials
+# over 8 threads, against ~41 s for lrzip on the largest group, on one 2-core machine's timings), few enough to
+# bound the memory (lzma -9e alone takes ~0.7 GB a compressor).
+MAX_THREADS = 8
 Streams = list[tuple[str, int]]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 
 def stream_sizes(parts: Sequence[int]) -> list[int]:
@@ -34,6 +42,13 @@ def stream_sizes(parts: Sequence[int]) -> list[int]:
         else:
             sizes.append(size)
     return [s for s in sizes if s]
+
+
+def _parallel(fn: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(len(items), os.cpu_count() or 1, MAX_THREADS)) as pool:
+        return list(pool.map(fn, items))
 
 
 def _split(data: bytes, sizes: Sequence[int]) -> list[bytes]:
@@ -51,15 +66,27 @@ def compress_streams(coded: bytes, parts: Sequence[int], codec: str, level: int 
 
     pieces = _split(coded, stream_sizes(parts))
     results = compress_auto_each(pieces) if codec == AUTO else \
-        in_threads(lambda part: (codec, compress(part, codec, level)), pieces)
+        _parallel(lambda part: (codec, compress(part, codec, level)), pieces)
     return [(name, len(out)) for name, out in results], b"".join(out for _, out in results)
+
+
+def compress_auto_each(parts: Sequence[bytes], candidates: Sequence[str] | None = None) -> list[tuple[str, bytes]]:
+    """`auto.compress_auto` of every part. The trials (each part under each codec) run in parallel threads, the
+    largest parts first, so the slowest codec on the largest part, not a part's whole chain of codecs, bounds the
+    time where there are enough CPUs."""
+    from pgolf.artifact.auto import auto_candidates  # shipped only with runs whose codec is auto
+
+    names = auto_candidates(candidates)
+    trials = sorted(((i, name) for i in range(len(parts)) for name in names), key=lambda t: -len(parts[t[0]]))
+    outputs = dict(zip(trials, _parallel(lambda t: compress(parts[t[0]], t[1]), trials), strict=True))
+    return [min(((name, outputs[i, name]) for name in names), key=lambda r: len(r[1])) for i in range(len(parts))]
 
 
 def decompress_streams(payload: bytes, streams: Streams) -> bytes:
     """Inverse of `compress_streams`: the concatenated decompressed streams."""
     codecs = [name for name, _ in streams]
     pieces = list(zip(codecs, _split(payload, [size for _, size in streams]), strict=True))
-    return b"".join(in_threads(lambda item: decompress(item[1], item[0]), pieces))
+    return b"".join(_parallel(lambda item: decompress(item[1], item[0]), pieces))
 
 
 def parse_streams(obj: Any, payload_bytes: int) -> Streams:
