@@ -1,7 +1,6 @@
-"""Container parity with the records whose export is one compressed `torch.save` (baseline, #635, #1291, PROTEUS
-v1.6): on the
-same weights, each record's own quantizer and serializer against the artifact a pgolf run writes (its resolved
-config, quant record and provenance in the header). The tensors must be identical, and pgolf's artifact no
+"""Container parity with the records whose export is one compressed `torch.save` (baseline, #635, #1291, PROTEUS v1.6):
+on the same weights, each record's own quantizer and serializer against the artifact a pgolf run writes (its
+resolved config, quant record and provenance in the header). The tensors must be identical, and pgolf's artifact no
 larger: so a pgolf submission of a record's weights counts no more model bytes than the record's own file (what
 `pgolf bench bytes` adds to the shipped code as "with the record's packed model").
 

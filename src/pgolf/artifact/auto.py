@@ -21,7 +21,12 @@ def auto_candidates(candidates: Iterable[str] | None = None) -> list[str]:
     return names
 
 
+def smallest(trials: Iterable[tuple[str, bytes]]) -> tuple[str, bytes]:
+    """The (codec, output) trial with the fewest bytes; ties go to the earlier trial, so the choice is
+    deterministic."""
+    return min(trials, key=lambda trial: len(trial[1]))
+
+
 def compress_auto(data: bytes, candidates: Iterable[str] | None = None) -> tuple[str, bytes]:
-    """Try every candidate (`auto_candidates`) at its default level; return (winner, bytes) of the smallest
-    output. Ties go to the earlier candidate, so the choice is deterministic."""
-    return min(((name, compress(data, name)) for name in auto_candidates(candidates)), key=lambda r: len(r[1]))
+    """Try every candidate (`auto_candidates`) at its default level; return the `smallest` (winner, bytes)."""
+    return smallest((name, compress(data, name)) for name in auto_candidates(candidates))

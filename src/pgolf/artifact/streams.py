@@ -74,12 +74,12 @@ def compress_auto_each(parts: Sequence[bytes], candidates: Sequence[str] | None 
     """`auto.compress_auto` of every part. The trials (each part under each codec) run in parallel threads, the
     largest parts first, so the slowest codec on the largest part, not a part's whole chain of codecs, bounds the
     time where there are enough CPUs."""
-    from pgolf.artifact.auto import auto_candidates  # shipped only with runs whose codec is auto
+    from pgolf.artifact.auto import auto_candidates, smallest  # shipped only with runs whose codec is auto
 
     names = auto_candidates(candidates)
     trials = sorted(((i, name) for i in range(len(parts)) for name in names), key=lambda t: -len(parts[t[0]]))
     outputs = dict(zip(trials, _parallel(lambda t: compress(parts[t[0]], t[1]), trials), strict=True))
-    return [min(((name, outputs[i, name]) for name in names), key=lambda r: len(r[1])) for i in range(len(parts))]
+    return [smallest((name, outputs[i, name]) for name in names) for i in range(len(parts))]
 
 
 def decompress_streams(payload: bytes, streams: Streams) -> bytes:
