@@ -32,10 +32,13 @@ from pgolf.packing import shipped_budget
 from pgolf.pipeline import run_train
 from pgolf.train import provenance
 
+# Paths of a technique that other configs of it do not take, each its own module: BigramHash (SmearGate stays in
+# embeddings), full-model TTT (LoRA TTT shares only ttt), the fit scheme's packing loop, self-generated calibration.
+SPLIT_PATHS = {"pgolf.model.bigram", "pgolf.evaluate.ttt_full", "pgolf.packing.fitted", "pgolf.quant.self_generated"}
 TECHNIQUE_MODULES = {"pgolf.model.embeddings", "pgolf.model.gates", "pgolf.model.values", "pgolf.model.xsa",
                      "pgolf.model.init", "pgolf.evaluate.ttt", "pgolf.evaluate.ttt_lora", "pgolf.evaluate.slot",
                      "pgolf.quant.gptq", "pgolf.quant.fit", "pgolf.quant.int8", "pgolf.artifact.official",
-                     "pgolf.model.documents", "pgolf.model.lanes", "pgolf.model.recurrence"}
+                     "pgolf.model.documents", "pgolf.model.lanes", "pgolf.model.recurrence", *SPLIT_PATHS}
 # Optimizer and training-loop techniques, imported where the config uses them: Parallel Muon (optim.muon_impl),
 # PR #1289's repeated AdamW (optim.route_adam_updates), EMA/SWA (train.ema_decay, train.swa_every), late QAT.
 TRAINING_TECHNIQUE_MODULES = {"pgolf.optim.parallel_muon", "pgolf.train.bank_sync", "pgolf.optim.repeated_adam",
@@ -68,6 +71,14 @@ def test_module_set_follows_the_config() -> None:
     assert {"pgolf.evaluate.ttt_lora", "pgolf.quant.gptq", "pgolf.model.embeddings"} <= set(sota)
     assert "pgolf.quant.int8" not in sota and "pgolf.export" not in sota
     assert {"pgolf.pipeline", "pgolf.train.trainer"} <= set(tiny) <= set(module_closure())
+
+
+def test_split_technique_paths_ship_only_with_the_configs_that_take_them() -> None:
+    assert not SPLIT_PATHS & set(module_closure(load_config("sota_cpu", env={})))  # smear v2, phased LoRA TTT, GPTQ
+    assert SPLIT_PATHS & set(module_closure(load_config("pr635_cpu", env={}))) == {"pgolf.model.bigram",
+                                                                                   "pgolf.evaluate.ttt_full"}
+    fit_ar = load_config("pr1291_cpu", env={}, overrides=["quant.scheme=fit", "quant.calibration=ar"])
+    assert SPLIT_PATHS & set(module_closure(fit_ar)) == {"pgolf.packing.fitted", "pgolf.quant.self_generated"}
 
 
 def test_training_techniques_ship_only_with_the_configs_that_use_them() -> None:

@@ -415,6 +415,16 @@ def cmd_bench_bytes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_code_floor(args: argparse.Namespace) -> int:
+    from pgolf.bench.code_floor import bench_code_floor, report
+
+    result = bench_code_floor(args.preset, args.records, trace=args.trace, seconds=args.seconds, out=args.out)
+    print(report(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 def cmd_bench_ablate_cpu(args: argparse.Namespace) -> int:
     from pgolf.bench.ablate_cpu import bench_ablate_cpu, markdown_table
 
@@ -632,6 +642,14 @@ BENCH_COMMANDS: tuple[Command, ...] = (
             help="codec stacks (<codec>[+lqer][+grouped], codec auto allowed) of the full-size sota projection; "
                  "'' skips it"),
         opt("--codecs", default="brotli,lzma,zstd,lrzip", help="codecs of the _cpu runs' stacks (auto allowed)"),
+        OUT_JSON, json_opt())),
+    Command("bench code-floor", cmd_bench_code_floor, "the least a preset's shipped code could weigh if "
+            "specialized to its config: its script without what a traced CPU run never executed", (
+        opt("--preset", default="sota", help="the preset whose shipped code is measured"),
+        opt("--trace", help="the preset whose short run is traced (default: PRESET_cpu where it exists)"),
+        opt("--seconds", type=float, default=25.0, help="training seconds of the traced run"),
+        opt("--records", type=Path, default=Path("../shared/records"), help="the records folder (for the "
+            "record's counted code bytes)"),
         OUT_JSON, json_opt())),
     Command("bench ablate-cpu", cmd_bench_ablate_cpu, "train the preset with each model technique alone and all "
             "together, equal wallclock or steps, CPU", (

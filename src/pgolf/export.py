@@ -83,7 +83,8 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.config.validate": lambda c: c.train.proxy_world_size > 0,
     # the model's techniques and kernels (the Triton kernels whenever the config allows them: whether they run
     # depends on the machine)
-    "pgolf.model.embeddings": lambda c: c.model.bigram_vocab > 0 or c.model.smear_gate != "off",
+    "pgolf.model.embeddings": lambda c: c.model.smear_gate != "off",
+    "pgolf.model.bigram": lambda c: c.model.bigram_vocab > 0,
     "pgolf.model.values": lambda c: bool(c.model.value_embed_layers) or c.model.value_residual,
     "pgolf.model.xsa": lambda c: c.model.xsa_last_n != 0,
     "pgolf.model.gates": lambda c: c.model.attn_gate != "off",
@@ -116,9 +117,11 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.quant.fit": lambda c: c.quant.scheme == "fit",
     "pgolf.quant.lqer": lambda c: c.quant.lqer_rank > 0,
     "pgolf.packing.planned": lambda c: c.quant.scheme != "int8",
+    "pgolf.packing.fitted": lambda c: c.quant.scheme == "fit",
     "pgolf.quant.policy": lambda c: c.quant.scheme != "int8",
     "pgolf.quant.mixed": lambda c: c.quant.scheme != "int8",
     "pgolf.quant.calibration": lambda c: c.quant.gptq or c.quant.scheme == "fit",
+    "pgolf.quant.self_generated": lambda c: (c.quant.gptq or c.quant.scheme == "fit") and c.quant.calibration == "ar",
     "pgolf.artifact.grouping": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.streams": lambda c: c.quant.transform in ("grouped", "auto"),
     "pgolf.artifact.transforms": lambda c: c.quant.transform != "none",
@@ -128,6 +131,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.evaluate.modes": lambda c: len(eval_stages(c)) > 1 or c.train.final_weights == "best_val",
     "pgolf.evaluate.slot": lambda c: c.eval.slot != "off",
     "pgolf.evaluate.ttt": lambda c: c.eval.ttt != "off",
+    "pgolf.evaluate.ttt_full": lambda c: c.eval.ttt == "full",
     "pgolf.evaluate.ttt_lora": _lora_ttt,
     "pgolf.evaluate.lora": _lora_ttt,
     # tooling a training run does not execute
@@ -363,10 +367,20 @@ def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
     modules (the modules that are then neither imported nor keep a definition are left out); and `compact`
     each module (local names and the globals no other module can name shortened, whitespace squeezed).
     """
+    return compacted(shaken_trees(sources))
+
+
+def shaken_trees(sources: tuple[tuple[str, str], ...]) -> dict[str, ast.Module]:
+    """`shrink`'s first two passes: the trees of the modules to embed (their nodes keep the line numbers of
+    their source files; they are shared with a cache, so a caller that changes them works on a copy)."""
     shorten = not any(_reads_annotations(source) for _, source in sources)
     shaken = shake({name: _minified_tree(source, shorten) for name, source in sources}, _entry_names())
-    embedded = _embedded(shaken)
-    texts = {name: ast.unparse(shaken[name]) + "\n" for name in embedded}
+    return {name: shaken[name] for name in _embedded(shaken)}
+
+
+def compacted(trees: dict[str, ast.Module]) -> dict[str, str]:
+    """`shrink`'s last pass: each module's tree as compacted source."""
+    texts = {name: ast.unparse(tree) + "\n" for name, tree in trees.items()}
     # the shared words a module's text contains (definitions included) decide its renaming, and key its cache
     return {name: compact(text, _shared_words(name) & frozenset(WORD.findall(text)))
             for name, text in texts.items()}
@@ -482,22 +496,25 @@ def _shipped_data(cfg: Config) -> tuple[Config, dict[str, str]]:
 
 
 def render_script(cfg: Config, title: str, code_sha256: str, minified: bool = False,
-                  concrete_data: bool = True) -> tuple[str, dict[str, Path]]:
+                  concrete_data: bool = True, sources: Callable[[dict[str, Path]], dict[str, str]] | None = None,
+                  ) -> tuple[str, dict[str, Path]]:
     """The script's text and the modules it embeds (name → source file).
 
     Minified, it embeds `shrink`'s sources and only the config fields that differ from the defaults
-    (the loader starts from the defaults); plain, the modules as they are and every field.
+    (the loader starts from the defaults); plain, the modules as they are and every field. `sources` replaces
+    how the embedded sources are made from the module closure (`pgolf bench code-floor` measures variants).
     """
     shipped, data = _shipped_data(shipped_config(cfg, concrete_data))
     modules = module_closure(shipped)
-    sources = embedded_sources(modules, minified)
+    sources_of = sources or (lambda closure: embedded_sources(closure, minified))
+    embedded = sources_of(modules)
     entries = [f"    {name!r}: ({modules[name].name == '__init__.py'}, {_literal(source)})," for name, source in
-               sources.items()]
-    table = _changed_fields(shipped) if minified else shipped.to_dict()
+               embedded.items()]
+    table = changed_fields(shipped) if minified else shipped.to_dict()
     script = _TEMPLATE.format(title=title, version=pgolf.__version__, code_sha256=code_sha256,
-                              module_count=len(sources), config=repr(table),
+                              module_count=len(embedded), config=repr(table),
                               modules="\n".join(entries), data=repr(data))
-    return script, {name: modules[name] for name in sources}
+    return script, {name: modules[name] for name in embedded}
 
 
 def embedded_sources(modules: dict[str, Path], minified: bool = True) -> dict[str, str]:
@@ -537,7 +554,7 @@ def _prune(folder: Path, keep: int) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _changed_fields(cfg: Config) -> dict[str, dict[str, object]]:
+def changed_fields(cfg: Config) -> dict[str, dict[str, object]]:
     """The fields of `cfg` that differ from the schema's defaults, by section (the loader fills in the rest)."""
     defaults = Config().to_dict()
     changed = {section: {key: value for key, value in fields.items()
@@ -572,7 +589,7 @@ def _latin1_literal(data: bytes) -> str:
 
 
 @lru_cache(maxsize=8)  # `pgolf train` and its tests measure the same script again and again
-def _shipped_bytes(script: str, form: str) -> tuple[bytes, str]:
+def shipped_bytes(script: str, form: str) -> tuple[bytes, str]:
     """(bytes that ship, form label): `compressed` keeps the smallest wrapper, ties to the earlier one in
     WRAPPER_CODECS, then WRAPPER_ENCODINGS; `compressed_ascii` keeps the smallest base85 wrapper."""
     if not form.startswith("compressed"):
@@ -593,7 +610,7 @@ def _check_form(form: str) -> None:
 def _export(cfg: Config, title: str, code_sha256: str, form: str, concrete_data: bool) -> tuple[bytes, ExportInfo]:
     _check_form(form)
     script, modules = render_script(cfg, title, code_sha256, form != "plain", concrete_data)
-    data, label = _shipped_bytes(script, form)
+    data, label = shipped_bytes(script, form)
     info = ExportInfo(None, len(data), sha256_bytes(data), tuple(modules), label, len(script.encode("utf-8")),
                       tuple(modules.values()))
     return data, info

@@ -10,16 +10,11 @@ import torch.nn.functional as F
 from modelkit import active_model, blocks, random_ids, small_config
 
 from pgolf.model.attention import apply_partial_rotary, apply_rotary
+from pgolf.model.bigram import BigramHash, bigram_buckets, trigram_buckets
 from pgolf.model.blocks import Block
 from pgolf.model.context import ForwardContext
 from pgolf.model.documents import document_causal_mask
-from pgolf.model.embeddings import (
-    BigramHash,
-    SmearGateV1,
-    SmearGateV2,
-    bigram_buckets,
-    trigram_buckets,
-)
+from pgolf.model.embeddings import SmearGateV1, SmearGateV2
 from pgolf.model.gates import build_attention_gate
 from pgolf.model.gpt import add_skip, build_model, count_parameters
 from pgolf.model.lanes import ProteusParallelBlock, RecordParallelBlock

@@ -99,7 +99,7 @@ def run_mode(model: GPT, mode: Mode, cfg: Config, scoring: ScoringContext) -> Le
         seq_len = cfg.train.train_seq_len
         return evaluate_windows(make_scorer(model), scoring, seq_len, seq_len)
     if mode.ttt == "full":
-        from pgolf.evaluate.ttt import FullTTTSettings, evaluate_ttt_full
+        from pgolf.evaluate.ttt_full import FullTTTSettings, evaluate_ttt_full
 
         settings = FullTTTSettings(context, stride_of(cfg), cfg.eval.ttt_chunk_tokens, cfg.eval.ttt_lr,
                                    cfg.eval.ttt_freeze_blocks, _sgd(cfg, cfg.eval.ttt_epochs))

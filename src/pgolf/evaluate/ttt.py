@@ -1,13 +1,11 @@
-"""Legal score-first test-time training over the stream (TECHNIQUES §4.25.1).
+"""What score-first test-time training shares across its forms (TECHNIQUES §4.25): the trainable copy
+of the model, the cosine learning rate over chunks, and SGD over released tokens (`sgd_on_tokens`):
+`epochs` passes of `seq_len`-long sequences, gradients averaged over ranks and clipped, optionally
+fake-quantized parameters (`eval.ttt_qat_params`).
 
-The val pairs are cut into chunks of `chunk_tokens`; every sliding window belongs to the chunk that
-holds its first scored target. For each chunk, in order: SCORE its windows with the current weights
-(recorded in the ledger), then — unless it is the last chunk — TRAIN on the chunk's tokens, which
-the ledger releases only once they are all scored: SGD with momentum at a cosine learning rate over
-chunks, `epochs` passes of `context`-long sequences, gradients averaged over ranks and clipped.
-
-The adaptation is transient: it runs on a copy of the model; the artifact is never changed.
-`sgd_on_tokens` is shared with phased TTT (§4.25.4).
+Full-model chunked TTT (`pgolf.evaluate.ttt_full`) and the global SGD phases of phased LoRA TTT
+(`pgolf.evaluate.ttt_lora`) train with it. The adaptation is transient: it runs on a copy of the model;
+the artifact is never changed.
 """
 
 from __future__ import annotations
@@ -23,9 +21,7 @@ from torch.func import functional_call
 
 from pgolf.errors import UserError
 from pgolf.evaluate.context import ScoringContext
-from pgolf.evaluate.ledger import LedgerResult
-from pgolf.evaluate.sliding import ScoreFn, score_windows
-from pgolf.evaluate.windows import Window, batched, rank_slice, sliding_windows
+from pgolf.evaluate.windows import batched, rank_slice
 from pgolf.model.gpt import GPT
 from pgolf.train.distributed import sum_across_group
 
@@ -124,46 +120,3 @@ def sgd_on_tokens(model: GPT, optimizer: torch.optim.Optimizer, params: list[nn.
             if settings.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
             optimizer.step()
-
-
-@dataclass(frozen=True)
-class FullTTTSettings:
-    context: int
-    stride: int
-    chunk_tokens: int
-    lr: float
-    freeze_blocks: int
-    sgd: SGDSettings
-
-
-def chunk_windows(windows: list[Window], chunk_tokens: int, n_chunks: int) -> list[list[Window]]:
-    """Windows grouped by the chunk holding their first scored target."""
-    groups: list[list[Window]] = [[] for _ in range(n_chunks)]
-    for w in windows:
-        groups[w.first_target // chunk_tokens].append(w)
-    return groups
-
-
-def evaluate_ttt_full(model: GPT, scoring: ScoringContext, settings: FullTTTSettings,
-                      make_scorer: Callable[[GPT], ScoreFn]) -> LedgerResult:
-    """Score-first chunked full-model TTT; `make_scorer` builds the scoring function (plain or SLOT)."""
-    ctx = scoring.dist_ctx
-    adapted, params = trainable_copy(model, settings.freeze_blocks)
-    adapted.eval()
-    optimizer = torch.optim.SGD(params, lr=settings.lr, momentum=settings.sgd.momentum)
-    score_fn = make_scorer(adapted)
-    n = scoring.n_targets
-    n_chunks = math.ceil(n / settings.chunk_tokens)
-    groups = chunk_windows(sliding_windows(n, settings.context, settings.stride), settings.chunk_tokens, n_chunks)
-    ledger, deadline = scoring.new_ledger(), scoring.new_deadline()
-    for index, windows in enumerate(groups):
-        if index > 0 and deadline.expired(agree=True):
-            break
-        score_windows(score_fn, scoring, rank_slice(windows, ctx.rank, ctx.world_size), ledger)
-        if index == n_chunks - 1:
-            break
-        begin, end = index * settings.chunk_tokens, min((index + 1) * settings.chunk_tokens, n)
-        segment = ledger.released(scoring.tokens, begin, end)
-        sgd_on_tokens(adapted, optimizer, params, segment, cosine_lr(settings.lr, index, n_chunks), settings.sgd,
-                      scoring)
-    return ledger.finish()

@@ -160,7 +160,7 @@ class GPT(nn.Module):
         self._stream_features: list[nn.Module] = []  # on the normalised stream
         bos_id = cfg.bos_id if cfg.feature_bos_reset else -1  # embeddings.NO_BOS: features cross documents (PR #635)
         if cfg.bigram_vocab > 0:
-            from pgolf.model.embeddings import BigramHash
+            from pgolf.model.bigram import BigramHash
             self.bigram = BigramHash(cfg.bigram_vocab, cfg.bigram_dim, cfg.model_dim, bos_id, cfg.trigram)
             self._embed_features.append(self.bigram)
         if cfg.smear_gate == "v2":

@@ -1,8 +1,9 @@
 """The `policy` and `fit` schemes: every tensor at the format the run's `QuantPlan` gives it.
 
 Round-to-nearest or GPTQ (`quant.gptq`), LQER corrections (`quant.lqer_rank`), and for `fit` the bit
-widths re-solved until the real artifact fits the budget (see `pgolf.packing`). A run of the `int8`
-scheme never imports this module, nor the policy, mixed-precision and calibration modules it uses.
+widths re-solved until the real artifact fits the budget (`pgolf.packing.fitted`, imported only by `fit`
+runs). A run of the `int8` scheme never imports this module, nor the policy, mixed-precision and
+calibration modules it uses.
 """
 
 from __future__ import annotations
@@ -17,20 +18,16 @@ from torch import Tensor
 from pgolf.config import Config, parse_fit_bits
 from pgolf.errors import ArtifactError
 from pgolf.model.gpt import GPT, build_model
-from pgolf.packing import Encoder, Packed, counted_code
+from pgolf.packing import Encoder, Packed
 from pgolf.precision import autocast_dtype
-from pgolf.quant.container import QuantizedModel, QuantizedTensor, is_correction
+from pgolf.quant.container import QuantizedModel, is_correction
 from pgolf.quant.mixed import GPTQOptions, TensorQuantizer, quantize_mixed
 from pgolf.quant.plan import QuantPlan
 from pgolf.quant.policy import Assignment, TensorFormat
-from pgolf.quant.report import estimated_bytes, tensor_rows
+from pgolf.quant.report import tensor_rows
 
 if TYPE_CHECKING:  # quant.calibration, quant.gptq and quant.fit are imported where the config uses them
     from pgolf.quant.calibration import Calibration, TrainFiles
-    from pgolf.quant.fit import Sensitivity
-
-FIT_ROUNDS = 6
-FIT_CLOSE_ENOUGH = 0.995  # stop re-solving once the artifact uses this fraction of the available bytes
 
 
 def pack_planned(state_dict: dict[str, Tensor], cfg: Config, encode: Encoder, device: torch.device,
@@ -72,7 +69,9 @@ def pack_planned(state_dict: dict[str, Tensor], cfg: Config, encode: Encoder, de
     if "calibration" in quant_meta:  # everything that read the calibration tokens: sequences, Hessians, sensitivities
         quant_meta["calibration"]["pass_seconds"] = time.perf_counter() - pass_start
     if q.scheme == "fit":
-        packed = _fit(state_dict, assignment.formats, sensitivity, quantizer, encode, cfg, quant_meta)
+        from pgolf.packing.fitted import pack_fitted
+
+        packed = pack_fitted(state_dict, assignment.formats, sensitivity, quantizer, encode, cfg, quant_meta)
     else:
         packed = _mixed(state_dict, assignment.formats, quantizer, encode, cfg, quant_meta)
     labels = {n: f"lqer int{qt.bits}" if is_correction(n) else
@@ -101,12 +100,12 @@ def _mixed(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat]
            encode: Encoder, cfg: Config, quant_meta: dict[str, Any]) -> Packed:
     """Every tensor at its planned format, plus LQER corrections of the worst-quantized ones when asked."""
     qm, quant_meta["methods"] = quantize_mixed(state_dict, formats, quantizer)
-    qm = _with_lqer(qm, state_dict, cfg, quant_meta)
+    qm = with_lqer(qm, state_dict, cfg, quant_meta)
     blob, codec, transform = encode(qm, quant_meta)
     return Packed(blob, codec, transform, qm, [], quant_meta)
 
 
-def _with_lqer(qm: QuantizedModel, state_dict: Mapping[str, Tensor], cfg: Config,
+def with_lqer(qm: QuantizedModel, state_dict: Mapping[str, Tensor], cfg: Config,
                quant_meta: dict[str, Any]) -> QuantizedModel:
     """`qm` plus LQER corrections of its worst-quantized matrices when `quant.lqer_rank` > 0 (named in the meta)."""
     q = cfg.quant
@@ -117,47 +116,3 @@ def _with_lqer(qm: QuantizedModel, state_dict: Mapping[str, Tensor], cfg: Config
     qm = add_lqer(qm, state_dict, LQERSettings(q.lqer_rank, q.lqer_top_k, q.lqer_group, q.lqer_factor_bits))
     quant_meta["lqer"] = [n for n in qm if is_correction(n)]
     return qm
-
-
-def _fit(state_dict: Mapping[str, Tensor], formats: Mapping[str, TensorFormat], sensitivity: Sensitivity,
-         quantizer: TensorQuantizer, encode: Encoder, cfg: Config, quant_meta: Mapping[str, Any]) -> Packed:
-    """Re-solve the allocation with a corrected target until the real artifact fits; keep the best fit."""
-    from pgolf.quant.fit import allocate_bits
-
-    fixed = {n: quantizer.quantize(n, t, formats[n])[0]
-             for n, t in state_dict.items() if n not in sensitivity.est_bytes}
-    fixed_est = sum(estimated_bytes(qt) for qt in fixed.values())
-    available = cfg.quant.budget_bytes - cfg.quant.budget_margin - counted_code(cfg)[0]
-    target = float(available)
-    best: Packed | None = None
-    smallest_excess = None
-    for round_index in range(FIT_ROUNDS):
-        try:
-            bits = allocate_bits(sensitivity, target - fixed_est)
-        except ArtifactError:
-            if best is None:
-                raise
-            break
-        tensors: dict[str, QuantizedTensor] = {}
-        for name in state_dict:
-            tensors[name] = fixed[name] if name in fixed else sensitivity.quantized[name][bits[name]]
-        predicted = sum(sensitivity.loss_increase[n][b] for n, b in bits.items())
-        methods = {n: sensitivity.methods[n][b] for n, b in bits.items()}
-        meta = {**quant_meta, "methods": methods, "fit_bits": bits, "fit_predicted_loss_increase": predicted,
-                "fit_available_bytes": available, "fit_rounds": round_index + 1,
-                "fit_base_calibration_loss": sensitivity.base_loss}
-        qm = _with_lqer(QuantizedModel(tensors), state_dict, cfg, meta)
-        blob, codec, transform = encode(qm, meta)
-        if len(blob) <= available:
-            if best is None or predicted < best.quant_meta["fit_predicted_loss_increase"]:
-                best = Packed(blob, codec, transform, qm, [], meta)
-            if len(blob) >= FIT_CLOSE_ENOUGH * available:
-                break
-        else:
-            smallest_excess = min(len(blob) - available, smallest_excess or len(blob))
-        target *= available / len(blob)
-    if best is None:
-        raise ArtifactError(f"quant fit: the closest allocation is still {smallest_excess:,} bytes over the "
-                            f"{available:,} bytes available (budget − margin − code): allow fewer bits "
-                            "(quant.fit_bits), prune (quant.prune_fraction) or try quant.codec=auto")
-    return best

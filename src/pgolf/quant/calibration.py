@@ -14,13 +14,11 @@ Sources (config `quant.calibration`):
 
 The legality notes live beside the config field (`config.CALIBRATION_SOURCES`) and are recorded in
 the artifact; validation data is never a calibration source (`config.validate` rejects it by name).
-Sampling recomputes the whole prefix at every step (the model has no KV cache): cost grows with
-seq_len², which is fine on a GPU and for small CPU calibration sets.
+The sampler of ``ar`` is its own module (`pgolf.quant.self_generated`): only runs that use it ship it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -55,6 +53,8 @@ def calibration_sequences(cfg: Config, model: GPT, train_files: TrainFiles, worl
         sequences = loader_sequences(loader, q.calibration_seqs, cfg.train.train_batch_tokens, seq_len,
                                      resolve_grad_accum(cfg, world_size))
     else:
+        from pgolf.quant.self_generated import self_generated_sequences  # only `ar` runs import (and ship) it
+
         sequences = self_generated_sequences(model, q.calibration_seqs, seq_len, q.calibration_temperature,
                                              q.calibration_seed, CALIBRATION_BATCH,
                                              autocast_dtype(cfg, next(model.parameters()).device))
@@ -78,30 +78,3 @@ def loader_sequences(loader: TrainLoader, count: int, global_tokens: int, seq_le
         x, y = loader.next_batch(global_tokens, seq_len, grad_accum)
         rows.append(torch.cat((x, y[:, -1:]), dim=1).cpu().long())
     return torch.cat(rows)[:count]
-
-
-@torch.no_grad()
-def self_generated_sequences(model: GPT, count: int, seq_len: int, temperature: float, seed: int,
-                             batch_size: int = 8, autocast_dtype: torch.dtype | None = None) -> Tensor:
-    """`count` sequences of seq_len + 1 tokens sampled from `model` itself (int64, on CPU)."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    vocab = model.cfg.vocab_size
-    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-                else contextlib.nullcontext())
-    was_training = model.training
-    model.eval()
-    out: list[Tensor] = []
-    try:
-        with autocast:
-            for start in range(0, count, batch_size):
-                rows = min(batch_size, count - start)
-                ids = torch.randint(0, vocab, (rows, 1), device=device, generator=generator)
-                for _ in range(seq_len):
-                    logits = model.logits(model.hidden(ids)[:, -1:]).float()[:, -1]
-                    probs = torch.softmax(logits / temperature, dim=-1)
-                    ids = torch.cat((ids, torch.multinomial(probs, 1, generator=generator)), dim=1)
-                out.append(ids.cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out)
