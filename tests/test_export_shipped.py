@@ -79,6 +79,9 @@ def test_split_technique_paths_ship_only_with_the_configs_that_take_them() -> No
                                                                                    "pgolf.evaluate.ttt_full"}
     fit_ar = load_config("pr1291_cpu", env={}, overrides=["quant.scheme=fit", "quant.calibration=ar"])
     assert SPLIT_PATHS & set(module_closure(fit_ar)) == {"pgolf.packing.fitted", "pgolf.quant.self_generated"}
+    # each Muon flavour ships only with its runs
+    assert "pgolf.optim.round_robin" in module_closure(load_config("tiny", env={}))
+    assert "pgolf.optim.round_robin" not in module_closure(load_config("sota_cpu", env={}))
 
 
 def test_training_techniques_ship_only_with_the_configs_that_use_them() -> None:

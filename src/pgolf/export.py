@@ -104,6 +104,7 @@ CONFIG_MODULES: dict[str, Callable[[Config], bool]] = {
     "pgolf.data.sidecar": may_have_val_sidecar,
     # optimizers and the training loop
     "pgolf.optim.parallel_muon": uses_parallel_muon,
+    "pgolf.optim.round_robin": lambda c: not uses_parallel_muon(c),
     "pgolf.train.bank_sync": uses_parallel_muon,
     "pgolf.optim.repeated_adam": lambda c: c.optim.route_adam_updates > 1,
     "pgolf.optim.averaging": averages_weights,

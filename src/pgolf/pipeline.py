@@ -87,9 +87,9 @@ def _train(setup: TrainingSetup, run: RunDir, resume: bool, clock: PhaseClock, l
     """Resume or prime, run the loop, then leave the model holding the applied weight average (if any)."""
     trainer = setup.trainer
     if resume:
-        from pgolf.train.checkpoint import load_checkpoint  # an exported script never resumes
+        from pgolf.train.checkpoint import load_checkpoint, restore_trainer  # an exported script never resumes
 
-        trainer.restore(load_checkpoint(run.checkpoint))
+        restore_trainer(trainer, load_checkpoint(run.checkpoint))
         logger.log(f"resumed_at_step:{trainer.state.step}")
     else:
         with clock.phase("compile_warmup"):

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pgolf.optim.muon import Muon, aspect_scale, momentum_direction, newton_schulz
+from pgolf.optim.muon import aspect_scale, momentum_direction, newton_schulz
+from pgolf.optim.round_robin import Muon
 
 
 def _spread(x: torch.Tensor) -> tuple[float, float]:

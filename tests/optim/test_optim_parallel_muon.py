@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from pgolf.optim.muon import Muon
 from pgolf.optim.parallel_muon import Bank, ParallelMuon, make_banks
+from pgolf.optim.round_robin import Muon
 from testkit import present
 
 SHAPES = [(16, 8), (8, 16), (16, 8), (8, 8), (16, 8), (8, 16)]

@@ -34,8 +34,9 @@ from torch.multiprocessing.spawn import spawn
 from pgolf.config import Config, config_from_dict
 from pgolf.model.gpt import build_model
 from pgolf.optim.factory import ns_dtype, partition, qat_bits_for
-from pgolf.optim.muon import Muon, newton_schulz
+from pgolf.optim.muon import newton_schulz
 from pgolf.optim.parallel_muon import ParallelMuon, average_gradients
+from pgolf.optim.round_robin import Muon
 from pgolf.quant.qat import roundtrip_state_dict
 from pgolf.train.distributed import group_barrier, group_world, join_gloo_group, leave_group
 from pgolf.utils import atomic_write_json

@@ -16,13 +16,14 @@ from torch import Tensor, nn
 from pgolf.config import Config
 from pgolf.config.parsing import uses_parallel_muon
 from pgolf.model.gpt import GPT
-from pgolf.optim.muon import Muon, Orthogonalizer, banked_newton_schulz, newton_schulz
+from pgolf.optim.muon import Orthogonalizer, banked_newton_schulz, newton_schulz
 from pgolf.optim.param_groups import ADAM, ParamGroup, group_of, param_table, replicated
 from pgolf.precision import autocast_dtype
 from pgolf.quant.plan import QuantPlan
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # each Muon flavour is imported only by the runs that use it
     from pgolf.optim.parallel_muon import ParallelMuon
+    from pgolf.optim.round_robin import Muon
     from pgolf.quant.qat import BitsFor
 
     MuonLike = Muon | ParallelMuon
@@ -95,6 +96,8 @@ def _muon(spec: ParamGroup, table: tuple[ParamGroup, ...], cfg: Config, device: 
         muon = ParallelMuon(matrices, replicated=replicated(table), comm_dtype=comm, momentum_dtype=momentum_dtype(cfg),
                             **options)
     else:
+        from pgolf.optim.round_robin import Muon
+
         muon = Muon(matrices, **options)
     for param_group in muon.param_groups:
         param_group["base_lr"] = spec.lr

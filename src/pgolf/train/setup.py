@@ -13,14 +13,14 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from pgolf.config import Config, reads_train_calibration, resolve_grad_accum
-from pgolf.config.parsing import averages_weights, uses_late_qat, writes_checkpoints
+from pgolf.config.parsing import averages_weights, uses_late_qat, uses_parallel_muon, writes_checkpoints
 from pgolf.data.loader import make_train_loader
 from pgolf.data.manifest import DatasetPaths, check_dataset
 from pgolf.data.resolve import EvalData, load_eval_data, resolve_dataset, train_files
@@ -28,7 +28,6 @@ from pgolf.errors import UserError
 from pgolf.evaluate.orchestrate import evaluate_model
 from pgolf.model.gpt import GPT, build_model, count_parameters
 from pgolf.optim.factory import build_optimizers, orthogonalizer_for
-from pgolf.optim.muon import Muon
 from pgolf.optim.schedule import SwitchTensors
 from pgolf.quant.plan import QuantPlan
 from pgolf.rundir import RunDir
@@ -43,6 +42,7 @@ from pgolf.train.trainer import Trainer, TrainerParts
 if TYPE_CHECKING:  # averaging, Parallel Muon and QAT are imported where the config uses them
     from pgolf.optim.averaging import Averagers
     from pgolf.optim.factory import MuonLike
+    from pgolf.optim.parallel_muon import ParallelMuon
 
 
 # ---- the effective config -------------------------------------------------------------------------
@@ -174,10 +174,11 @@ def _wrap_for_training(model: GPT, plan: QuantPlan, muon: MuonLike, cfg: Config,
                                           on_fallback=lambda why: logger.log(f"torch_compile:{why}"),
                                           backend=cfg.train.compile_backend)
     logger.log(f"torch_compile:{compile_info.enabled} ({compile_info.reason})")
-    if not isinstance(muon, Muon):  # Parallel Muon: the banks synchronise every gradient, no DDP wrapper
+    if uses_parallel_muon(cfg):  # the banks synchronise every gradient, no DDP wrapper
         from pgolf.train.bank_sync import bank_sync
 
-        return _Forward(forward, bank_sync(muon, model.parameters(), cfg), compile_info.enabled)
+        banked = cast("ParallelMuon", muon)  # `build_optimizers` made it from the same config
+        return _Forward(forward, bank_sync(banked, model.parameters(), cfg), compile_info.enabled)
     if not ctx.distributed:
         return _Forward(forward, LocalSync(model.parameters()), compile_info.enabled)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -223,44 +223,6 @@ class Trainer:
             self.p.recompiles.mark_warm()
         self._warm = True
 
-    # Checkpoints are written only where `writes_checkpoints` (train.checkpoint_every > 0) and read only on
-    # resume: the runs that do neither do not import (or ship) pgolf.train.checkpoint.
-    def checkpoint_payload(self) -> dict[str, Any]:
-        from pgolf.train.checkpoint import capture_rng
-
-        s = self.state
-        return {
-            "step": s.step, "training_time_ms": s.training_time_ms, "train_tokens": s.train_tokens,
-            "model": {k: v.detach().cpu() for k, v in self.p.model.state_dict().items()},
-            "optimizers": [opt.state_dict() for opt in self.p.optimizers],
-            "loader": self.loader.state_dict(),
-            "rng": capture_rng(),
-            "averaging": self.p.averagers.state_dict() if self.p.averagers is not None else {},
-        }
-
-    def restore(self, payload: dict[str, Any]) -> None:
-        from pgolf.train.checkpoint import restore_rng
-
-        self.p.model.load_state_dict(payload["model"], strict=True)
-        for opt, state in zip(self.p.optimizers, payload["optimizers"], strict=True):
-            opt.load_state_dict(state)
-        self.loader.load_state_dict(payload["loader"])
-        restore_rng(payload["rng"])
-        if self.p.averagers is not None:
-            self.p.averagers.load_state_dict(payload["averaging"])
-        self.state = TrainState(step=payload["step"], training_time_ms=payload["training_time_ms"],
-                                train_tokens=payload["train_tokens"])
-
-    def _save_checkpoint(self) -> None:
-        if self.p.checkpoint_path is None:
-            return
-        from pgolf.train.checkpoint import save_checkpoint
-
-        with self.p.clock.phase("checkpoint"):
-            payload = self.checkpoint_payload()
-            if self.p.ctx.is_main:
-                save_checkpoint(self.p.checkpoint_path, payload)
-
     # ---- the loop -----------------------------------------------------------------------
     def _validate(self, step: int) -> None:
         with self.p.clock.phase("periodic_val"):
@@ -304,8 +266,10 @@ class Trainer:
                 if loss is not None:
                     self._stop_timer()
                     self._log_step(loss, values, progress)
-                    if checkpoint:
-                        self._save_checkpoint()
+                    if checkpoint:  # only with train.checkpoint_every > 0: other runs do not import (or ship) it
+                        from pgolf.train.checkpoint import save_trainer_checkpoint
+
+                        save_trainer_checkpoint(self)
                     if s.step < step_cap:
                         self._start_timer()
                 else:
