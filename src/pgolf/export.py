@@ -371,6 +371,7 @@ def shrink(sources: tuple[tuple[str, str], ...]) -> dict[str, str]:
     return compacted(shaken_trees(sources))
 
 
+@lru_cache(maxsize=8)  # `pgolf bench code-floor` measures the same closure at several levels
 def shaken_trees(sources: tuple[tuple[str, str], ...]) -> dict[str, ast.Module]:
     """`shrink`'s first two passes: the trees of the modules to embed (their nodes keep the line numbers of
     their source files; they are shared with a cache, so a caller that changes them works on a copy)."""

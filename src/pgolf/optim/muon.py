@@ -95,3 +95,29 @@ def banked_newton_schulz(grad: Tensor, steps: int, dtype: torch.dtype = torch.bf
                          variant: str = "classic") -> Tensor:
     """`newton_schulz` in the banked records' operation order (Parallel Muon's default)."""
     return newton_schulz(grad, steps, dtype, variant, square_first=True)
+
+
+class MuonOptimizer(torch.optim.Optimizer):
+    """What every Muon flavour is built from: the update rule's hyperparameters (the param group's defaults),
+    the Newton–Schulz dtype and the orthogonalizer. An impossible Newton–Schulz variant is refused here, before
+    the first step."""
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        lr: float,
+        momentum: float,
+        backend_steps: int,
+        nesterov: bool = True,
+        ns_dtype: torch.dtype = torch.bfloat16,
+        ns_variant: str = "classic",
+        row_normalize: bool = False,
+        weight_decay: float = 0.0,
+        orthogonalize: Orthogonalizer = newton_schulz,
+    ) -> None:
+        ns_coefficients(ns_variant, backend_steps)
+        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
+                        ns_variant=ns_variant, row_normalize=row_normalize, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        self.ns_dtype = ns_dtype
+        self.orthogonalize = orthogonalize

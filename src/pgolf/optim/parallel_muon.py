@@ -31,12 +31,12 @@ import torch.distributed as dist
 from torch import Tensor
 
 from pgolf.optim.muon import (
+    MuonOptimizer,
     Orthogonalizer,
     apply_update,
     aspect_scale,
     banked_newton_schulz,
     momentum_direction,
-    ns_coefficients,
 )
 
 MOMENTUM_KEY = "bank_momentum"
@@ -108,41 +108,24 @@ def make_banks(params: list[Tensor], world_size: int) -> list[Bank]:
     return [Bank(by_shape[shape], world_size) for shape in order]
 
 
-class ParallelMuon(torch.optim.Optimizer):
+class ParallelMuon(MuonOptimizer):
     """Muon over shape banks with sharded momentum and reduce-scatter / all-gather communication.
 
     `replicated` are the other trainable parameters: their gradients are averaged here too (this
     optimizer replaces DDP), but Adam steps them.
     """
 
-    def __init__(
-        self,
-        params: list[Tensor],
-        lr: float,
-        momentum: float,
-        backend_steps: int,
-        nesterov: bool = True,
-        ns_dtype: torch.dtype = torch.bfloat16,
-        ns_variant: str = "classic",
-        row_normalize: bool = False,
-        weight_decay: float = 0.0,
-        orthogonalize: Orthogonalizer = banked_newton_schulz,
-        replicated: list[Tensor] | None = None,
-        comm_dtype: torch.dtype | None = None,
-        momentum_dtype: torch.dtype = torch.float32,
-    ) -> None:
-        ns_coefficients(ns_variant, backend_steps)
-        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
-                        ns_variant=ns_variant, row_normalize=row_normalize, weight_decay=weight_decay)
-        super().__init__(params, defaults)
+    def __init__(self, params: list[Tensor], replicated: list[Tensor] | None = None,
+                 comm_dtype: torch.dtype | None = None, momentum_dtype: torch.dtype = torch.float32,
+                 orthogonalize: Orthogonalizer = banked_newton_schulz, **hyperparameters: Any) -> None:
+        """`hyperparameters`: `MuonOptimizer`'s (lr, momentum, backend_steps, ...)."""
+        super().__init__(params, orthogonalize=orthogonalize, **hyperparameters)
         if len(self.param_groups) != 1:
             raise ValueError("Parallel Muon supports one parameter group")
         self.world_size, self.rank = _world()
         self.banks = make_banks(self.param_groups[0]["params"], self.world_size)
         self.replicated = list(replicated or [])
-        self.ns_dtype = ns_dtype
         self.momentum_dtype = momentum_dtype  # PR #635 casts the gradient to bf16 and keeps a bf16 momentum
-        self.orthogonalize = orthogonalize
         self.comm_dtype = comm_dtype  # None: the parameters' dtype
 
     # ---- gradient synchronisation (replaces DDP) --------------------------------------------

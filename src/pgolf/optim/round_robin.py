@@ -13,43 +13,21 @@ import torch
 from torch import Tensor
 
 from pgolf.optim.muon import (
-    Orthogonalizer,
+    MuonOptimizer,
     apply_update,
     aspect_scale,
     momentum_direction,
-    newton_schulz,
-    ns_coefficients,
 )
 from pgolf.train.distributed import group_world, sum_across_group
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(MuonOptimizer):
     """Muon as the baseline runs it, plus the records' options (Polar Express, MuonEq-R, weight decay).
 
     Under torch.distributed (after DDP has averaged the gradients) the matrices are assigned
     round-robin to ranks; each rank orthogonalises its share and one all-reduce of a flat buffer
     shares every update.
     """
-
-    def __init__(
-        self,
-        params: list[Tensor],
-        lr: float,
-        momentum: float,
-        backend_steps: int,
-        nesterov: bool = True,
-        ns_dtype: torch.dtype = torch.bfloat16,
-        ns_variant: str = "classic",
-        row_normalize: bool = False,
-        weight_decay: float = 0.0,
-        orthogonalize: Orthogonalizer = newton_schulz,
-    ) -> None:
-        ns_coefficients(ns_variant, backend_steps)  # reject impossible variants before the first step
-        defaults = dict(lr=lr, momentum=momentum, backend_steps=backend_steps, nesterov=nesterov,
-                        ns_variant=ns_variant, row_normalize=row_normalize, weight_decay=weight_decay)
-        super().__init__(params, defaults)
-        self.ns_dtype = ns_dtype
-        self.orthogonalize = orthogonalize
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
